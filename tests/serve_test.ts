@@ -78,6 +78,18 @@ test("serve() answers HEAD with headers and Content-Length but no body", async (
   await withServer({}, (req) => {
     methods.push(req.method);
     const path = new URL(req.url).pathname;
+    if (path === "/stream") {
+      const parts = ["streamed ", "body"];
+      return new Response(
+        new ReadableStream<Uint8Array>({
+          pull(c) {
+            const p = parts.shift();
+            if (p === undefined) c.close();
+            else c.enqueue(utf8(p));
+          },
+        }),
+      );
+    }
     return new Response(path === "/next" ? "second" : "hello world", {
       headers: { "x-path": path },
     });
@@ -97,7 +109,13 @@ test("serve() answers HEAD with headers and Content-Length but no body", async (
       assert.equal(next.status, 200);
       assert.equal(next.text(), "second");
       assert.equal(next.get("x-path"), "/next");
-      assert.deepEqual(methods, ["HEAD", "GET"]);
+      // A streamed body must not leak its chunked framing into a HEAD reply.
+      await conn.write(requestHead("HEAD", "/stream"));
+      const streamed = await conn.read({ head: true });
+      assert.equal(streamed.status, 200);
+      await conn.write(requestHead("GET", "/next"));
+      assert.equal((await conn.read()).text(), "second");
+      assert.deepEqual(methods, ["HEAD", "GET", "HEAD", "GET"]);
     } finally {
       conn.destroy();
     }
@@ -586,6 +604,23 @@ test("serve() answers pipelined requests in request order", async () => {
   });
 });
 
+test("serve() answers 50 pipelined requests in order", async () => {
+  await withServer({}, async (req) => {
+    const n = Number(new URL(req.url).searchParams.get("n"));
+    // Earlier requests take longer, so any reordering would show.
+    if (n % 3 === 0) await delay((50 - n) % 7);
+    return new Response(`n=${n}`);
+  }, async (server) => {
+    let bytes = "";
+    for (let n = 0; n < 50; n++) bytes += requestHead("GET", `/?n=${n}`);
+    const { responses } = await rawRequest(server.port, bytes, { until: 50 });
+    assert.deepEqual(
+      responses.map((r) => r.text()),
+      Array.from({ length: 50 }, (_, n) => `n=${n}`),
+    );
+  });
+});
+
 test("serve() answers pipelined requests with bodies in order", async () => {
   await withServer({}, async (req) => {
     const body = await req.text();
@@ -909,8 +944,12 @@ test("shutdown() resolves, finished resolves, and the port is freed", async () =
   const idle = await RawConnection.open(port);
   await idle.write(requestHead("GET", "/"));
   assert.equal((await idle.read()).status, 200);
+  // `finished` must not resolve while the server is still serving.
+  await Promise.resolve();
+  assert.equal(finished, false);
   try {
-    await server.shutdown();
+    // shutdown() may be called more than once; every call resolves.
+    await Promise.all([server.shutdown(), server.shutdown()]);
     await finishedPromise;
     assert.equal(finished, true);
     await expectRefused(port);
