@@ -1,0 +1,140 @@
+/**
+ * The wire codec between C and JavaScript: reading the request records that
+ * `ymo_worker_take()` writes (format in `native/include/ymo.h`) and writing
+ * response header blocks for `ymo_worker_respond()`.
+ *
+ * @module
+ */
+
+/** Size of the fixed part of a request record (YMO_REQ_FIXED_SIZE). */
+export const FIXED_SIZE = 52;
+/** Request flag: the client asked to keep the connection open. */
+export const REQF_KEEPALIVE = 1;
+/** Request flag: the method is HEAD. */
+export const REQF_HEAD = 2;
+
+/** One request as C handed it over. Strings are Latin-1 (HTTP bytes). */
+export interface RequestRecord {
+  id: number;
+  gen: number;
+  httpMinor: number;
+  flags: number;
+  method: string;
+  target: string;
+  /** Header names and values, in order: [name0, value0, name1, ...]. */
+  headers: string[];
+  /** A copy of the body, or null when the request had none. */
+  body: Uint8Array | null;
+  remoteHostname: string;
+  remotePort: number;
+}
+
+const latin1 = new TextDecoder("latin1");
+
+/** Decodes bytes [start, end) as Latin-1, quickly for short ASCII runs. */
+function text(buf: Uint8Array, start: number, end: number): string {
+  if (end - start < 48) {
+    let s = "";
+    for (let i = start; i < end; i++) s += String.fromCharCode(buf[i]);
+    return s;
+  }
+  return latin1.decode(buf.subarray(start, end));
+}
+
+function remoteHostname(buf: Uint8Array, at: number, family: number): string {
+  if (family === 4) {
+    return `${buf[at]}.${buf[at + 1]}.${buf[at + 2]}.${buf[at + 3]}`;
+  }
+  if (family !== 6) return "";
+  const groups: string[] = [];
+  for (let i = 0; i < 16; i += 2) {
+    groups.push(((buf[at + i] << 8) | buf[at + i + 1]).toString(16));
+  }
+  return groups.join(":").replace(/(^|:)0(:0)+(:|$)/, "::");
+}
+
+/**
+ * Calls `each` for every record in `buf[0, length)`. Records refer to `buf`
+ * only during the call; bodies are copied.
+ */
+export function decodeRequests(
+  buf: Uint8Array,
+  view: DataView,
+  length: number,
+  each: (record: RequestRecord) => void,
+): void {
+  let at = 0;
+  while (at < length) {
+    const size = view.getUint32(at, true);
+    const methodLen = buf[at + 15];
+    const urlLen = view.getUint32(at + 16, true);
+    const nHeaders = view.getUint32(at + 20, true);
+    const headersLen = view.getUint32(at + 24, true);
+    const bodyLen = view.getUint32(at + 28, true);
+    let p = at + FIXED_SIZE;
+    const method = text(buf, p, p + methodLen);
+    p += methodLen;
+    const target = text(buf, p, p + urlLen);
+    p += urlLen;
+    const headers: string[] = new Array(nHeaders * 2);
+    for (let i = 0; i < nHeaders; i++) {
+      const nameLen = view.getUint32(p, true);
+      const valueLen = view.getUint32(p + 4, true);
+      p += 8;
+      headers[2 * i] = text(buf, p, p + nameLen);
+      p += nameLen;
+      headers[2 * i + 1] = text(buf, p, p + valueLen);
+      p += valueLen;
+    }
+    if (p !== at + FIXED_SIZE + methodLen + urlLen + headersLen) {
+      throw new Error("Corrupt request record: header block length mismatch");
+    }
+    each({
+      id: view.getUint32(at + 4, true),
+      gen: view.getUint32(at + 8, true),
+      httpMinor: buf[at + 13],
+      flags: buf[at + 14],
+      method,
+      target,
+      headers,
+      body: bodyLen > 0 ? buf.slice(p, p + bodyLen) : null,
+      remoteHostname: remoteHostname(buf, at + 36, buf[at + 34]),
+      remotePort: view.getUint16(at + 32, true),
+    });
+    at += size;
+  }
+}
+
+/** Header fields that ymo writes itself, from what it knows of the body. */
+const OWN_HEADERS = new Set([
+  "content-length",
+  "transfer-encoding",
+  "connection",
+  "date",
+  "keep-alive",
+]);
+
+const encoder = new TextEncoder();
+
+/**
+ * Writes `headers` as "Name: value\r\n" lines into a reusable buffer and
+ * returns it with the length used, leaving out the fields ymo sets itself.
+ * Headers objects have already rejected CR, LF and NUL in names and values.
+ */
+export class HeaderWriter {
+  #buf = new Uint8Array(4096);
+
+  /** Encodes `headers`; the result is valid until the next call. */
+  write(headers: Headers): [Uint8Array, number] {
+    let s = "";
+    for (const [name, value] of headers) {
+      if (OWN_HEADERS.has(name)) continue;
+      s += `${name}: ${value}\r\n`;
+    }
+    if (s.length * 3 > this.#buf.length) {
+      this.#buf = new Uint8Array(s.length * 3);
+    }
+    const { written } = encoder.encodeInto(s, this.#buf);
+    return [this.#buf, written];
+  }
+}

@@ -1,0 +1,829 @@
+/**
+ * ymo: an HTTP/1.1 server for Deno and Bun whose I/O runs in C, on a libev
+ * loop thread, while request handlers run in JavaScript.
+ *
+ * `serve()` takes a fetch-style handler, like `Deno.serve` and `Bun.serve`,
+ * and returns a {@linkcode Server} shaped like `Deno.HttpServer`.
+ *
+ * @example Serve "Hello, World!" on port 8000
+ * ```ts
+ * import { serve } from "@ymo/ymo";
+ *
+ * const server = serve({ port: 8000 }, (req) => {
+ *   const url = new URL(req.url);
+ *   return new Response(`Hello from ${url.pathname}`);
+ * });
+ * await server.finished;
+ * ```
+ *
+ * @module
+ */
+import { loadNative } from "./ffi/native.ts";
+import type { Native, NotifyCallback, Pointer } from "./ffi/_types.ts";
+import {
+  decodeRequests,
+  HeaderWriter,
+  type RequestRecord,
+} from "./ffi/codec.ts";
+import {
+  EPIPE,
+  ESHUTDOWN,
+  Option,
+  RESP_CLOSE,
+  RESP_DONE,
+} from "./ffi/symbols.ts";
+
+const native: Native = await loadNative();
+const lib = native.fn;
+
+/** The address a server listens on, or a client connects from. */
+export interface NetAddr {
+  /** Always "tcp". */
+  transport: "tcp";
+  /** The host name or IP address. */
+  hostname: string;
+  /** The port number. */
+  port: number;
+}
+
+/** Information about the request passed to a handler with it. */
+export interface ServeHandlerInfo {
+  /** The client's address. */
+  remoteAddr: NetAddr;
+}
+
+/** A fetch-style request handler. */
+export type ServeHandler = (
+  request: Request,
+  info: ServeHandlerInfo,
+) => Response | Promise<Response>;
+
+/** Options of {@linkcode serve}. */
+export interface ServeOptions {
+  /**
+   * The port to listen on; 0 picks a free one (see {@linkcode Server.port}).
+   * @default {8000}
+   */
+  port?: number;
+  /**
+   * The address to listen on: an IPv4 or IPv6 literal, or a host name.
+   * @default {"0.0.0.0"}
+   */
+  hostname?: string;
+  /**
+   * Called once the server listens.
+   * @default {logs "Listening on http://HOST:PORT/"}
+   */
+  onListen?: (addr: NetAddr) => void;
+  /**
+   * Turns an error thrown (or a promise rejected) by the handler into a
+   * response.
+   * @default {logs the error and answers 500 Internal Server Error}
+   */
+  onError?: (error: unknown) => Response | Promise<Response>;
+  /** Aborting it shuts the server down, as {@linkcode Server.shutdown}. */
+  signal?: AbortSignal;
+  /**
+   * How long {@linkcode Server.shutdown} lets in-flight requests run before
+   * closing their connections, in milliseconds.
+   * @default {10000}
+   */
+  shutdownTimeout?: number;
+}
+
+/** {@linkcode ServeOptions} with the handler as `fetch`, as in Bun.serve. */
+export interface ServeInit extends ServeOptions {
+  /** The request handler. */
+  fetch: ServeHandler;
+}
+
+/** The error thrown when the native library reports a failure. */
+export class YmoError extends Error {
+  /** The negative error code from ymo.h, e.g. -98 for EADDRINUSE. */
+  readonly code: number;
+  /**
+   * @param message What failed.
+   * @param code The native error code.
+   */
+  constructor(message: string, code: number) {
+    super(`${message}: ${native.cstring(lib.ymo_strerror(code))}`);
+    this.name = "YmoError";
+    this.code = code;
+  }
+}
+
+function check(code: number, what: string): number {
+  if (code < 0) throw new YmoError(what, code);
+  return code;
+}
+
+const EMPTY = new Uint8Array(0);
+const encoder = new TextEncoder();
+
+function toBytes(chunk: unknown): Uint8Array {
+  if (chunk instanceof Uint8Array) return chunk;
+  if (typeof chunk === "string") return encoder.encode(chunk);
+  if (chunk instanceof ArrayBuffer) return new Uint8Array(chunk);
+  if (ArrayBuffer.isView(chunk)) {
+    return new Uint8Array(chunk.buffer, chunk.byteOffset, chunk.byteLength);
+  }
+  throw new TypeError("Response body chunks must be Uint8Array or string");
+}
+
+/**
+ * One request and its response, as a handle on the native exchange. The
+ * handle is an (id, generation) pair: once the response is finished, or the
+ * server is gone, every method is a no-op instead of touching freed memory.
+ */
+export class Exchange {
+  #worker: Worker;
+  #id: number;
+  #gen: number;
+  #open = true;
+
+  /**
+   * @param worker The worker that took the request.
+   * @param id The exchange's slot in the worker.
+   * @param gen The slot's generation when the request was taken.
+   */
+  constructor(worker: Worker, id: number, gen: number) {
+    this.#worker = worker;
+    this.#id = id;
+    this.#gen = gen;
+  }
+
+  /** Whether a response can still be sent (not finished, server alive). */
+  get open(): boolean {
+    return this.#open && this.#worker.alive;
+  }
+
+  /** Whether the client has gone away. */
+  get aborted(): boolean {
+    if (!this.open) return true;
+    return lib.ymo_worker_aborted(this.#worker.pointer, this.#id, this.#gen) !==
+      0;
+  }
+
+  /**
+   * Sends the status, headers and the start of the body in one call. With
+   * `done` the body is complete and goes out with Content-Length; without
+   * it the rest follows through {@linkcode append}.
+   *
+   * @param status The status code.
+   * @param headers "Name: value\r\n" lines (see `HeaderWriter`).
+   * @param headersLength How many bytes of `headers` to send.
+   * @param body The body, or its first part.
+   * @param done Whether the body is complete.
+   * @param close Whether to close the connection afterwards.
+   * @returns 0, or a negative error code when the client is gone.
+   */
+  respond(
+    status: number,
+    headers: Uint8Array,
+    headersLength: number,
+    body: Uint8Array,
+    done: boolean,
+    close = false,
+  ): number {
+    if (!this.open) return EPIPE;
+    const rc: number = lib.ymo_worker_respond(
+      this.#worker.pointer,
+      this.#id,
+      this.#gen,
+      status,
+      headers,
+      headersLength,
+      body,
+      body.byteLength,
+      (done ? RESP_DONE : 0) | (close ? RESP_CLOSE : 0),
+    );
+    // Finished, or refused because the client is gone: either way C has
+    // let go of the handle.
+    if (done || rc < 0) this.#open = false;
+    return rc;
+  }
+
+  /**
+   * Appends to a streamed body.
+   *
+   * @param chunk The bytes to send.
+   * @param done Whether this is the last part.
+   * @returns The bytes queued for the client and not yet written, or a
+   * negative error code when the client is gone.
+   */
+  append(chunk: Uint8Array, done: boolean): number {
+    if (!this.open) return EPIPE;
+    const rc: number = lib.ymo_worker_response_body_append(
+      this.#worker.pointer,
+      this.#id,
+      this.#gen,
+      chunk,
+      chunk.byteLength,
+      done ? RESP_DONE : 0,
+    );
+    if (done || rc < 0) this.#open = false;
+    return rc;
+  }
+
+  /**
+   * Gives up the exchange: a 500 if nothing was sent yet, otherwise the
+   * connection is closed (its body is incomplete).
+   */
+  release(): void {
+    if (!this.open) return;
+    this.#open = false;
+    lib.ymo_worker_release(this.#worker.pointer, this.#id, this.#gen);
+  }
+}
+
+/**
+ * A native worker driven by this JavaScript thread: it takes batches of
+ * requests from C, runs the handler on each, and hands responses back.
+ */
+export class Worker {
+  #pointer: Pointer;
+  #server: Server;
+  #buf = new Uint8Array(64 * 1024);
+  #view = new DataView(this.#buf.buffer);
+  #notify: NotifyCallback | null = null;
+  #keepAlive: ReturnType<typeof setInterval> | undefined;
+  #poll: ReturnType<typeof setInterval> | undefined;
+  #refed = true;
+  #alive = true;
+  #stopped: Promise<void>;
+  #resolveStopped!: () => void;
+  #headerWriter = new HeaderWriter();
+
+  /**
+   * @param server The server the worker belongs to.
+   * @param pointer The native ymo_worker_t.
+   */
+  constructor(server: Server, pointer: Pointer) {
+    this.#server = server;
+    this.#pointer = pointer;
+    this.#stopped = new Promise((resolve) => this.#resolveStopped = resolve);
+  }
+
+  /** UNSAFE: the native ymo_worker_t, valid while the server lives. */
+  get pointer(): Pointer {
+    return this.#pointer;
+  }
+
+  /** Whether the native worker still exists. */
+  get alive(): boolean {
+    return this.#alive;
+  }
+
+  /** Resolves when C has released this worker for good. */
+  get stopped(): Promise<void> {
+    return this.#stopped;
+  }
+
+  /** Starts taking requests on this thread. */
+  start(): void {
+    check(lib.ymo_worker_start(this.#pointer), "Cannot start worker");
+    if (native.canWait) {
+      this.#pump();
+    } else {
+      this.#notify = native.notifyCallback((event) => {
+        if (event === 1) this.#onReleased();
+        else this.#drain();
+      });
+      lib.ymo_worker_set_notify(this.#pointer, this.#notify.pointer);
+      // Bun's threadsafe callbacks do not keep the process alive, and Bun
+      // spins on a pending top-level await with nothing ref'd.
+      this.#keepAlive = setInterval(() => {}, 1 << 30);
+      if (!this.#refed) this.#unrefTimers();
+      this.#drain(); // Requests that came before the callback was set.
+    }
+  }
+
+  /** Deno: park one nonblocking waiter at a time, drain when it returns. */
+  async #pump(): Promise<void> {
+    for (;;) {
+      if (!this.#refed) {
+        // An unref'd server must not hold the process open, and a pending
+        // nonblocking call would: poll from an unref'd timer instead.
+        this.#startPolling();
+        return;
+      }
+      const n: number = await lib.ymo_worker_wait(this.#pointer);
+      if (n === ESHUTDOWN) {
+        this.#onReleased();
+        return;
+      }
+      this.#drain();
+    }
+  }
+
+  #startPolling(): void {
+    if (this.#poll !== undefined) return;
+    this.#poll = setInterval(() => {
+      if (this.#refed) {
+        clearInterval(this.#poll);
+        this.#poll = undefined;
+        this.#pump();
+        return;
+      }
+      if (this.#server.stopping) {
+        // Released waiters return at once; let the pump see ESHUTDOWN.
+        clearInterval(this.#poll);
+        this.#poll = undefined;
+        this.#refed = true;
+        this.#pump();
+        return;
+      }
+      this.#drain();
+    }, 5);
+    unrefTimer(this.#poll);
+  }
+
+  #unrefTimers(): void {
+    if (this.#keepAlive !== undefined) unrefTimer(this.#keepAlive);
+  }
+
+  /** Lets the process exit while only this worker waits. */
+  unref(): void {
+    if (!this.#refed) return;
+    this.#refed = false;
+    if (native.canWait) lib.ymo_worker_notify(this.#pointer);
+    else this.#unrefTimers();
+  }
+
+  /** Undoes {@linkcode unref}. */
+  ref(): void {
+    if (this.#refed) return;
+    this.#refed = true;
+    if (!native.canWait && this.#keepAlive !== undefined) {
+      clearInterval(this.#keepAlive);
+      this.#keepAlive = setInterval(() => {}, 1 << 30);
+    }
+  }
+
+  #onReleased(): void {
+    if (this.#notify !== null) {
+      lib.ymo_worker_set_notify(this.#pointer, null);
+    }
+    if (this.#keepAlive !== undefined) clearInterval(this.#keepAlive);
+    if (this.#poll !== undefined) clearInterval(this.#poll);
+    this.#keepAlive = this.#poll = undefined;
+    this.#resolveStopped();
+  }
+
+  /** Closes what this worker owns; only after C has released it. */
+  close(): void {
+    this.#alive = false;
+    // The server is stopped and joined: C calls the callback no more.
+    this.#notify?.close();
+    this.#notify = null;
+  }
+
+  #drain(): void {
+    if (!this.#alive) return;
+    for (;;) {
+      const n: number = lib.ymo_worker_take(
+        this.#pointer,
+        this.#buf,
+        this.#buf.byteLength,
+      );
+      if (n === 0) return;
+      if (n < 0) {
+        let size = this.#buf.byteLength * 2;
+        while (size < -n) size *= 2;
+        this.#buf = new Uint8Array(size);
+        this.#view = new DataView(this.#buf.buffer);
+        continue;
+      }
+      decodeRequests(this.#buf, this.#view, n, (rec) => this.#handle(rec));
+    }
+  }
+
+  #handle(rec: RequestRecord): void {
+    const exchange = new Exchange(this, rec.id, rec.gen);
+    let request: Request;
+    try {
+      request = this.#server.buildRequest(rec);
+    } catch {
+      // An URL or header the platform's Request refuses: the client's fault.
+      const body = encoder.encode("Bad Request");
+      exchange.respond(400, EMPTY, 0, body, true, true);
+      return;
+    }
+    const info: ServeHandlerInfo = {
+      remoteAddr: {
+        transport: "tcp",
+        hostname: rec.remoteHostname,
+        port: rec.remotePort,
+      },
+    };
+    let result: Response | Promise<Response>;
+    try {
+      result = this.#server.handler(request, info);
+    } catch (error) {
+      this.#fail(exchange, error, rec);
+      return;
+    }
+    if (result instanceof Response) {
+      this.#send(exchange, result, rec);
+    } else {
+      Promise.resolve(result).then(
+        (response) => this.#send(exchange, response, rec),
+        (error) => this.#fail(exchange, error, rec),
+      );
+    }
+  }
+
+  async #fail(
+    exchange: Exchange,
+    error: unknown,
+    rec: RequestRecord,
+  ): Promise<void> {
+    let response: unknown;
+    try {
+      response = await this.#server.onError(error);
+    } catch (second) {
+      console.error("ymo: onError threw:", second);
+    }
+    if (!(response instanceof Response)) {
+      response = new Response("Internal Server Error", { status: 500 });
+    }
+    await this.#send(exchange, response as Response, rec, true);
+  }
+
+  async #send(
+    exchange: Exchange,
+    response: unknown,
+    rec: RequestRecord,
+    failed = false,
+  ): Promise<void> {
+    if (!(response instanceof Response)) {
+      if (failed) {
+        exchange.release();
+        return;
+      }
+      const error = new TypeError(
+        `Handler must return a Response, not ${Object.prototype.toString.call(response)}`,
+      );
+      return this.#fail(exchange, error, rec);
+    }
+    const status = response.status;
+    const body = response.body;
+    if (body === null) {
+      const [headers, len] = this.#headerWriter.write(response.headers);
+      exchange.respond(status, headers, len, EMPTY, true);
+      return;
+    }
+    const reader = body.getReader();
+    try {
+      // Read ahead one chunk: a body that ends after its first chunk (a
+      // string, bytes, a Blob) is sent whole with a Content-Length.
+      const first = await reader.read();
+      const firstBytes = first.done ? EMPTY : toBytes(first.value);
+      const second = first.done ? first : await reader.read();
+      if (second.done) {
+        const [headers, len] = this.#headerWriter.write(response.headers);
+        exchange.respond(status, headers, len, firstBytes, true);
+        return;
+      }
+      const [headers, len] = this.#headerWriter.write(response.headers);
+      if (exchange.respond(status, headers, len, firstBytes, false) < 0) {
+        await reader.cancel();
+        return;
+      }
+      let chunk = second;
+      while (!chunk.done) {
+        if (exchange.append(toBytes(chunk.value), false) < 0) {
+          await reader.cancel();
+          return;
+        }
+        chunk = await reader.read();
+      }
+      exchange.append(EMPTY, true);
+    } catch (error) {
+      if (exchange.open) {
+        // The body failed part way: the connection must be closed, since
+        // the client cannot tell a cut body from a whole one otherwise.
+        console.error("ymo: response body stream failed:", error);
+        exchange.release();
+      }
+      reader.cancel().catch(() => {});
+    } finally {
+      reader.releaseLock?.();
+    }
+  }
+}
+
+function unrefTimer(timer: ReturnType<typeof setInterval>): void {
+  const deno = (globalThis as { Deno?: { unrefTimer(id: number): void } })
+    .Deno;
+  if (deno !== undefined && typeof timer === "number") deno.unrefTimer(timer);
+  else (timer as { unref?: () => void }).unref?.();
+}
+
+const liveServers = new Set<Server>();
+let exitHookInstalled = false;
+
+/** Stops every live server's loop thread before the process exits. */
+function installExitHook(): void {
+  if (exitHookInstalled) return;
+  exitHookInstalled = true;
+  const stopAll = () => {
+    for (const server of liveServers) server.stopNow();
+  };
+  if (native.runtime === "deno") {
+    globalThis.addEventListener("unload", stopAll);
+  } else {
+    (globalThis as unknown as {
+      process: { on(event: string, fn: () => void): void };
+    }).process.on("exit", stopAll);
+  }
+}
+
+function validateOptions(options: ServeOptions): void {
+  const { port, hostname, shutdownTimeout } = options;
+  if (
+    port !== undefined &&
+    (typeof port !== "number" || !Number.isInteger(port) || port < 0 ||
+      port > 65535)
+  ) {
+    throw new RangeError(
+      `Invalid port: ${String(port)} (expected an integer from 0 to 65535)`,
+    );
+  }
+  if (hostname !== undefined && typeof hostname !== "string") {
+    throw new TypeError(`Invalid hostname: expected a string`);
+  }
+  if (
+    shutdownTimeout !== undefined &&
+    (typeof shutdownTimeout !== "number" || !(shutdownTimeout >= 0))
+  ) {
+    throw new RangeError(
+      `Invalid shutdownTimeout: ${String(shutdownTimeout)} (expected a number >= 0)`,
+    );
+  }
+  for (const name of ["onListen", "onError"] as const) {
+    const value = options[name];
+    if (value !== undefined && typeof value !== "function") {
+      throw new TypeError(`Invalid ${name}: expected a function`);
+    }
+  }
+}
+
+/**
+ * A running server, returned by {@linkcode serve}. Shaped like
+ * `Deno.HttpServer`.
+ */
+export class Server {
+  #pointer: Pointer;
+  #workers: Worker[] = [];
+  #addr: NetAddr;
+  #handler: ServeHandler;
+  #onError: (error: unknown) => Response | Promise<Response>;
+  #shutdownTimeout: number;
+  #finished: Promise<void>;
+  #stopping = false;
+  #freed = false;
+
+  /**
+   * Starts a server; use {@linkcode serve} rather than this constructor.
+   *
+   * @param options The validated options.
+   * @param handler The request handler.
+   */
+  constructor(options: ServeOptions, handler: ServeHandler) {
+    validateOptions(options);
+    if (typeof handler !== "function") {
+      throw new TypeError("Invalid handler: expected a function");
+    }
+    this.#handler = handler;
+    this.#onError = options.onError ?? defaultOnError;
+    this.#shutdownTimeout = options.shutdownTimeout ?? 10_000;
+    const hostname = options.hostname ?? "0.0.0.0";
+    const err = new Int32Array(1);
+    const pointer = lib.ymo_server_create(1, new Uint8Array(err.buffer));
+    if (native.isNull(pointer)) throw new YmoError("Cannot create server", err[0]);
+    this.#pointer = pointer;
+    try {
+      const rc = lib.ymo_server_listen(
+        pointer,
+        encoder.encode(hostname + "\0"),
+        options.port ?? 8000,
+      );
+      check(rc, `Cannot listen on ${hostname}:${options.port ?? 8000}`);
+      const port = check(lib.ymo_server_port(pointer), "Cannot read port");
+      this.#addr = { transport: "tcp", hostname, port };
+      const worker = new Worker(this, lib.ymo_server_worker(pointer, 0));
+      this.#workers.push(worker);
+      worker.start();
+      check(lib.ymo_server_start(pointer), "Cannot start server");
+    } catch (error) {
+      lib.ymo_server_stop(pointer);
+      for (const worker of this.#workers) worker.close();
+      lib.ymo_server_free(pointer);
+      this.#freed = true;
+      throw error;
+    }
+    liveServers.add(this);
+    installExitHook();
+    this.#finished = Promise.all(this.#workers.map((w) => w.stopped)).then(
+      () => this.#free(),
+    );
+    const onListen = options.onListen ?? defaultOnListen;
+    onListen({ ...this.#addr });
+    const signal = options.signal;
+    if (signal !== undefined) {
+      if (signal.aborted) this.shutdown();
+      else signal.addEventListener("abort", () => this.shutdown(), { once: true });
+    }
+  }
+
+  /** The address the server listens on. */
+  get addr(): NetAddr {
+    return { ...this.#addr };
+  }
+
+  /** The port the server listens on (the chosen one when 0 was asked). */
+  get port(): number {
+    return this.#addr.port;
+  }
+
+  /** An http URL for this server (loopback when it listens on all). */
+  get url(): URL {
+    let host = this.#addr.hostname;
+    if (host === "0.0.0.0") host = "localhost";
+    else if (host === "::") host = "[::1]";
+    else if (host.includes(":")) host = `[${host}]`;
+    return new URL(`http://${host}:${this.#addr.port}/`);
+  }
+
+  /** Resolves once the server has stopped and freed its native state. */
+  get finished(): Promise<void> {
+    return this.#finished;
+  }
+
+  /** Whether shutdown() or stopNow() has been called. */
+  get stopping(): boolean {
+    return this.#stopping;
+  }
+
+  /** UNSAFE: the native ymo_server_t; invalid once `finished` resolved. */
+  get pointer(): Pointer {
+    return this.#pointer;
+  }
+
+  /** @internal The request handler. */
+  get handler(): ServeHandler {
+    return this.#handler;
+  }
+
+  /** @internal Turns a handler error into a response. */
+  onError(error: unknown): Response | Promise<Response> {
+    return this.#onError(error);
+  }
+
+  /** @internal Builds the standard Request for a record. */
+  buildRequest(rec: RequestRecord): Request {
+    const headers = new Headers();
+    let host = "";
+    const h = rec.headers;
+    for (let i = 0; i < h.length; i += 2) {
+      headers.append(h[i], h[i + 1]);
+      if (host === "" && h[i].length === 4 && h[i].toLowerCase() === "host") {
+        host = h[i + 1];
+      }
+    }
+    if (host === "") host = `${this.#addr.hostname}:${this.#addr.port}`;
+    const target = rec.target;
+    const url = target.charCodeAt(0) === 47 /* "/" */
+      ? `http://${host}${target}`
+      : target === "*"
+      ? `http://${host}/`
+      : target;
+    const method = rec.method;
+    const hasBody = method !== "GET" && method !== "HEAD";
+    return new Request(url, {
+      method,
+      headers,
+      body: hasBody ? rec.body : null,
+    });
+  }
+
+  /**
+   * Stops accepting connections at once, closes idle ones, lets in-flight
+   * requests finish (up to `shutdownTimeout`), then stops.
+   *
+   * @returns A promise that resolves like {@linkcode finished}.
+   */
+  shutdown(): Promise<void> {
+    if (!this.#stopping && !this.#freed) {
+      this.#stopping = true;
+      lib.ymo_server_shutdown(
+        this.#pointer,
+        Math.min(this.#shutdownTimeout, 2 ** 31 - 1),
+      );
+    }
+    return this.#finished;
+  }
+
+  /** @internal Stops the loop thread now (process exit). */
+  stopNow(): void {
+    if (this.#freed) return;
+    this.#stopping = true;
+    lib.ymo_server_stop(this.#pointer);
+  }
+
+  #free(): void {
+    if (this.#freed) return;
+    this.#freed = true;
+    liveServers.delete(this);
+    // Every worker's waiter has returned and L is finishing: join it, then
+    // close the callbacks and free, in that order (DESIGN.md, trap 1).
+    lib.ymo_server_stop(this.#pointer);
+    for (const worker of this.#workers) worker.close();
+    lib.ymo_server_free(this.#pointer);
+  }
+
+  /** Makes the server keep the process alive (the default). */
+  ref(): void {
+    for (const worker of this.#workers) worker.ref();
+  }
+
+  /** Lets the process exit even though the server is listening. */
+  unref(): void {
+    for (const worker of this.#workers) worker.unref();
+  }
+
+  /** Shuts the server down; for `await using`. */
+  [Symbol.asyncDispose](): Promise<void> {
+    return this.shutdown();
+  }
+}
+
+function defaultOnListen(addr: NetAddr): void {
+  const host = addr.hostname.includes(":") ? `[${addr.hostname}]` : addr.hostname;
+  console.error(`Listening on http://${host}:${addr.port}/`);
+}
+
+function defaultOnError(error: unknown): Response {
+  console.error("ymo: handler failed:", error);
+  return new Response("Internal Server Error", {
+    status: 500,
+    headers: { "content-type": "text/plain;charset=UTF-8" },
+  });
+}
+
+/**
+ * Serves HTTP with `handler` until the server is shut down.
+ *
+ * @example
+ * ```ts
+ * import { serve } from "@ymo/ymo";
+ * serve((_req) => new Response("Hello, World!"));
+ * ```
+ *
+ * @param handler The request handler.
+ * @returns The running server.
+ */
+export function serve(handler: ServeHandler): Server;
+/**
+ * Serves HTTP with `handler` and the given options.
+ *
+ * @example
+ * ```ts
+ * import { serve } from "@ymo/ymo";
+ * serve({ port: 0, onListen: ({ port }) => console.log(port) }, () =>
+ *   new Response("hi"));
+ * ```
+ *
+ * @param options Where to listen, and the callbacks.
+ * @param handler The request handler.
+ * @returns The running server.
+ */
+export function serve(options: ServeOptions, handler: ServeHandler): Server;
+/**
+ * Serves HTTP with the options' `fetch` handler, as `Bun.serve` does.
+ *
+ * @example
+ * ```ts
+ * import { serve } from "@ymo/ymo";
+ * serve({ port: 8080, fetch: () => new Response("hi") });
+ * ```
+ *
+ * @param init The options, with the handler as `fetch`.
+ * @returns The running server.
+ */
+export function serve(init: ServeInit): Server;
+export function serve(
+  a: ServeHandler | ServeOptions | ServeInit,
+  b?: ServeHandler,
+): Server {
+  if (typeof a === "function") return new Server({}, a);
+  if (a === null || typeof a !== "object") {
+    throw new TypeError("Invalid arguments: expected a handler or options");
+  }
+  const handler = b ?? (a as ServeInit).fetch;
+  if (typeof handler !== "function") {
+    throw new TypeError("Invalid handler: expected a function");
+  }
+  return new Server(a, handler);
+}

@@ -1,0 +1,253 @@
+/* ymo: an HTTP/1.1 server whose I/O runs on a libev loop thread and whose
+ * request handlers run on JavaScript threads (Deno or Bun, through FFI).
+ *
+ * This is the only header the FFI sees. Every function here is safe to call
+ * from the thread named in its comment; nothing here takes a raw pointer into
+ * an exchange, since JavaScript refers to exchanges by (id, generation).
+ *
+ * The design follows the "thread worker" of a C WSGI server, with JavaScript
+ * in Python's place:
+ *
+ *  clients --TCP-- [ libev loop thread L ] --queue_in--> [ worker: JS thread ]
+ *                    accept, read, parse     lock_in       ymo_worker_take()
+ *                    write, timers           ready_in      handler(Request)
+ *                          ^                                     |
+ *                          +----- queue_out, lock_out <----------+
+ *                                 ev_async event_out   ymo_worker_respond()
+ */
+#ifndef YMO_H
+#define YMO_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#if defined(_WIN32)
+#define YMO_EXTERN __declspec(dllexport)
+#else
+#define YMO_EXTERN __attribute__((visibility("default")))
+#endif
+
+/* Errors are negative values from this one table; 0 means success. The
+ * numbers are the Linux errno values negated, so strerror-style messages and
+ * errno from system calls map onto them without translation. */
+#define YMO_ERRNO_MAP(X)                                     \
+  X(EINVAL, -22, "invalid argument")                         \
+  X(ENOMEM, -12, "out of memory")                            \
+  X(EADDRINUSE, -98, "address already in use")               \
+  X(EADDRNOTAVAIL, -99, "address not available")             \
+  X(EACCES, -13, "permission denied")                        \
+  X(ENOENT, -2, "no such exchange")                          \
+  X(ESTALE, -116, "exchange already finished or abandoned")  \
+  X(ESHUTDOWN, -108, "server is shut down")                  \
+  X(EALREADY, -114, "operation already in progress")         \
+  X(ENOBUFS, -105, "buffer too small")                       \
+  X(EPIPE, -32, "client went away")                          \
+  X(EAGAIN, -11, "try again")                                \
+  X(ENOTCONN, -107, "server is not listening")
+
+enum ymo_errno {
+#define YMO__ERR_ENUM(name, value, text) YMO_##name = value,
+  YMO_ERRNO_MAP(YMO__ERR_ENUM)
+#undef YMO__ERR_ENUM
+};
+
+/* A static English message for an error code (or for 0), never NULL. */
+YMO_EXTERN const char *ymo_strerror(int err);
+
+/* The library's version as "MAJOR.MINOR.PATCH"; the TypeScript side checks
+ * it against its own so a stale build is reported, not misused. */
+YMO_EXTERN const char *ymo_version(void);
+
+typedef struct ymo_server ymo_server_t;
+typedef struct ymo_worker ymo_worker_t;
+typedef struct ymo_exchange ymo_exchange_t;
+
+/* ---------------------------------------------------------------------------
+ * Server: one libev loop on its own pthread (L), a listening socket, and
+ * n_workers workers. Created, configured and started from one JS thread.
+ * ------------------------------------------------------------------------- */
+
+/* Options set with ymo_server_set_option() before ymo_server_start(). */
+#define YMO_OPTION_MAP(X)                                                   \
+  /* listen(2) backlog. */                                                  \
+  X(BACKLOG, 1, 511)                                                        \
+  /* Largest request head (request line and headers), bytes: 431. */        \
+  X(MAX_HEAD_SIZE, 2, 65536)                                                \
+  /* Largest request body, bytes: 413. */                                   \
+  X(MAX_BODY_SIZE, 3, 67108864)                                             \
+  /* Longest request target, bytes: 414. */                                 \
+  X(MAX_URL_SIZE, 4, 8192)                                                  \
+  /* Most header fields in one request: 431. */                             \
+  X(MAX_HEADERS, 5, 100)                                                    \
+  /* Idle time allowed on a keep-alive connection between requests, ms. */  \
+  X(KEEPALIVE_TIMEOUT_MS, 6, 5000)                                          \
+  /* Time allowed to receive a whole request head, ms: 408. */             \
+  X(HEADER_TIMEOUT_MS, 7, 10000)                                            \
+  /* Most open connections; beyond it new ones are closed at accept. */     \
+  X(MAX_CONNECTIONS, 8, 10000)                                              \
+  /* Set SO_REUSEPORT on the listening socket (0 or 1). */                  \
+  X(REUSE_PORT, 9, 0)                                                       \
+  /* Most requests a connection may have waiting for their responses;      \
+   * past it the server stops reading that connection until some finish. */ \
+  X(MAX_PIPELINE, 10, 16)
+
+enum ymo_option {
+#define YMO__OPT_ENUM(name, value, dflt) YMO_OPT_##name = value,
+  YMO_OPTION_MAP(YMO__OPT_ENUM)
+#undef YMO__OPT_ENUM
+};
+
+/* Allocate a server with n_workers workers (1..256). Returns NULL on failure
+ * with *err set. */
+YMO_EXTERN ymo_server_t *ymo_server_create(int n_workers, int *err);
+
+/* Set an option (enum ymo_option) before start. Negative values are
+ * YMO_EINVAL; so is an unknown option. */
+YMO_EXTERN int ymo_server_set_option(ymo_server_t *server, int option,
+                                     int64_t value);
+
+/* Bind and listen on host:port (port 0 picks a free port). Synchronous, on the
+ * calling thread, before start, so errors come back at once. host is an IPv4
+ * or IPv6 literal or a name resolved with getaddrinfo. */
+YMO_EXTERN int ymo_server_listen(ymo_server_t *server, const char *host,
+                                 int port);
+
+/* Use an already-listening socket (for example from systemd's LISTEN_FDS)
+ * instead of ymo_server_listen(). The server owns fd from now on. */
+YMO_EXTERN int ymo_server_listen_fd(ymo_server_t *server, int fd);
+
+/* The bound port, or a negative error when not listening. */
+YMO_EXTERN int ymo_server_port(ymo_server_t *server);
+
+/* Start the loop thread L. */
+YMO_EXTERN int ymo_server_start(ymo_server_t *server);
+
+/* Begin a graceful shutdown: L stops accepting at once, closes idle
+ * connections, lets in-flight exchanges finish for up to grace_ms, then closes
+ * the rest. When the last connection is gone, L stops its loop and releases
+ * every worker's waiter (see ymo_worker_wait). Any thread; idempotent. */
+YMO_EXTERN int ymo_server_shutdown(ymo_server_t *server, int grace_ms);
+
+/* Stop now (shutdown with no grace) and join L. Safe to call more than once
+ * and from exit handlers. After it returns, L runs no more code and calls no
+ * callback. */
+YMO_EXTERN int ymo_server_stop(ymo_server_t *server);
+
+/* Free the server after ymo_server_stop(). Exchanges still held by JS are
+ * released with it; their handles become stale. */
+YMO_EXTERN void ymo_server_free(ymo_server_t *server);
+
+/* Number of open connections (a snapshot; any thread). */
+YMO_EXTERN int ymo_server_connections(ymo_server_t *server);
+
+/* Worker i (0 <= i < n_workers), or NULL. The worker lives as long as the
+ * server. */
+YMO_EXTERN ymo_worker_t *ymo_server_worker(ymo_server_t *server, int i);
+
+/* ---------------------------------------------------------------------------
+ * Worker: the original's thread worker. In the WSGI server it owned a Python
+ * thread; here its "thread" is whichever JavaScript thread (the main isolate
+ * or a Web Worker) drives it with the calls below. Exactly one JS thread may
+ * drive a worker; L never calls into JavaScript except through the notify
+ * callback, which only schedules work.
+ * ------------------------------------------------------------------------- */
+
+/* Callback type for ymo_worker_set_notify(). Called by L with 0 when queue_in
+ * goes from empty to non-empty, and with 1 once when the worker is released
+ * for good (server stopped). Must not block. */
+typedef void (*ymo_notify_fn)(int32_t event);
+
+/* Mark the worker as driven by a JS thread ("start" in the original, which
+ * spawned the Python thread): from now on L hands it exchanges. */
+YMO_EXTERN int ymo_worker_start(ymo_worker_t *worker);
+
+/* Install (or with NULL, remove) the notify callback, under lock_in: once this
+ * returns, L will not call the previous callback again. For Bun's threadsafe
+ * JSCallback. */
+YMO_EXTERN int ymo_worker_set_notify(ymo_worker_t *worker, ymo_notify_fn fn);
+
+/* Block until queue_in is non-empty, the worker is woken by
+ * ymo_worker_wake(), or the server is stopped. Returns the number of queued
+ * exchanges (> 0), 0 when woken with nothing queued, or YMO_ESHUTDOWN. For
+ * Deno's nonblocking FFI calls (one waiter per worker at most). */
+YMO_EXTERN int ymo_worker_wait(ymo_worker_t *worker);
+
+/* Make a pending or the next ymo_worker_wait() return 0 ("notify" in the
+ * original woke the Python thread the same way). Any thread. */
+YMO_EXTERN int ymo_worker_notify(ymo_worker_t *worker);
+
+/* Copy as many queued requests as fit into buf (cap bytes) and hand their
+ * exchanges to the caller. Returns the number of bytes written (0 when the
+ * queue is empty), or -(bytes needed) (always < -1) when not even the first
+ * request fits: grow the buffer and call again. The byte format is in
+ * ffi/_codec.ts and below (YMO_REQ_*). JS thread only. */
+YMO_EXTERN int32_t ymo_worker_take(ymo_worker_t *worker, uint8_t *buf,
+                                   int32_t cap);
+
+/* Flags for ymo_worker_respond() and ymo_worker_response_body_append(). */
+#define YMO_RESP_DONE 1   /* The body is complete after this call. */
+#define YMO_RESP_CLOSE 2  /* Close the connection after this response. */
+
+/* Start the response of exchange (id, gen): status code, header lines
+ * ("Name: value\r\n" each, already validated; no Date, Content-Length,
+ * Transfer-Encoding or Connection, which ymo adds), and the first part of the
+ * body. With YMO_RESP_DONE the body is complete and sent with Content-Length;
+ * without it the body is streamed (chunked for HTTP/1.1, close-delimited for
+ * 1.0) through ymo_worker_response_body_append(). JS thread only.
+ * Returns 0, YMO_ESTALE for an unknown or finished handle, YMO_EPIPE when the
+ * client is gone (the exchange is then released when done is set). */
+YMO_EXTERN int ymo_worker_respond(ymo_worker_t *worker, uint32_t id,
+                                  uint32_t gen, int status,
+                                  const uint8_t *headers, int32_t headers_len,
+                                  const uint8_t *body, int32_t body_len,
+                                  int flags);
+
+/* Append a chunk to a streamed response; with YMO_RESP_DONE it is the last.
+ * Returns the number of response bytes queued for this connection and not yet
+ * written (for backpressure), or a negative error as for respond. */
+YMO_EXTERN int32_t ymo_worker_response_body_append(ymo_worker_t *worker,
+                                                   uint32_t id, uint32_t gen,
+                                                   const uint8_t *body,
+                                                   int32_t body_len,
+                                                   int flags);
+
+/* Give up an exchange without (finishing) a response: the connection gets a
+ * 500 if nothing was sent yet, or is closed. JS thread only. */
+YMO_EXTERN int ymo_worker_release(ymo_worker_t *worker, uint32_t id,
+                                  uint32_t gen);
+
+/* 1 if the client of exchange (id, gen) has gone away, 0 if not, negative if
+ * the handle is stale. JS thread only. */
+YMO_EXTERN int ymo_worker_aborted(ymo_worker_t *worker, uint32_t id,
+                                  uint32_t gen);
+
+/* Detach the driving JS thread: release the waiter, stop calling notify, and
+ * answer the exchanges it holds with 503 ("join" in the original joined the
+ * Python thread; the JS thread ends on its own). Any thread; idempotent. */
+YMO_EXTERN int ymo_worker_join(ymo_worker_t *worker);
+
+/* Wire format of one request record written by ymo_worker_take(), all
+ * integers little-endian:
+ *   u32 record_len   whole record, including this field, padded to 8
+ *   u32 id, u32 gen  the exchange handle
+ *   u8  http_major, http_minor, flags (YMO_REQF_*), method_len
+ *   u32 url_len, u32 n_headers, u32 headers_len, u32 body_len
+ *   u16 remote_port, u8 remote_family (4 or 6), u8 reserved
+ *   u8  remote_addr[16]
+ *   method bytes, url bytes,
+ *   n_headers x (u32 name_len, u32 value_len, name bytes, value bytes),
+ *   body bytes
+ * then zero padding to a multiple of 8. */
+#define YMO_REQ_FIXED_SIZE 52
+#define YMO_REQF_KEEPALIVE 1
+#define YMO_REQF_HEAD 2
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* YMO_H */

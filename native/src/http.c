@@ -1,0 +1,678 @@
+/* Connections on the loop thread L: reading and parsing requests with llhttp,
+ * handing complete requests to the session's worker, and writing responses in
+ * request order. Everything in this file runs on L. */
+#include <errno.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#include "ymo_internal.h"
+
+#define READ_BUF_SIZE 65536
+#define MAX_IOV 64
+
+enum timer_state { TIMER_OFF, TIMER_HEAD, TIMER_IDLE };
+
+static void on_readable(struct ev_loop *loop, ev_io *w, int revents);
+static void on_writable(struct ev_loop *loop, ev_io *w, int revents);
+static void on_timeout(struct ev_loop *loop, ev_timer *w, int revents);
+static bool session_parse(ymo_session_t *s, const uint8_t *data, size_t len);
+
+/* ------------------------------------------------------------------------ */
+/* Request records (the format is documented in ymo.h).                     */
+
+static void put_u32(uint8_t *p, uint32_t v) {
+  p[0] = (uint8_t)v;
+  p[1] = (uint8_t)(v >> 8);
+  p[2] = (uint8_t)(v >> 16);
+  p[3] = (uint8_t)(v >> 24);
+}
+
+static uint32_t get_u32(const uint8_t *p) {
+  return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 |
+         (uint32_t)p[3] << 24;
+}
+
+static bool req_reserve(ymo_exchange_t *ex, size_t more) {
+  if (ex->req_len + more <= ex->req_cap) return true;
+  size_t cap = ex->req_cap * 2;
+  while (cap < ex->req_len + more) cap *= 2;
+  uint8_t *req = realloc(ex->req, cap);
+  if (req == NULL) return false;
+  ex->req = req;
+  ex->req_cap = cap;
+  return true;
+}
+
+static bool req_append(ymo_exchange_t *ex, const void *data, size_t len) {
+  if (!req_reserve(ex, len)) return false;
+  memcpy(ex->req + ex->req_len, data, len);
+  ex->req_len += len;
+  return true;
+}
+
+static ymo_exchange_t *exchange_new(ymo_session_t *s) {
+  ymo_exchange_t *ex = calloc(1, sizeof(*ex));
+  if (ex == NULL) return NULL;
+  ex->req_cap = 512;
+  ex->req = malloc(ex->req_cap);
+  if (ex->req == NULL) {
+    free(ex);
+    return NULL;
+  }
+  atomic_init(&ex->refs, 1);
+  atomic_init(&ex->aborted, 0);
+  atomic_init(&ex->unwritten, 0);
+  ex->session = s;
+  ex->worker = s->worker;
+  memset(ex->req, 0, YMO_REQ_FIXED_SIZE);
+  ex->req_len = YMO_REQ_FIXED_SIZE;
+  return ex;
+}
+
+/* Per-request parse state that does not belong in the exchange. */
+typedef struct {
+  size_t method_len, url_len, header_at, body_len;
+  int hosts;
+  bool expect_continue;
+} parse_state_t;
+
+/* The session carries one parse_state_t; kept beside it to keep the struct
+ * in ymo_internal.h about ownership, not parsing. */
+typedef struct {
+  ymo_session_t s;
+  parse_state_t ps;
+  int error_status;
+  int timer_state;
+} session_full_t;
+
+#define PS(s) (&((session_full_t *)(s))->ps)
+#define ERROR_STATUS(s) (((session_full_t *)(s))->error_status)
+#define TIMER_STATE(s) (((session_full_t *)(s))->timer_state)
+
+/* ------------------------------------------------------------------------ */
+/* Timers: one ev_timer per connection, re-armed with ev_timer_again() only
+ * when the connection changes state, so a client dribbling bytes cannot push
+ * its deadline back. */
+
+static void arm_timer(ymo_session_t *s) {
+  ymo_server_t *srv = s->server;
+  int state;
+  if (s->cur != NULL)
+    state = TIMER_HEAD;
+  else if (s->fifo_len > 0)
+    state = TIMER_OFF;
+  else
+    state = TIMER_IDLE;
+  if (state == TIMER_STATE(s)) return;
+  TIMER_STATE(s) = state;
+  if (state == TIMER_OFF) {
+    ev_timer_stop(srv->loop, &s->timer);
+    return;
+  }
+  int64_t ms = state == TIMER_HEAD ? YMO_OPT(srv, HEADER_TIMEOUT_MS)
+                                   : YMO_OPT(srv, KEEPALIVE_TIMEOUT_MS);
+  s->timer.repeat = (ev_tstamp)ms / 1000.0;
+  ev_timer_again(srv->loop, &s->timer);
+}
+
+static void start_reading(ymo_session_t *s) {
+  if (!s->reading && !s->closed) {
+    ev_io_start(s->server->loop, &s->rio);
+    s->reading = true;
+  }
+}
+
+static void stop_reading(ymo_session_t *s) {
+  if (s->reading) {
+    ev_io_stop(s->server->loop, &s->rio);
+    s->reading = false;
+  }
+}
+
+/* ------------------------------------------------------------------------ */
+/* llhttp callbacks.                                                        */
+
+static int fail(ymo_session_t *s, int status) {
+  ERROR_STATUS(s) = status;
+  return HPE_USER;
+}
+
+static int check_head(ymo_session_t *s, size_t len) {
+  s->head_bytes += len;
+  if (s->head_bytes > (size_t)YMO_OPT(s->server, MAX_HEAD_SIZE))
+    return fail(s, 431);
+  return 0;
+}
+
+static int on_message_begin(llhttp_t *p) {
+  ymo_session_t *s = p->data;
+  s->cur = exchange_new(s);
+  if (s->cur == NULL) return fail(s, 503);
+  memset(PS(s), 0, sizeof(parse_state_t));
+  ERROR_STATUS(s) = 0;
+  s->head_bytes = 0;
+  s->in_value = false;
+  arm_timer(s);
+  return 0;
+}
+
+static int on_method(llhttp_t *p, const char *at, size_t len) {
+  ymo_session_t *s = p->data;
+  if (check_head(s, len) || !req_append(s->cur, at, len))
+    return ERROR_STATUS(s) ? HPE_USER : fail(s, 503);
+  PS(s)->method_len += len;
+  return 0;
+}
+
+static int on_url(llhttp_t *p, const char *at, size_t len) {
+  ymo_session_t *s = p->data;
+  PS(s)->url_len += len;
+  if (PS(s)->url_len > (size_t)YMO_OPT(s->server, MAX_URL_SIZE))
+    return fail(s, 414);
+  if (check_head(s, len)) return HPE_USER;
+  if (!req_append(s->cur, at, len)) return fail(s, 503);
+  return 0;
+}
+
+static int on_header_field(llhttp_t *p, const char *at, size_t len) {
+  ymo_session_t *s = p->data;
+  ymo_exchange_t *ex = s->cur;
+  if (check_head(s, len)) return HPE_USER;
+  if (ex->n_headers == 0 || s->in_value) {
+    if (ex->n_headers == 0) ex->headers_start = ex->req_len;
+    if (++ex->n_headers > (uint32_t)YMO_OPT(s->server, MAX_HEADERS))
+      return fail(s, 431);
+    static const uint8_t zero[8] = {0};
+    PS(s)->header_at = ex->req_len;
+    if (!req_append(ex, zero, 8)) return fail(s, 503);
+    s->in_value = false;
+  }
+  if (!req_append(ex, at, len)) return fail(s, 503);
+  uint8_t *lens = ex->req + PS(s)->header_at;
+  put_u32(lens, get_u32(lens) + (uint32_t)len);
+  return 0;
+}
+
+static int on_header_value(llhttp_t *p, const char *at, size_t len) {
+  ymo_session_t *s = p->data;
+  ymo_exchange_t *ex = s->cur;
+  if (check_head(s, len)) return HPE_USER;
+  s->in_value = true;
+  if (!req_append(ex, at, len)) return fail(s, 503);
+  uint8_t *lens = ex->req + PS(s)->header_at;
+  put_u32(lens + 4, get_u32(lens + 4) + (uint32_t)len);
+  return 0;
+}
+
+/* A header value with no field name starts the value; an empty value never
+ * calls on_header_value, so the "value" state is entered here as well. */
+static int on_header_value_complete(llhttp_t *p) {
+  ymo_session_t *s = p->data;
+  ymo_exchange_t *ex = s->cur;
+  s->in_value = true;
+  const uint8_t *h = ex->req + PS(s)->header_at;
+  uint32_t name_len = get_u32(h), value_len = get_u32(h + 4);
+  const char *name = (const char *)h + 8, *value = name + name_len;
+  if (name_len == 4 && strncasecmp(name, "host", 4) == 0) PS(s)->hosts++;
+  if (name_len == 6 && strncasecmp(name, "expect", 6) == 0 &&
+      value_len == 12 && strncasecmp(value, "100-continue", 12) == 0)
+    PS(s)->expect_continue = true;
+  return 0;
+}
+
+static int on_headers_complete(llhttp_t *p) {
+  ymo_session_t *s = p->data;
+  ymo_exchange_t *ex = s->cur;
+  parse_state_t *ps = PS(s);
+  if (ex->n_headers == 0) ex->headers_start = ex->req_len;
+  ex->body_start = ex->req_len;
+  ex->http_major = llhttp_get_http_major(p);
+  ex->http_minor = llhttp_get_http_minor(p);
+  /* RFC 9112 section 3.2: exactly one Host in HTTP/1.1. */
+  if (ex->http_major == 1 && ex->http_minor == 1 && ps->hosts != 1)
+    return fail(s, 400);
+  if (ps->hosts > 1) return fail(s, 400);
+  bool has_body = (p->flags & F_CHUNKED) ||
+                  ((p->flags & F_CONTENT_LENGTH) && p->content_length > 0);
+  if ((p->flags & F_CONTENT_LENGTH) &&
+      p->content_length > (uint64_t)YMO_OPT(s->server, MAX_BODY_SIZE))
+    return fail(s, 413);
+  if (llhttp_get_method(p) == HTTP_HEAD) ex->req_flags |= YMO_REQF_HEAD;
+  /* Interim 100 only to HTTP/1.1 clients, and only when it cannot overtake
+   * an earlier response on the wire. */
+  if (ps->expect_continue && has_body && ex->http_minor >= 1 &&
+      s->fifo_len == 0) {
+    static const char cont[] = "HTTP/1.1 100 Continue\r\n\r\n";
+    ssize_t n = write(s->fd, cont, sizeof(cont) - 1);
+    (void)n; /* A short write here is repaired by the client's own timeout. */
+  }
+  return 0;
+}
+
+static int on_body(llhttp_t *p, const char *at, size_t len) {
+  ymo_session_t *s = p->data;
+  PS(s)->body_len += len;
+  if (PS(s)->body_len > (size_t)YMO_OPT(s->server, MAX_BODY_SIZE))
+    return fail(s, 413);
+  if (!req_append(s->cur, at, len)) return fail(s, 503);
+  return 0;
+}
+
+static void fifo_push(ymo_session_t *s, ymo_exchange_t *ex) {
+  ex->fifo_next = NULL;
+  if (s->fifo_tail != NULL)
+    s->fifo_tail->fifo_next = ex;
+  else
+    s->fifo_head = ex;
+  s->fifo_tail = ex;
+  s->fifo_len++;
+}
+
+static int on_message_complete(llhttp_t *p) {
+  ymo_session_t *s = p->data;
+  ymo_exchange_t *ex = s->cur;
+  parse_state_t *ps = PS(s);
+  bool keepalive = llhttp_should_keep_alive(p);
+  if (keepalive) ex->req_flags |= YMO_REQF_KEEPALIVE;
+  size_t padded = (ex->req_len + 7) & ~(size_t)7;
+  if (!req_reserve(ex, padded - ex->req_len)) return fail(s, 503);
+  memset(ex->req + ex->req_len, 0, padded - ex->req_len);
+  uint8_t *h = ex->req;
+  put_u32(h, (uint32_t)padded);
+  h[12] = ex->http_major;
+  h[13] = ex->http_minor;
+  h[14] = ex->req_flags;
+  h[15] = (uint8_t)ps->method_len;
+  put_u32(h + 16, (uint32_t)ps->url_len);
+  put_u32(h + 20, ex->n_headers);
+  put_u32(h + 24, (uint32_t)(ex->body_start - ex->headers_start));
+  put_u32(h + 28, (uint32_t)ps->body_len);
+  const struct sockaddr_storage *peer = &s->peer;
+  if (peer->ss_family == AF_INET) {
+    const struct sockaddr_in *in = (const struct sockaddr_in *)peer;
+    h[32] = (uint8_t)(ntohs(in->sin_port));
+    h[33] = (uint8_t)(ntohs(in->sin_port) >> 8);
+    h[34] = 4;
+    memcpy(h + 36, &in->sin_addr, 4);
+  } else if (peer->ss_family == AF_INET6) {
+    const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)peer;
+    h[32] = (uint8_t)(ntohs(in6->sin6_port));
+    h[33] = (uint8_t)(ntohs(in6->sin6_port) >> 8);
+    h[34] = 6;
+    memcpy(h + 36, &in6->sin6_addr, 16);
+  }
+  ex->req_len = padded;
+  s->cur = NULL;
+  fifo_push(s, ex);
+  if (ymo_worker_add_exchange(s->worker, ex) != 0) {
+    /* Cannot queue it: it stays in the FIFO, answered by nothing, and a 503
+     * follows it so earlier responses keep their order. */
+    ex->response_done = true;
+    return fail(s, 503);
+  }
+  arm_timer(s);
+  if (!keepalive || llhttp_get_upgrade(p)) {
+    s->no_more_requests = true;
+    return HPE_PAUSED;
+  }
+  if (s->fifo_len >= YMO_OPT(s->server, MAX_PIPELINE)) return HPE_PAUSED;
+  return 0;
+}
+
+static llhttp_settings_t parser_settings;
+static pthread_once_t settings_once = PTHREAD_ONCE_INIT;
+
+static void init_settings(void) {
+  llhttp_settings_init(&parser_settings);
+  parser_settings.on_message_begin = on_message_begin;
+  parser_settings.on_method = on_method;
+  parser_settings.on_url = on_url;
+  parser_settings.on_header_field = on_header_field;
+  parser_settings.on_header_value = on_header_value;
+  parser_settings.on_header_value_complete = on_header_value_complete;
+  parser_settings.on_headers_complete = on_headers_complete;
+  parser_settings.on_body = on_body;
+  parser_settings.on_message_complete = on_message_complete;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Sessions.                                                                */
+
+void ymo__session_start(ymo_server_t *srv, int fd,
+                        const struct sockaddr_storage *peer) {
+  pthread_once(&settings_once, init_settings);
+  session_full_t *full = calloc(1, sizeof(*full));
+  if (full == NULL) {
+    close(fd);
+    return;
+  }
+  ymo_session_t *s = &full->s;
+  s->server = srv;
+  s->fd = fd;
+  s->peer = *peer;
+  s->worker = srv->workers[srv->next_worker++ % (size_t)srv->n_workers];
+  llhttp_init(&s->parser, HTTP_REQUEST, &parser_settings);
+  s->parser.data = s;
+  ev_io_init(&s->rio, on_readable, fd, EV_READ);
+  s->rio.data = s;
+  ev_io_init(&s->wio, on_writable, fd, EV_WRITE);
+  s->wio.data = s;
+  ev_init(&s->timer, on_timeout);
+  s->timer.data = s;
+  TIMER_STATE(s) = TIMER_OFF;
+  s->next = srv->sessions;
+  if (srv->sessions != NULL) srv->sessions->prev = s;
+  srv->sessions = s;
+  atomic_fetch_add(&srv->connections, 1);
+  start_reading(s);
+  arm_timer(s);
+}
+
+static void free_out_list(ymo_exchange_t *ex) {
+  ymo_out_t *out = ex->out_head;
+  while (out != NULL) {
+    ymo_out_t *next = out->next;
+    atomic_fetch_sub_explicit(&ex->unwritten, (long long)(out->len - out->off),
+                              memory_order_relaxed);
+    ymo__exchange_unref(ex);
+    free(out);
+    out = next;
+  }
+  ex->out_head = ex->out_tail = NULL;
+}
+
+void ymo__session_close(ymo_session_t *s) {
+  if (s->closed) return;
+  s->closed = true;
+  ymo_server_t *srv = s->server;
+  stop_reading(s);
+  ev_io_stop(srv->loop, &s->wio);
+  ev_timer_stop(srv->loop, &s->timer);
+  close(s->fd);
+  if (s->cur != NULL) ymo__exchange_unref(s->cur);
+  ymo_exchange_t *ex = s->fifo_head;
+  while (ex != NULL) {
+    ymo_exchange_t *next = ex->fifo_next;
+    ex->session = NULL;
+    atomic_store_explicit(&ex->aborted, 1, memory_order_release);
+    free_out_list(ex);
+    ymo__exchange_unref(ex);
+    ex = next;
+  }
+  free(s->pending);
+  if (s->prev != NULL)
+    s->prev->next = s->next;
+  else
+    srv->sessions = s->next;
+  if (s->next != NULL) s->next->prev = s->prev;
+  atomic_fetch_sub(&srv->connections, 1);
+  /* Callers up the stack may still look at s->closed: free it only after
+   * this loop iteration (see ymo__sessions_reap). */
+  s->next = srv->closed_sessions;
+  srv->closed_sessions = s;
+  ymo__server_session_closed(srv);
+}
+
+/* Queue a response made by L itself (an error) behind the earlier ones, and
+ * read nothing more from this client. */
+static void respond_local(ymo_session_t *s, int status) {
+  ymo_exchange_t *ex = s->cur;
+  s->cur = NULL;
+  if (ex != NULL) ymo__exchange_unref(ex);
+  s->no_more_requests = true;
+  stop_reading(s);
+  ex = calloc(1, sizeof(*ex));
+  if (ex == NULL) {
+    ymo__session_close(s);
+    return;
+  }
+  atomic_init(&ex->refs, 1);
+  ex->session = s;
+  ex->local = true;
+  const char *reason = ymo__reason(status);
+  size_t body_len = strlen(reason);
+  size_t date_len = ymo__date_line(&s->server->date_sec, s->server->date);
+  char head[256];
+  size_t head_len = ymo__format_head(head, sizeof(head), status,
+                                     s->server->date, date_len,
+                                     (int64_t)body_len, false, true, false);
+  static const char type[] = "Content-Type: text/plain;charset=UTF-8\r\n\r\n";
+  size_t len = head_len + sizeof(type) - 1 + body_len;
+  ymo_out_t *out = ymo__out_new(ex, len, YMO_RESP_DONE | YMO_RESP_CLOSE);
+  if (out == NULL) {
+    free(ex);
+    ymo__session_close(s);
+    return;
+  }
+  memcpy(out->data, head, head_len);
+  memcpy(out->data + head_len, type, sizeof(type) - 1);
+  memcpy(out->data + head_len + sizeof(type) - 1, reason, body_len);
+  ymo__exchange_ref(ex); /* The piece's reference. */
+  ex->out_head = ex->out_tail = out;
+  atomic_fetch_add(&ex->unwritten, (long long)len);
+  ex->response_done = true;
+  ex->close_after = true;
+  fifo_push(s, ex);
+  ymo__session_flush(s);
+}
+
+static void resume_parsing(ymo_session_t *s) {
+  if (!s->paused || s->no_more_requests) return;
+  s->paused = false;
+  llhttp_resume(&s->parser);
+  uint8_t *data = s->pending;
+  size_t len = s->pending_len;
+  s->pending = NULL;
+  s->pending_len = 0;
+  bool alive = session_parse(s, data, len);
+  free(data);
+  if (alive && !s->paused && !s->no_more_requests) start_reading(s);
+}
+
+/* Parses data; returns false when the session was closed. */
+static bool session_parse(ymo_session_t *s, const uint8_t *data, size_t len) {
+  llhttp_errno_t err = llhttp_execute(&s->parser, (const char *)data, len);
+  if (err == HPE_OK) return true;
+  if (err == HPE_PAUSED || err == HPE_PAUSED_UPGRADE) {
+    stop_reading(s);
+    if (s->no_more_requests || err == HPE_PAUSED_UPGRADE) {
+      s->no_more_requests = true;
+      return true;
+    }
+    const uint8_t *pos = (const uint8_t *)llhttp_get_error_pos(&s->parser);
+    size_t rest = (size_t)(data + len - pos);
+    s->paused = true;
+    if (rest > 0) {
+      s->pending = malloc(rest);
+      if (s->pending == NULL) {
+        ymo__session_close(s);
+        return false;
+      }
+      memcpy(s->pending, pos, rest);
+      s->pending_len = rest;
+    }
+    /* The responses may all be written already (a fast handler). */
+    if (s->fifo_len < YMO_OPT(s->server, MAX_PIPELINE)) {
+      resume_parsing(s);
+      return !s->closed;
+    }
+    return true;
+  }
+  int status = err == HPE_USER ? ERROR_STATUS(s) : 400;
+  if (status == 0) status = 400;
+  respond_local(s, status);
+  return false;
+}
+
+static void on_readable(struct ev_loop *loop, ev_io *w, int revents) {
+  (void)loop;
+  (void)revents;
+  ymo_session_t *s = w->data;
+  uint8_t *buf = s->server->read_buf;
+  ssize_t n = read(s->fd, buf, READ_BUF_SIZE);
+  if (n > 0) {
+    session_parse(s, buf, (size_t)n);
+    return;
+  }
+  if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
+    return;
+  if (n == 0 && s->cur == NULL && s->fifo_len > 0) {
+    /* The client closed its sending side after its requests: answer them,
+     * then close. */
+    s->no_more_requests = true;
+    stop_reading(s);
+    return;
+  }
+  ymo__session_close(s);
+}
+
+static void on_timeout(struct ev_loop *loop, ev_timer *w, int revents) {
+  (void)loop;
+  (void)revents;
+  ymo_session_t *s = w->data;
+  TIMER_STATE(s) = TIMER_OFF;
+  if (s->cur != NULL && s->fifo_len == 0 && s->head_bytes > 0)
+    respond_local(s, 408);
+  else
+    ymo__session_close(s);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Writing.                                                                 */
+
+void ymo__deliver_out(ymo_out_t *out) {
+  ymo_exchange_t *ex = out->exchange;
+  ymo_session_t *s = ex->session;
+  if (s == NULL) {
+    atomic_fetch_sub_explicit(&ex->unwritten, (long long)out->len,
+                              memory_order_relaxed);
+    ymo__exchange_unref(ex);
+    free(out);
+    return;
+  }
+  if (ex->out_tail != NULL)
+    ex->out_tail->next = out;
+  else
+    ex->out_head = out;
+  ex->out_tail = out;
+  if (out->flags & YMO_RESP_DONE) ex->response_done = true;
+  if (out->flags & YMO_RESP_CLOSE) ex->close_after = true;
+  if (ex == s->fifo_head) ymo__session_flush(s);
+}
+
+/* Drops the head exchange once its response is written. Returns false when
+ * the connection was closed as a result. */
+static bool finish_head(ymo_session_t *s) {
+  ymo_exchange_t *ex = s->fifo_head;
+  s->fifo_head = ex->fifo_next;
+  if (s->fifo_head == NULL) s->fifo_tail = NULL;
+  s->fifo_len--;
+  bool close_now = ex->close_after;
+  ex->session = NULL;
+  ymo__exchange_unref(ex);
+  if (close_now) {
+    ymo__session_close(s);
+    return false;
+  }
+  return true;
+}
+
+void ymo__session_flush(ymo_session_t *s) {
+  ymo_server_t *srv = s->server;
+  struct iovec iov[MAX_IOV];
+  while (s->fifo_head != NULL) {
+    ymo_exchange_t *ex = s->fifo_head;
+    if (ex->out_head == NULL) {
+      if (!ex->response_done) break;
+      if (!finish_head(s)) return;
+      continue;
+    }
+    int n_iov = 0;
+    for (ymo_out_t *o = ex->out_head; o != NULL && n_iov < MAX_IOV;
+         o = o->next) {
+      if (o->len == o->off) continue;
+      iov[n_iov].iov_base = o->data + o->off;
+      iov[n_iov].iov_len = o->len - o->off;
+      n_iov++;
+    }
+    ssize_t written = 0;
+    if (n_iov > 0) {
+      written = writev(s->fd, iov, n_iov);
+      if (written < 0) {
+        if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) {
+          ev_io_start(srv->loop, &s->wio);
+          return;
+        }
+        ymo__session_close(s);
+        return;
+      }
+    }
+    size_t left = (size_t)written;
+    while (ex->out_head != NULL) {
+      ymo_out_t *o = ex->out_head;
+      size_t avail = o->len - o->off;
+      size_t take = left < avail ? left : avail;
+      o->off += take;
+      left -= take;
+      atomic_fetch_sub_explicit(&ex->unwritten, (long long)take,
+                                memory_order_relaxed);
+      if (o->off < o->len) break;
+      ex->out_head = o->next;
+      if (ex->out_head == NULL) ex->out_tail = NULL;
+      free(o);
+      ymo__exchange_unref(ex);
+    }
+    if (ex->out_head != NULL) {
+      ev_io_start(srv->loop, &s->wio);
+      return;
+    }
+  }
+  ev_io_stop(srv->loop, &s->wio);
+  if (s->fifo_head == NULL && s->no_more_requests) {
+    ymo__session_close(s);
+    return;
+  }
+  if (s->paused && s->fifo_len < YMO_OPT(srv, MAX_PIPELINE)) {
+    resume_parsing(s);
+    if (s->closed) return;
+  }
+  arm_timer(s);
+}
+
+static void on_writable(struct ev_loop *loop, ev_io *w, int revents) {
+  (void)loop;
+  (void)revents;
+  ymo__session_flush(w->data);
+}
+
+/* Graceful shutdown: close what is idle, let the rest finish. */
+void ymo__sessions_drain(ymo_server_t *srv) {
+  ymo_session_t *s = srv->sessions;
+  while (s != NULL) {
+    ymo_session_t *next = s->next;
+    if (s->fifo_len == 0 && (s->cur == NULL || s->head_bytes == 0)) {
+      ymo__session_close(s);
+    } else {
+      s->no_more_requests = true;
+      stop_reading(s);
+    }
+    s = next;
+  }
+}
+
+void ymo__sessions_reap(ymo_server_t *srv) {
+  ymo_session_t *s = srv->closed_sessions;
+  srv->closed_sessions = NULL;
+  while (s != NULL) {
+    ymo_session_t *next = s->next;
+    free(s);
+    s = next;
+  }
+}
+
+size_t ymo__read_buf_size(void) { return READ_BUF_SIZE; }

@@ -1,0 +1,325 @@
+/* The server: a listening socket, a libev loop on its own pthread (L), and
+ * the workers that connections are spread over. */
+#include <errno.h>
+#include <fcntl.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "ymo_internal.h"
+
+static const int64_t option_defaults[] = {
+#define YMO__OPT_DEFAULT(name, value, dflt) [value] = dflt,
+    YMO_OPTION_MAP(YMO__OPT_DEFAULT)
+#undef YMO__OPT_DEFAULT
+};
+
+#define N_OPTIONS (sizeof(option_defaults) / sizeof(option_defaults[0]))
+
+ymo_server_t *ymo_server_create(int n_workers, int *err) {
+  int dummy;
+  if (err == NULL) err = &dummy;
+  if (n_workers < 1 || n_workers > 256) {
+    *err = YMO_EINVAL;
+    return NULL;
+  }
+  ymo_server_t *srv =
+      calloc(1, sizeof(*srv) + (size_t)n_workers * sizeof(ymo_worker_t *));
+  if (srv == NULL) {
+    *err = YMO_ENOMEM;
+    return NULL;
+  }
+  srv->listen_fd = -1;
+  srv->n_workers = n_workers;
+  memcpy(srv->options, option_defaults, sizeof(option_defaults));
+  srv->loop = ev_loop_new(EVFLAG_AUTO | EVFLAG_NOSIGMASK);
+  srv->read_buf = malloc(ymo__read_buf_size());
+  if (srv->loop == NULL || srv->read_buf == NULL) goto fail;
+  pthread_mutex_init(&srv->state_lock, NULL);
+  for (int i = 0; i < n_workers; i++) {
+    ymo_worker_t *w = malloc(sizeof(*w));
+    if (w == NULL || ymo_worker_init(srv->loop, (size_t)i, w) != 0) {
+      free(w);
+      srv->n_workers = i;
+      ymo_server_free(srv);
+      *err = YMO_ENOMEM;
+      return NULL;
+    }
+    w->server = srv;
+    srv->workers[i] = w;
+  }
+  *err = 0;
+  return srv;
+fail:
+  if (srv->loop != NULL) ev_loop_destroy(srv->loop);
+  free(srv->read_buf);
+  free(srv);
+  *err = YMO_ENOMEM;
+  return NULL;
+}
+
+int ymo_server_set_option(ymo_server_t *srv, int option, int64_t value) {
+  if (srv == NULL || option <= 0 || (size_t)option >= N_OPTIONS)
+    return YMO_EINVAL;
+  if (value < 0 || srv->thread_started) return YMO_EINVAL;
+  srv->options[option] = value;
+  return 0;
+}
+
+static int listen_on(ymo_server_t *srv, const struct addrinfo *ai) {
+  int fd = socket(ai->ai_family, ai->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC,
+                  ai->ai_protocol);
+  if (fd < 0) return -errno;
+  int one = 1;
+  setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+  if (YMO_OPT(srv, REUSE_PORT) &&
+      setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) != 0) {
+    int err = -errno;
+    close(fd);
+    return err;
+  }
+  if (bind(fd, ai->ai_addr, ai->ai_addrlen) != 0 ||
+      listen(fd, (int)YMO_OPT(srv, BACKLOG)) != 0) {
+    int err = -errno;
+    close(fd);
+    return err;
+  }
+  return fd;
+}
+
+int ymo_server_listen_fd(ymo_server_t *srv, int fd) {
+  if (srv == NULL || fd < 0 || srv->listen_fd >= 0 || srv->thread_started)
+    return YMO_EINVAL;
+  struct sockaddr_storage ss;
+  socklen_t len = sizeof(ss);
+  if (getsockname(fd, (struct sockaddr *)&ss, &len) != 0) return -errno;
+  int flags = fcntl(fd, F_GETFL);
+  if (flags < 0 || fcntl(fd, F_SETFL, flags | O_NONBLOCK) != 0) return -errno;
+  fcntl(fd, F_SETFD, FD_CLOEXEC);
+  srv->listen_fd = fd;
+  if (ss.ss_family == AF_INET)
+    srv->port = ntohs(((struct sockaddr_in *)&ss)->sin_port);
+  else if (ss.ss_family == AF_INET6)
+    srv->port = ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
+  return 0;
+}
+
+int ymo_server_listen(ymo_server_t *srv, const char *host, int port) {
+  if (srv == NULL || port < 0 || port > 65535 || srv->listen_fd >= 0 ||
+      srv->thread_started)
+    return YMO_EINVAL;
+  char port_str[8];
+  snprintf(port_str, sizeof(port_str), "%d", port);
+  struct addrinfo hints = {0}, *res = NULL;
+  hints.ai_family = AF_UNSPEC;
+  hints.ai_socktype = SOCK_STREAM;
+  hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
+  int gai = getaddrinfo(host != NULL && *host ? host : NULL, port_str, &hints,
+                        &res);
+  if (gai != 0) return YMO_EADDRNOTAVAIL;
+  int err = YMO_EADDRNOTAVAIL;
+  for (struct addrinfo *ai = res; ai != NULL; ai = ai->ai_next) {
+    int fd = listen_on(srv, ai);
+    if (fd >= 0) {
+      freeaddrinfo(res);
+      return ymo_server_listen_fd(srv, fd);
+    }
+    err = fd;
+  }
+  freeaddrinfo(res);
+  return err;
+}
+
+int ymo_server_port(ymo_server_t *srv) {
+  if (srv == NULL) return YMO_EINVAL;
+  return srv->listen_fd >= 0 || srv->thread_started ? srv->port
+                                                     : YMO_ENOTCONN;
+}
+
+int ymo_server_connections(ymo_server_t *srv) {
+  return srv == NULL ? YMO_EINVAL : atomic_load(&srv->connections);
+}
+
+ymo_worker_t *ymo_server_worker(ymo_server_t *srv, int i) {
+  if (srv == NULL || i < 0 || i >= srv->n_workers) return NULL;
+  return srv->workers[i];
+}
+
+/* ------------------------------------------------------------------------ */
+/* The loop thread.                                                         */
+
+static void close_listener(ymo_server_t *srv) {
+  if (srv->listen_fd >= 0) {
+    ev_io_stop(srv->loop, &srv->accept_watcher);
+    close(srv->listen_fd);
+    srv->listen_fd = -1;
+  }
+}
+
+static void close_all_sessions(ymo_server_t *srv) {
+  while (srv->sessions != NULL) ymo__session_close(srv->sessions);
+}
+
+void ymo__server_session_closed(ymo_server_t *srv) {
+  if (atomic_load(&srv->draining) && srv->listen_fd < 0 &&
+      srv->sessions == NULL)
+    ev_break(srv->loop, EVBREAK_ALL);
+}
+
+static void on_accept(struct ev_loop *loop, ev_io *w, int revents) {
+  (void)loop;
+  (void)revents;
+  ymo_server_t *srv = w->data;
+  for (int i = 0; i < 64; i++) {
+    struct sockaddr_storage peer;
+    socklen_t len = sizeof(peer);
+    int fd = accept4(srv->listen_fd, (struct sockaddr *)&peer, &len,
+                     SOCK_NONBLOCK | SOCK_CLOEXEC);
+    if (fd < 0) return; /* EAGAIN, or an error the next event retries. */
+    if (atomic_load(&srv->connections) >= YMO_OPT(srv, MAX_CONNECTIONS)) {
+      close(fd);
+      continue;
+    }
+    int one = 1;
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    ymo__session_start(srv, fd, &peer);
+  }
+}
+
+static void on_grace_over(struct ev_loop *loop, ev_timer *w, int revents) {
+  (void)loop;
+  (void)revents;
+  close_all_sessions(w->data);
+}
+
+static void on_control(struct ev_loop *loop, ev_async *w, int revents) {
+  (void)revents;
+  ymo_server_t *srv = w->data;
+  if (atomic_load(&srv->stop_now)) {
+    close_listener(srv);
+    close_all_sessions(srv);
+    ev_break(loop, EVBREAK_ALL);
+    return;
+  }
+  if (atomic_load(&srv->draining) && srv->listen_fd >= 0) {
+    close_listener(srv);
+    ymo__sessions_drain(srv);
+    if (srv->sessions == NULL) {
+      ev_break(loop, EVBREAK_ALL);
+      return;
+    }
+    int grace = atomic_load(&srv->grace_ms);
+    if (grace >= 0) {
+      ev_timer_set(&srv->grace_timer, grace / 1000.0, 0.0);
+      ev_timer_start(loop, &srv->grace_timer);
+    }
+  }
+}
+
+static void on_reap(struct ev_loop *loop, ev_prepare *w, int revents) {
+  (void)loop;
+  (void)revents;
+  ymo__sessions_reap(w->data);
+}
+
+static void *loop_main(void *arg) {
+  ymo_server_t *srv = arg;
+  struct ev_loop *loop = srv->loop;
+  for (int i = 0; i < srv->n_workers; i++) ymo__worker_attach(srv->workers[i]);
+  ev_prepare_init(&srv->reaper, on_reap);
+  srv->reaper.data = srv;
+  ev_prepare_start(loop, &srv->reaper);
+  ev_io_init(&srv->accept_watcher, on_accept, srv->listen_fd, EV_READ);
+  srv->accept_watcher.data = srv;
+  ev_io_start(loop, &srv->accept_watcher);
+  /* A shutdown requested before the loop ran is picked up at once. */
+  if (atomic_load(&srv->draining)) ev_async_send(loop, &srv->control);
+  ev_run(loop, 0);
+
+  close_listener(srv);
+  close_all_sessions(srv);
+  ev_timer_stop(loop, &srv->grace_timer);
+  ev_async_stop(loop, &srv->control);
+  for (int i = 0; i < srv->n_workers; i++) ymo__worker_detach(srv->workers[i]);
+  ymo__sessions_reap(srv);
+  ev_prepare_stop(loop, &srv->reaper);
+  for (int i = 0; i < srv->n_workers; i++)
+    ymo__worker_release_waiters(srv->workers[i]);
+  return NULL;
+}
+
+int ymo_server_start(ymo_server_t *srv) {
+  if (srv == NULL) return YMO_EINVAL;
+  pthread_mutex_lock(&srv->state_lock);
+  int err = 0;
+  if (srv->thread_started)
+    err = YMO_EALREADY;
+  else if (srv->listen_fd < 0)
+    err = YMO_ENOTCONN;
+  if (err == 0) {
+    ev_async_init(&srv->control, on_control);
+    srv->control.data = srv;
+    ev_async_start(srv->loop, &srv->control);
+    ev_init(&srv->grace_timer, on_grace_over);
+    srv->grace_timer.data = srv;
+    if (pthread_create(&srv->thread, NULL, loop_main, srv) != 0) {
+      ev_async_stop(srv->loop, &srv->control);
+      err = YMO_ENOMEM;
+    } else {
+      srv->thread_started = true;
+    }
+  }
+  pthread_mutex_unlock(&srv->state_lock);
+  return err;
+}
+
+int ymo_server_shutdown(ymo_server_t *srv, int grace_ms) {
+  if (srv == NULL) return YMO_EINVAL;
+  pthread_mutex_lock(&srv->state_lock);
+  int err = 0;
+  if (!srv->thread_started || srv->joined) {
+    err = srv->joined ? 0 : YMO_ENOTCONN;
+  } else if (!atomic_exchange(&srv->draining, 1)) {
+    atomic_store(&srv->grace_ms, grace_ms);
+    ev_async_send(srv->loop, &srv->control);
+  }
+  pthread_mutex_unlock(&srv->state_lock);
+  return err;
+}
+
+int ymo_server_stop(ymo_server_t *srv) {
+  if (srv == NULL) return YMO_EINVAL;
+  pthread_mutex_lock(&srv->state_lock);
+  if (srv->thread_started && !srv->joined) {
+    atomic_store(&srv->stop_now, 1);
+    atomic_store(&srv->draining, 1);
+    ev_async_send(srv->loop, &srv->control);
+    pthread_join(srv->thread, NULL);
+    srv->joined = true;
+  } else if (!srv->thread_started) {
+    /* Never started: nothing runs, but waiters must still be released. */
+    atomic_store(&srv->draining, 1);
+    for (int i = 0; i < srv->n_workers; i++)
+      ymo__worker_release_waiters(srv->workers[i]);
+  }
+  pthread_mutex_unlock(&srv->state_lock);
+  return 0;
+}
+
+void ymo_server_free(ymo_server_t *srv) {
+  if (srv == NULL) return;
+  ymo_server_stop(srv);
+  if (srv->listen_fd >= 0) close(srv->listen_fd);
+  for (int i = 0; i < srv->n_workers; i++) {
+    ymo__worker_destroy(srv->workers[i]);
+    free(srv->workers[i]);
+  }
+  pthread_mutex_destroy(&srv->state_lock);
+  ev_loop_destroy(srv->loop);
+  free(srv->read_buf);
+  free(srv);
+}

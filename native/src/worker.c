@@ -1,0 +1,528 @@
+/* The thread worker: the handoff between the libev loop thread L and the
+ * JavaScript thread that drives the worker.
+ *
+ * In:  L parses a whole request into an exchange and calls
+ *      ymo_worker_add_exchange(), which queues it under lock_in and, only on
+ *      the empty-to-non-empty transition, wakes the JS thread (ready_in for
+ *      Deno's blocking waiter, notify_fn for Bun). The JS thread copies a
+ *      batch out with ymo_worker_take().
+ * Out: the JS thread formats response bytes in ymo_worker_respond() and
+ *      ymo_worker_response_body_append(), queues them under lock_out and
+ *      sends event_out; L drains the queue in its async, prepare and check
+ *      watchers, taking the whole list under the lock and writing after
+ *      releasing it. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ymo_internal.h"
+
+/* ------------------------------------------------------------------------ */
+/* Exchanges and output pieces.                                             */
+
+void ymo__exchange_ref(ymo_exchange_t *ex) {
+  atomic_fetch_add_explicit(&ex->refs, 1, memory_order_relaxed);
+}
+
+void ymo__exchange_unref(ymo_exchange_t *ex) {
+  /* acq_rel: the thread that frees must see every write made by the others
+   * before they let go. */
+  if (atomic_fetch_sub_explicit(&ex->refs, 1, memory_order_acq_rel) == 1) {
+    free(ex->req);
+    free(ex);
+  }
+}
+
+ymo_out_t *ymo__out_new(ymo_exchange_t *ex, size_t len, int flags) {
+  ymo_out_t *out = malloc(sizeof(*out) + len);
+  if (out == NULL) return NULL;
+  out->next = NULL;
+  out->exchange = ex;
+  out->flags = flags;
+  out->len = len;
+  out->off = 0;
+  return out;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Life cycle.                                                              */
+
+int ymo_worker_init(struct ev_loop *loop, size_t thread_id,
+                    ymo_worker_t *worker) {
+  memset(worker, 0, sizeof(*worker));
+  worker->loop = loop;
+  worker->id = thread_id;
+  ymo__queue_init(&worker->queue_in, worker->pool_in,
+                  YMO_WORKER_QUEUE_POOL_SIZE);
+  ymo__queue_init(&worker->queue_out, worker->pool_out,
+                  YMO_WORKER_QUEUE_POOL_SIZE);
+  if (pthread_mutex_init(&worker->lock_in, NULL) != 0) return YMO_ENOMEM;
+  if (pthread_mutex_init(&worker->lock_out, NULL) != 0) {
+    pthread_mutex_destroy(&worker->lock_in);
+    return YMO_ENOMEM;
+  }
+  if (pthread_cond_init(&worker->ready_in, NULL) != 0) {
+    pthread_mutex_destroy(&worker->lock_out);
+    pthread_mutex_destroy(&worker->lock_in);
+    return YMO_ENOMEM;
+  }
+  worker->first_free = UINT32_MAX;
+  return 0;
+}
+
+static void release_slots(ymo_worker_t *w);
+
+void ymo__worker_destroy(ymo_worker_t *w) {
+  /* Only after L has been joined and no JS thread drives the worker. */
+  ymo_exchange_t *ex;
+  while ((ex = ymo__queue_pop(&w->queue_in)) != NULL) ymo__exchange_unref(ex);
+  ymo_out_t *out;
+  while ((out = ymo__queue_pop(&w->queue_out)) != NULL) {
+    ymo__exchange_unref(out->exchange);
+    free(out);
+  }
+  release_slots(w);
+  free(w->slots);
+  pthread_cond_destroy(&w->ready_in);
+  pthread_mutex_destroy(&w->lock_out);
+  pthread_mutex_destroy(&w->lock_in);
+}
+
+int ymo_worker_start(ymo_worker_t *w) {
+  if (w == NULL) return YMO_EINVAL;
+  ymo_worker_lock_in(w);
+  int err = w->stopped ? YMO_ESHUTDOWN : 0;
+  if (err == 0) {
+    w->thread = pthread_self();
+    w->running = 1;
+  }
+  ymo_worker_unlock_in(w);
+  return err;
+}
+
+int ymo_worker_set_notify(ymo_worker_t *w, ymo_notify_fn fn) {
+  if (w == NULL) return YMO_EINVAL;
+  ymo_worker_lock_in(w);
+  w->notify_fn = fn;
+  ymo_worker_unlock_in(w);
+  return 0;
+}
+
+/* Wake the JS thread. Caller holds lock_in, which is what makes removing the
+ * callback in ymo_worker_set_notify() final: a Bun threadsafe callback only
+ * schedules a call on the JS thread, so invoking it under the lock cannot
+ * deadlock. */
+static void notify_locked(ymo_worker_t *w, int32_t event) {
+  pthread_cond_signal(&w->ready_in);
+  if (w->notify_fn != NULL) w->notify_fn(event);
+}
+
+int ymo_worker_notify(ymo_worker_t *w) {
+  if (w == NULL) return YMO_EINVAL;
+  ymo_worker_lock_in(w);
+  w->notified = true;
+  notify_locked(w, 0);
+  ymo_worker_unlock_in(w);
+  return 0;
+}
+
+int ymo_worker_wait(ymo_worker_t *w) {
+  if (w == NULL) return YMO_EINVAL;
+  ymo_worker_lock_in(w);
+  while (w->queue_in.count == 0 && !w->notified && !w->stopped)
+    pthread_cond_wait(&w->ready_in, &w->lock_in);
+  int n = (int)w->queue_in.count;
+  if (n == 0 && w->stopped) n = YMO_ESHUTDOWN;
+  w->notified = false;
+  ymo_worker_unlock_in(w);
+  return n;
+}
+
+void ymo__worker_release_waiters(ymo_worker_t *w) {
+  ymo_worker_lock_in(w);
+  w->stopped = true;
+  pthread_cond_broadcast(&w->ready_in);
+  if (w->notify_fn != NULL) w->notify_fn(1);
+  ymo_worker_unlock_in(w);
+}
+
+int ymo_worker_join(ymo_worker_t *w) {
+  if (w == NULL) return YMO_EINVAL;
+  ymo_worker_lock_in(w);
+  w->running = 0;
+  w->notify_fn = NULL;
+  w->notified = true;
+  pthread_cond_broadcast(&w->ready_in);
+  ymo_worker_unlock_in(w);
+  return 0;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Handoff in.                                                              */
+
+int ymo_worker_add_exchange(ymo_worker_t *w, ymo_exchange_t *ex) {
+  ymo__exchange_ref(ex);
+  ymo_worker_lock_in(w);
+  bool was_empty = w->queue_in.count == 0;
+  int err = ymo__queue_push(&w->queue_in, ex);
+  if (err == 0 && was_empty) notify_locked(w, 0);
+  ymo_worker_unlock_in(w);
+  if (err != 0) ymo__exchange_unref(ex);
+  return err;
+}
+
+static uint32_t slot_alloc(ymo_worker_t *w, ymo_exchange_t *ex) {
+  uint32_t id = w->first_free;
+  if (id == UINT32_MAX) {
+    uint32_t n = w->n_slots ? w->n_slots * 2 : 64;
+    ymo_slot_t *slots = realloc(w->slots, n * sizeof(*slots));
+    if (slots == NULL) return UINT32_MAX;
+    for (uint32_t i = n; i-- > w->n_slots;) {
+      slots[i].exchange = NULL;
+      slots[i].gen = 1;
+      slots[i].next_free = w->first_free;
+      w->first_free = i;
+    }
+    w->slots = slots;
+    w->n_slots = n;
+    id = w->first_free;
+  }
+  w->first_free = w->slots[id].next_free;
+  w->slots[id].exchange = ex;
+  ex->slot = id;
+  return id;
+}
+
+static void slot_free(ymo_worker_t *w, uint32_t id) {
+  w->slots[id].exchange = NULL;
+  w->slots[id].gen++;
+  w->slots[id].next_free = w->first_free;
+  w->first_free = id;
+}
+
+static ymo_exchange_t *slot_get(ymo_worker_t *w, uint32_t id, uint32_t gen) {
+  if (w == NULL || id >= w->n_slots) return NULL;
+  ymo_slot_t *s = &w->slots[id];
+  return s->gen == gen ? s->exchange : NULL;
+}
+
+static void put_u32(uint8_t *p, uint32_t v) {
+  p[0] = (uint8_t)v;
+  p[1] = (uint8_t)(v >> 8);
+  p[2] = (uint8_t)(v >> 16);
+  p[3] = (uint8_t)(v >> 24);
+}
+
+#define TAKE_BATCH 256
+
+int32_t ymo_worker_take(ymo_worker_t *w, uint8_t *buf, int32_t cap) {
+  if (w == NULL || buf == NULL || cap < 0) return YMO_EINVAL;
+  ymo_exchange_t *batch[TAKE_BATCH];
+  int n = 0;
+  size_t total = 0, needed = 0;
+  /* Pick the exchanges that fit under the lock (pointer work only), copy
+   * after releasing it. */
+  ymo_exchange_t *dead[TAKE_BATCH];
+  int n_dead = 0;
+  ymo_worker_lock_in(w);
+  while (n < TAKE_BATCH && n_dead < TAKE_BATCH && w->queue_in.head != NULL) {
+    ymo_exchange_t *ex = w->queue_in.head->item;
+    if (atomic_load_explicit(&ex->aborted, memory_order_acquire)) {
+      dead[n_dead++] = ymo__queue_pop(&w->queue_in);
+      continue;
+    }
+    if (total + ex->req_len > (size_t)cap) {
+      if (n == 0) needed = ex->req_len;
+      break;
+    }
+    batch[n++] = ymo__queue_pop(&w->queue_in);
+    total += ex->req_len;
+  }
+  ymo_worker_unlock_in(w);
+  for (int i = 0; i < n_dead; i++) ymo__exchange_unref(dead[i]);
+
+  size_t off = 0;
+  for (int i = 0; i < n; i++) {
+    ymo_exchange_t *ex = batch[i];
+    uint32_t id = slot_alloc(w, ex);
+    if (id == UINT32_MAX) {
+      /* Out of memory for the handle table: give the rest back to the
+       * queue's owner by failing them with a close. */
+      for (int j = i; j < n; j++) ymo__exchange_unref(batch[j]);
+      break;
+    }
+    memcpy(buf + off, ex->req, ex->req_len);
+    put_u32(buf + off + 4, id);
+    put_u32(buf + off + 8, w->slots[id].gen);
+    off += ex->req_len;
+  }
+  if (n == 0 && needed > 0) return -(int32_t)needed;
+  return (int32_t)off;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Handoff out.                                                             */
+
+static void push_out(ymo_worker_t *w, ymo_out_t *out) {
+  atomic_fetch_add_explicit(&out->exchange->unwritten, (long long)out->len,
+                            memory_order_relaxed);
+  ymo_worker_lock_out(w);
+  int err = ymo__queue_push(&w->queue_out, out);
+  ymo_worker_unlock_out(w);
+  if (err != 0) {
+    /* The heap is exhausted: the piece is lost, so the connection must not
+     * go on as if it were sent. Mark the exchange aborted; L closes it. */
+    atomic_store(&out->exchange->aborted, 1);
+    ymo__exchange_unref(out->exchange);
+    free(out);
+    return;
+  }
+  ev_async_send(w->loop, &w->event_out);
+}
+
+/* Moves the slot's reference to a final output piece (or drops it). */
+static void finish_slot(ymo_worker_t *w, ymo_exchange_t *ex) {
+  slot_free(w, ex->slot);
+  ex->resp_state = 2;
+}
+
+static size_t chunk_frame(uint8_t *dst, const uint8_t *body, size_t len) {
+  int n = sprintf((char *)dst, "%zx\r\n", len);
+  memcpy(dst + n, body, len);
+  memcpy(dst + n + len, "\r\n", 2);
+  return (size_t)n + len + 2;
+}
+
+int ymo_worker_respond(ymo_worker_t *w, uint32_t id, uint32_t gen, int status,
+                       const uint8_t *headers, int32_t headers_len,
+                       const uint8_t *body, int32_t body_len, int flags) {
+  ymo_exchange_t *ex = slot_get(w, id, gen);
+  if (ex == NULL) return YMO_ESTALE;
+  if (ex->resp_state != 0 || status < 200 || status > 999 || headers_len < 0 ||
+      body_len < 0 || (headers_len > 0 && headers == NULL) ||
+      (body_len > 0 && body == NULL))
+    return YMO_EINVAL;
+  bool done = flags & YMO_RESP_DONE;
+  if (atomic_load_explicit(&ex->aborted, memory_order_acquire)) {
+    /* Nobody is listening: the handle is finished here. */
+    finish_slot(w, ex);
+    ymo__exchange_unref(ex);
+    return YMO_EPIPE;
+  }
+  bool is_head = ex->req_flags & YMO_REQF_HEAD;
+  bool no_body_status = status == 204 || status == 304;
+  bool no_body = is_head || no_body_status;
+  bool http10 = ex->http_major == 1 && ex->http_minor == 0;
+  bool close = !(ex->req_flags & YMO_REQF_KEEPALIVE) ||
+               (flags & YMO_RESP_CLOSE) ||
+               atomic_load_explicit(&w->server->draining, memory_order_relaxed);
+  bool chunked = false;
+  int64_t content_length = -1;
+  if (done) {
+    if (!no_body_status) content_length = body_len;
+  } else if (!no_body) {
+    if (http10)
+      close = true; /* The end of the body is the end of the connection. */
+    else
+      chunked = true;
+  }
+  size_t date_len = ymo__date_line(&w->date_sec, w->date);
+  char head[256];
+  size_t head_len =
+      ymo__format_head(head, sizeof(head), status, w->date, date_len,
+                       content_length, chunked, close, http10 && !close);
+  if (head_len == 0) return YMO_EINVAL;
+  size_t send_body = no_body ? 0 : (size_t)body_len;
+  size_t body_bytes = send_body;
+  if (chunked && send_body > 0) body_bytes += 20;
+  size_t total = head_len + (size_t)headers_len + 2 + body_bytes;
+  ymo_out_t *out = ymo__out_new(
+      ex, total, (done ? YMO_RESP_DONE : 0) | (close ? YMO_RESP_CLOSE : 0));
+  if (out == NULL) return YMO_ENOMEM;
+  uint8_t *p = out->data;
+  memcpy(p, head, head_len);
+  p += head_len;
+  if (headers_len > 0) memcpy(p, headers, (size_t)headers_len);
+  p += headers_len;
+  memcpy(p, "\r\n", 2);
+  p += 2;
+  if (chunked && send_body > 0)
+    p += chunk_frame(p, body, send_body);
+  else if (send_body > 0) {
+    memcpy(p, body, send_body);
+    p += send_body;
+  }
+  out->len = (size_t)(p - out->data);
+  ex->resp_chunked = chunked;
+  ex->resp_no_body = no_body;
+  ex->resp_close = close;
+  if (done)
+    finish_slot(w, ex); /* The slot's reference moves to `out`. */
+  else {
+    ex->resp_state = 1;
+    ymo__exchange_ref(ex);
+  }
+  push_out(w, out);
+  return 0;
+}
+
+int32_t ymo_worker_response_body_append(ymo_worker_t *w, uint32_t id,
+                                        uint32_t gen, const uint8_t *body,
+                                        int32_t body_len, int flags) {
+  ymo_exchange_t *ex = slot_get(w, id, gen);
+  if (ex == NULL) return YMO_ESTALE;
+  if (ex->resp_state != 1 || body_len < 0 || (body_len > 0 && body == NULL))
+    return YMO_EINVAL;
+  bool done = flags & YMO_RESP_DONE;
+  if (atomic_load_explicit(&ex->aborted, memory_order_acquire)) {
+    /* Nobody is listening: the handle is finished here. */
+    finish_slot(w, ex);
+    ymo__exchange_unref(ex);
+    return YMO_EPIPE;
+  }
+  size_t send = ex->resp_no_body ? 0 : (size_t)body_len;
+  size_t cap = send + (ex->resp_chunked ? 25 : 0);
+  int out_flags = (done ? YMO_RESP_DONE : 0) |
+                  (ex->resp_close ? YMO_RESP_CLOSE : 0);
+  ymo_out_t *out = ymo__out_new(ex, cap, out_flags);
+  if (out == NULL) return YMO_ENOMEM;
+  uint8_t *p = out->data;
+  if (ex->resp_chunked) {
+    if (send > 0) p += chunk_frame(p, body, send);
+    if (done) {
+      memcpy(p, "0\r\n\r\n", 5);
+      p += 5;
+    }
+  } else if (send > 0) {
+    memcpy(p, body, send);
+    p += send;
+  }
+  out->len = (size_t)(p - out->data);
+  if (done)
+    finish_slot(w, ex);
+  else
+    ymo__exchange_ref(ex);
+  long long pending =
+      atomic_load_explicit(&ex->unwritten, memory_order_relaxed) +
+      (long long)out->len;
+  push_out(w, out);
+  return pending > INT32_MAX ? INT32_MAX : (int32_t)pending;
+}
+
+/* Internal flag on an output piece: close the connection without finishing
+ * the response (its framing is broken). */
+#define YMO__OUT_ABORT 64
+
+int ymo_worker_release(ymo_worker_t *w, uint32_t id, uint32_t gen) {
+  ymo_exchange_t *ex = slot_get(w, id, gen);
+  if (ex == NULL) return YMO_ESTALE;
+  if (ex->resp_state == 0) {
+    static const char msg[] = "Internal Server Error";
+    static const char hdr[] = "Content-Type: text/plain;charset=UTF-8\r\n";
+    return ymo_worker_respond(w, id, gen, 500, (const uint8_t *)hdr,
+                              sizeof(hdr) - 1, (const uint8_t *)msg,
+                              sizeof(msg) - 1, YMO_RESP_DONE | YMO_RESP_CLOSE);
+  }
+  ymo_out_t *out = ymo__out_new(ex, 0, YMO_RESP_DONE | YMO_RESP_CLOSE |
+                                           YMO__OUT_ABORT);
+  finish_slot(w, ex);
+  if (out == NULL) {
+    atomic_store(&ex->aborted, 1);
+    ymo__exchange_unref(ex);
+    return YMO_ENOMEM;
+  }
+  push_out(w, out);
+  return 0;
+}
+
+int ymo_worker_aborted(ymo_worker_t *w, uint32_t id, uint32_t gen) {
+  ymo_exchange_t *ex = slot_get(w, id, gen);
+  if (ex == NULL) return YMO_ESTALE;
+  return atomic_load_explicit(&ex->aborted, memory_order_acquire) ? 1 : 0;
+}
+
+static void release_slots(ymo_worker_t *w) {
+  for (uint32_t i = 0; i < w->n_slots; i++) {
+    if (w->slots[i].exchange != NULL) {
+      ymo__exchange_unref(w->slots[i].exchange);
+      slot_free(w, i);
+    }
+  }
+}
+
+/* ------------------------------------------------------------------------ */
+/* L's side of the output queue.                                            */
+
+static void drain_out(ymo_worker_t *w) {
+  ymo_worker_lock_out(w);
+  ymo_queue_node_t *list = ymo__queue_take_all(&w->queue_out);
+  ymo_worker_unlock_out(w);
+  if (list == NULL) {
+    ev_idle_stop(w->loop, &w->idle_watcher);
+    return;
+  }
+  for (ymo_queue_node_t *n = list; n != NULL; n = n->next) {
+    ymo_out_t *out = n->item;
+    if (out->flags & YMO__OUT_ABORT) {
+      ymo_exchange_t *ex = out->exchange;
+      if (ex->session != NULL) ymo__session_close(ex->session);
+      ymo__exchange_unref(ex);
+      free(out);
+      continue;
+    }
+    ymo__deliver_out(out);
+  }
+  ymo_worker_lock_out(w);
+  ymo__queue_recycle(&w->queue_out, list);
+  ymo_worker_unlock_out(w);
+  /* Responses tend to come in bursts: poll once more before sleeping. */
+  ev_idle_start(w->loop, &w->idle_watcher);
+}
+
+static void on_event_out(struct ev_loop *loop, ev_async *a, int revents) {
+  (void)loop;
+  (void)revents;
+  drain_out(a->data);
+}
+
+static void on_prepare(struct ev_loop *loop, ev_prepare *p, int revents) {
+  (void)loop;
+  (void)revents;
+  drain_out(p->data);
+}
+
+static void on_check(struct ev_loop *loop, ev_check *c, int revents) {
+  (void)loop;
+  (void)revents;
+  drain_out(c->data);
+}
+
+static void on_idle(struct ev_loop *loop, ev_idle *i, int revents) {
+  (void)loop;
+  (void)revents;
+  drain_out(i->data);
+}
+
+void ymo__worker_attach(ymo_worker_t *w) {
+  ev_async_init(&w->event_out, on_event_out);
+  w->event_out.data = w;
+  ev_prepare_init(&w->prepare_watcher, on_prepare);
+  w->prepare_watcher.data = w;
+  ev_check_init(&w->check_watcher, on_check);
+  w->check_watcher.data = w;
+  ev_idle_init(&w->idle_watcher, on_idle);
+  w->idle_watcher.data = w;
+  ev_async_start(w->loop, &w->event_out);
+  ev_prepare_start(w->loop, &w->prepare_watcher);
+  ev_check_start(w->loop, &w->check_watcher);
+}
+
+void ymo__worker_detach(ymo_worker_t *w) {
+  ev_async_stop(w->loop, &w->event_out);
+  ev_prepare_stop(w->loop, &w->prepare_watcher);
+  ev_check_stop(w->loop, &w->check_watcher);
+  ev_idle_stop(w->loop, &w->idle_watcher);
+  drain_out(w);
+  ev_idle_stop(w->loop, &w->idle_watcher);
+}

@@ -1,0 +1,281 @@
+/* Internal declarations shared by the library's C files; never installed and
+ * never seen by the FFI. Symbols here have hidden visibility (the default for
+ * this library), whatever their prefix. */
+#ifndef YMO_INTERNAL_H
+#define YMO_INTERNAL_H
+
+#include <ev.h>
+#include <llhttp.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <sys/socket.h>
+
+#include "ymo.h"
+
+#define YMO_VERSION_STRING "0.1.0"
+
+/* Nodes preallocated per queue; past these the queue falls back to malloc. */
+#define YMO_WORKER_QUEUE_POOL_SIZE 256
+
+/* ---------------------------------------------------------------------------
+ * Queue: a FIFO of pointers with a preallocated node pool. Not thread-safe by
+ * itself: each queue is protected by the lock of the struct that owns it.
+ * ------------------------------------------------------------------------- */
+typedef struct ymo_queue_node {
+  struct ymo_queue_node *next;
+  void *item;
+  bool from_pool;
+} ymo_queue_node_t;
+
+typedef struct ymo_queue {
+  ymo_queue_node_t *head;
+  ymo_queue_node_t *tail;
+  ymo_queue_node_t *free_nodes; /* Unused pool nodes. */
+  size_t count;
+} ymo_queue_t;
+
+void ymo__queue_init(ymo_queue_t *q, ymo_queue_node_t *pool, size_t n);
+/* Appends item; uses a pool node if one is free, else the heap. Returns 0 or
+ * YMO_ENOMEM (only when the heap fails too); an item is never dropped. */
+int ymo__queue_push(ymo_queue_t *q, void *item);
+/* Removes and returns the first item, or NULL when empty. */
+void *ymo__queue_pop(ymo_queue_t *q);
+/* Detaches the whole list (for draining outside the lock); the caller walks
+ * it and gives the nodes back with ymo__queue_recycle() under the lock. */
+ymo_queue_node_t *ymo__queue_take_all(ymo_queue_t *q);
+void ymo__queue_recycle(ymo_queue_t *q, ymo_queue_node_t *list);
+/* Frees heap nodes; pool nodes belong to the owner's storage. */
+void ymo__queue_destroy(ymo_queue_t *q);
+
+/* ---------------------------------------------------------------------------
+ * Output: one piece of response bytes on its way from a JS thread to L, and
+ * then, on L, in its exchange's list of bytes to write.
+ * ------------------------------------------------------------------------- */
+typedef struct ymo_out {
+  struct ymo_out *next;  /* L only: the exchange's pending-write list. */
+  ymo_exchange_t *exchange;
+  int flags;             /* YMO_RESP_DONE, YMO_RESP_CLOSE. */
+  size_t len;
+  size_t off;            /* L only: bytes already written. */
+  uint8_t data[];
+} ymo_out_t;
+
+typedef struct ymo_session ymo_session_t;
+
+/* ---------------------------------------------------------------------------
+ * Exchange: one request and its response.
+ *
+ * Ownership: `refs` counts holders. L creates it with one reference, held by
+ * its session's FIFO until the response is written or the connection closes.
+ * queue_in holds one while queued; ymo_worker_take() moves that reference to
+ * the worker's slot table (the JS side's handle). Each ymo_out_t holds one
+ * until L has processed it. Whoever drops the count to zero frees it, on any
+ * thread: by then no other holder exists.
+ * ------------------------------------------------------------------------- */
+struct ymo_exchange {
+  atomic_int refs;
+  /* Set by L when the client is gone; read by the JS thread. */
+  atomic_int aborted;
+  ymo_worker_t *worker;
+
+  /* L only. */
+  ymo_session_t *session; /* NULL once the connection has closed. */
+  ymo_exchange_t *fifo_next;
+  ymo_out_t *out_head, *out_tail;
+  size_t out_bytes;       /* Queued and not yet written. */
+  bool response_done;     /* The last piece has reached out_head. */
+  bool close_after;
+  bool local;             /* Answered by L itself (errors), never queued. */
+
+  /* Written by L while parsing, immutable once queued. */
+  uint8_t *req;
+  size_t req_len, req_cap;
+  uint8_t http_major, http_minor, req_flags;
+  uint32_t n_headers;
+  size_t headers_start, body_start;
+
+  /* JS thread only. */
+  uint32_t slot;
+  int resp_state;         /* 0 none, 1 streaming, 2 done. */
+  bool resp_chunked;
+  bool resp_no_body;
+  bool resp_close;
+  /* Bytes handed to L and not yet written, for backpressure (L decrements). */
+  atomic_llong unwritten;
+};
+
+void ymo__exchange_ref(ymo_exchange_t *ex);
+void ymo__exchange_unref(ymo_exchange_t *ex);
+
+/* ---------------------------------------------------------------------------
+ * Worker.
+ *
+ * Locking: lock_in protects queue_in, pool_in, notify_fn, notified, running
+ * and stopped; ready_in is signalled under it. lock_out protects queue_out and
+ * pool_out. No thread ever holds both locks. ev_async_send() on event_out
+ * coalesces: many sends before L runs wake it once, so L always drains the
+ * whole of queue_out. The slot table is touched only by the worker's JS
+ * thread.
+ * ------------------------------------------------------------------------- */
+typedef struct ymo_slot {
+  ymo_exchange_t *exchange; /* NULL when free. */
+  uint32_t gen;
+  uint32_t next_free;
+} ymo_slot_t;
+
+struct ymo_worker {
+  ymo_queue_t queue_in;
+  ymo_queue_t queue_out;
+  ymo_queue_node_t pool_in[YMO_WORKER_QUEUE_POOL_SIZE];
+  ymo_queue_node_t pool_out[YMO_WORKER_QUEUE_POOL_SIZE];
+
+  /* Callbacks, all on L: prepare and check drain queue_out on each loop
+   * iteration; idle is started when a drain stopped at its budget, so the
+   * rest is written on the next iteration without a new async send. */
+  ev_prepare prepare_watcher;
+  ev_check check_watcher;
+  ev_idle idle_watcher;
+
+  /* Output data is signalled to the loop with an async watcher: */
+  ev_async event_out;
+  pthread_mutex_t lock_out;
+
+  /* Input data is signalled with a condition variable (Deno's waiter) and
+   * the notify callback (Bun's threadsafe JSCallback): */
+  pthread_mutex_t lock_in;
+  pthread_cond_t ready_in;
+  ymo_notify_fn notify_fn;
+  bool notified;
+  bool stopped;
+
+  /* The "thread": the JS thread that drives this worker, known only by the
+   * calls it makes. */
+  pthread_t thread;
+  size_t id;
+  int running;
+
+  ymo_server_t *server;
+  struct ev_loop *loop;
+
+  /* JS thread only. */
+  ymo_slot_t *slots;
+  uint32_t n_slots, first_free;
+  time_t date_sec;
+  char date[40];
+};
+
+int ymo_worker_init(struct ev_loop *loop, size_t thread_id,
+                    ymo_worker_t *worker);
+void ymo__worker_destroy(ymo_worker_t *worker);
+/* L: queue an exchange for JS (takes a new reference) and wake the worker on
+ * the empty-to-non-empty transition. */
+int ymo_worker_add_exchange(ymo_worker_t *worker, ymo_exchange_t *exchange);
+/* L: the server stopped; release the waiter and call notify(1). */
+void ymo__worker_release_waiters(ymo_worker_t *worker);
+/* L: watchers on and off the loop. */
+void ymo__worker_attach(ymo_worker_t *worker);
+void ymo__worker_detach(ymo_worker_t *worker);
+
+static inline int ymo_worker_lock_in(ymo_worker_t *w) {
+  return pthread_mutex_lock(&w->lock_in);
+}
+static inline int ymo_worker_unlock_in(ymo_worker_t *w) {
+  return pthread_mutex_unlock(&w->lock_in);
+}
+static inline int ymo_worker_lock_out(ymo_worker_t *w) {
+  return pthread_mutex_lock(&w->lock_out);
+}
+static inline int ymo_worker_unlock_out(ymo_worker_t *w) {
+  return pthread_mutex_unlock(&w->lock_out);
+}
+
+/* ---------------------------------------------------------------------------
+ * Session: one connection, owned and touched by L only.
+ * ------------------------------------------------------------------------- */
+struct ymo_session {
+  ymo_server_t *server;
+  ymo_worker_t *worker;
+  int fd;
+  ev_io rio, wio;
+  ev_timer timer;
+  llhttp_t parser;
+  ymo_exchange_t *cur;         /* The request being parsed. */
+  ymo_exchange_t *fifo_head;   /* Requests in order, awaiting responses. */
+  ymo_exchange_t *fifo_tail;
+  int fifo_len;
+  uint8_t *pending;            /* Bytes read but not yet parsed. */
+  size_t pending_len;
+  size_t head_bytes;           /* Bytes of the current request head. */
+  bool in_value;               /* Last header callback was a value. */
+  bool reading;                /* rio is started. */
+  bool paused;                 /* Parser paused; pending holds the rest. */
+  bool no_more_requests;       /* Parse nothing more from this client. */
+  bool closed;
+  struct sockaddr_storage peer;
+  ymo_session_t *prev, *next;
+};
+
+/* ---------------------------------------------------------------------------
+ * Server.
+ * ------------------------------------------------------------------------- */
+struct ymo_server {
+  struct ev_loop *loop;
+  pthread_t thread;
+  bool thread_started;
+  bool joined;
+  pthread_mutex_t state_lock;  /* Serialises start/stop/join callers. */
+
+  int listen_fd;
+  int port;
+  ev_io accept_watcher;
+  ev_async control;            /* Shutdown and stop requests. */
+  ev_timer grace_timer;
+  atomic_int draining;         /* Set once; read by JS threads too. */
+  atomic_int stop_now;
+  atomic_int grace_ms;
+  atomic_int connections;
+
+  int64_t options[16];
+
+  ymo_session_t *sessions;     /* L only. */
+  ymo_session_t *closed_sessions; /* L only: freed in the reaper. */
+  ev_prepare reaper;
+  size_t next_worker;          /* L only: round robin. */
+  uint8_t *read_buf;           /* L only: one read buffer for the loop. */
+  time_t date_sec;             /* L only. */
+  char date[40];
+
+  int n_workers;
+  ymo_worker_t *workers[];
+};
+
+#define YMO_OPT(server, name) ((server)->options[YMO_OPT_##name])
+
+/* Formats an IMF-fixdate "Date: ...\r\n" line into cache when the second
+ * changed; returns its length. */
+size_t ymo__date_line(time_t *cached_sec, char cache[40]);
+
+/* HTTP (http.c), L only. */
+void ymo__session_start(ymo_server_t *server, int fd,
+                        const struct sockaddr_storage *peer);
+void ymo__session_close(ymo_session_t *s);
+void ymo__session_flush(ymo_session_t *s);
+/* L: move out pieces into their exchanges and write. */
+void ymo__deliver_out(ymo_out_t *out);
+void ymo__server_session_closed(ymo_server_t *server);
+/* Graceful shutdown: close idle sessions, let busy ones finish. */
+void ymo__sessions_drain(ymo_server_t *server);
+/* Free sessions closed during the last loop iteration. */
+void ymo__sessions_reap(ymo_server_t *server);
+size_t ymo__read_buf_size(void);
+
+/* Builds a response head for status into buf (cap bytes); returns length. */
+size_t ymo__format_head(char *buf, size_t cap, int status, const char *date,
+                        size_t date_len, int64_t content_length,
+                        bool chunked, bool close, bool keepalive_10);
+const char *ymo__reason(int status);
+
+ymo_out_t *ymo__out_new(ymo_exchange_t *ex, size_t len, int flags);
+
+#endif /* YMO_INTERNAL_H */
