@@ -2,6 +2,8 @@
 # Runs every test of ymo, in order, and stops at the first failure:
 #
 #   setup   scripts/setup.sh (packages, npm ci, native Release build)
+#   publish deno publish --dry-run: the JSR package type-checks (with JSR's
+#           rules) and has its files; runs offline
 #   native  the C tests, ctest in native/build
 #   tsan    the C tests again, built with ThreadSanitizer (native/build-tsan)
 #   deno    the TypeScript suite under Deno: deno test -A tests/
@@ -15,10 +17,14 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 export PATH="$PWD/node_modules/.bin:$PATH"
 
-STEPS=(setup native tsan deno bun)
+STEPS=(setup publish native tsan deno bun)
 
 step_setup() {
   bash scripts/setup.sh
+}
+
+step_publish() {
+  deno publish --dry-run --allow-dirty
 }
 
 step_native() {
@@ -56,10 +62,11 @@ run_ctest() {
 
 # --- Runner ------------------------------------------------------------------
 
+ALL_STEPS=("${STEPS[@]}")
 if (($# > 0)); then STEPS=("$@"); fi
 for name in "${STEPS[@]}"; do
   declare -F "step_$name" >/dev/null || {
-    echo "test.sh: unknown step '$name' (steps: setup native tsan deno bun)" >&2
+    echo "test.sh: unknown step '$name' (steps: ${ALL_STEPS[*]})" >&2
     exit 2
   }
 done

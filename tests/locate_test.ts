@@ -376,6 +376,24 @@ test("every native file is published by deno.json and package.json", () => {
   }
 });
 
+test("deno.json and package.json publish the same files", () => {
+  const deno = JSON.parse(
+    fs.readFileSync(path.join(ROOT, "deno.json"), "utf8"),
+  );
+  const npm = JSON.parse(
+    fs.readFileSync(path.join(ROOT, "package.json"), "utf8"),
+  );
+  // deno.json lists itself; npm always packs package.json on its own.
+  const jsr = deno.publish.include.filter((p: string) => p !== "deno.json");
+  assert.deepEqual([...npm.files].sort(), [...jsr].sort());
+  for (const pattern of jsr) {
+    assert.ok(
+      fs.existsSync(path.join(ROOT, pattern)),
+      `deno.json publishes ${pattern}, which does not exist`,
+    );
+  }
+});
+
 test("VERSION equals the versions in deno.json and package.json", () => {
   for (const name of ["deno.json", "package.json"]) {
     const json = JSON.parse(fs.readFileSync(path.join(ROOT, name), "utf8"));
