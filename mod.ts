@@ -140,6 +140,7 @@ export class Exchange {
   #id: number;
   #gen: number;
   #open = true;
+  #controller = new AbortController();
 
   /**
    * @param worker The worker that took the request.
@@ -150,6 +151,28 @@ export class Exchange {
     this.#worker = worker;
     this.#id = id;
     this.#gen = gen;
+  }
+
+  /** The slot generation that, with the id, names the native exchange. */
+  get gen(): number {
+    return this.#gen;
+  }
+
+  /** Aborted when the client goes away before the response is finished. */
+  get signal(): AbortSignal {
+    return this.#controller.signal;
+  }
+
+  /** @internal C told us the client went away. */
+  abort(): void {
+    this.#open = false;
+    this.#worker.forget(this.#id, this);
+    this.#controller.abort(new DOMException("The client went away", "AbortError"));
+  }
+
+  #finish(): void {
+    this.#open = false;
+    this.#worker.forget(this.#id, this);
   }
 
   /** Whether a response can still be sent (not finished, server alive). */
@@ -199,7 +222,7 @@ export class Exchange {
     );
     // Finished, or refused because the client is gone: either way C has
     // let go of the handle.
-    if (done || rc < 0) this.#open = false;
+    if (done || rc < 0) this.#finish();
     return rc;
   }
 
@@ -221,7 +244,7 @@ export class Exchange {
       chunk.byteLength,
       done ? RESP_DONE : 0,
     );
-    if (done || rc < 0) this.#open = false;
+    if (done || rc < 0) this.#finish();
     return rc;
   }
 
@@ -231,7 +254,7 @@ export class Exchange {
    */
   release(): void {
     if (!this.open) return;
-    this.#open = false;
+    this.#finish();
     lib.ymo_worker_release(this.#worker.pointer, this.#id, this.#gen);
   }
 }
@@ -253,6 +276,8 @@ export class Worker {
   #stopped: Promise<void>;
   #resolveStopped!: () => void;
   #headerWriter = new HeaderWriter();
+  /** Exchanges taken and not finished, by slot id, for abort notices. */
+  #inflight = new Map<number, Exchange>();
 
   /**
    * @param server The server the worker belongs to.
@@ -394,15 +419,30 @@ export class Worker {
         this.#view = new DataView(this.#buf.buffer);
         continue;
       }
-      decodeRequests(this.#buf, this.#view, n, (rec) => this.#handle(rec));
+      decodeRequests(
+        this.#buf,
+        this.#view,
+        n,
+        (rec) => this.#handle(rec),
+        (id, gen) => {
+          const exchange = this.#inflight.get(id);
+          if (exchange !== undefined && exchange.gen === gen) exchange.abort();
+        },
+      );
     }
+  }
+
+  /** @internal An exchange is finished: stop tracking it. */
+  forget(id: number, exchange: Exchange): void {
+    if (this.#inflight.get(id) === exchange) this.#inflight.delete(id);
   }
 
   #handle(rec: RequestRecord): void {
     const exchange = new Exchange(this, rec.id, rec.gen);
+    this.#inflight.set(rec.id, exchange);
     let request: Request;
     try {
-      request = this.#server.buildRequest(rec);
+      request = this.#server.buildRequest(rec, exchange.signal);
     } catch {
       // An URL or header the platform's Request refuses: the client's fault.
       const body = encoder.encode("Bad Request");
@@ -473,24 +513,43 @@ export class Worker {
       exchange.respond(status, headers, len, EMPTY, true);
       return;
     }
+    // Read the headers before the body: Bun drops a Blob body's implied
+    // Content-Type once the body is read. Copied, since the writer's buffer
+    // is reused by other exchanges while this one awaits its body.
+    const [head, headLength] = this.#headerWriter.write(response.headers);
+    const headers = head.slice(0, headLength);
     const reader = body.getReader();
     try {
-      // Read ahead one chunk: a body that ends after its first chunk (a
-      // string, bytes, a Blob) is sent whole with a Content-Length.
-      const first = await reader.read();
-      const firstBytes = first.done ? EMPTY : toBytes(first.value);
-      const second = first.done ? first : await reader.read();
-      if (second.done) {
-        const [headers, len] = this.#headerWriter.write(response.headers);
-        exchange.respond(status, headers, len, firstBytes, true);
+      // Read ahead while chunks are ready at once: a body that ends that way
+      // (a string, bytes, a Blob) is sent whole with a Content-Length; one
+      // that must wait (a real stream) is sent chunked from there on.
+      const parts: Uint8Array[] = [];
+      let size = 0;
+      let chunk = await reader.read();
+      let later: Promise<ReadResult> | null = null;
+      while (!chunk.done && size < READ_AHEAD_LIMIT) {
+        const bytes = toBytes(chunk.value);
+        parts.push(bytes);
+        size += bytes.byteLength;
+        const next = await readSoon(reader);
+        if ("later" in next) {
+          later = next.later;
+          break;
+        }
+        chunk = next.ready;
+      }
+      const start = parts.length === 1 ? parts[0] : concat(parts, size);
+      if (chunk.done) {
+        exchange.respond(status, headers, headLength, start, true);
         return;
       }
-      const [headers, len] = this.#headerWriter.write(response.headers);
-      if (exchange.respond(status, headers, len, firstBytes, false) < 0) {
+      if (exchange.respond(status, headers, headLength, start, false) < 0) {
         await reader.cancel();
         return;
       }
-      let chunk = second;
+      // Either the pending read, or the chunk that hit the read-ahead limit
+      // and is not sent yet.
+      if (later !== null) chunk = await later;
       while (!chunk.done) {
         if (exchange.append(toBytes(chunk.value), false) < 0) {
           await reader.cancel();
@@ -511,6 +570,38 @@ export class Worker {
       reader.releaseLock?.();
     }
   }
+}
+
+/** Bytes a response may gather before its head goes out anyway. */
+const READ_AHEAD_LIMIT = 64 * 1024;
+/** Microtask turns a read may take and still count as ready at once. */
+const READY_TURNS = 8;
+
+type ReadResult = ReadableStreamReadResult<unknown>;
+
+/**
+ * Reads the next chunk: `ready` when the stream had it within a few microtask
+ * turns, else `later`, the still-pending read.
+ */
+async function readSoon(
+  reader: ReadableStreamDefaultReader<unknown>,
+): Promise<{ ready: ReadResult } | { later: Promise<ReadResult> }> {
+  let result: ReadResult | null = null;
+  const later = reader.read();
+  later.then((r) => result = r, () => {});
+  for (let i = 0; i < READY_TURNS && result === null; i++) await null;
+  return result !== null ? { ready: result } : { later };
+}
+
+function concat(parts: Uint8Array[], size: number): Uint8Array {
+  if (parts.length === 0) return EMPTY;
+  const out = new Uint8Array(size);
+  let at = 0;
+  for (const part of parts) {
+    out.set(part, at);
+    at += part.byteLength;
+  }
+  return out;
 }
 
 function unrefTimer(timer: ReturnType<typeof setInterval>): void {
@@ -682,7 +773,7 @@ export class Server {
   }
 
   /** @internal Builds the standard Request for a record. */
-  buildRequest(rec: RequestRecord): Request {
+  buildRequest(rec: RequestRecord, signal: AbortSignal): Request {
     const headers = new Headers();
     let host = "";
     const h = rec.headers;
@@ -705,6 +796,7 @@ export class Server {
       method,
       headers,
       body: hasBody ? rec.body : null,
+      signal,
     });
   }
 

@@ -12,6 +12,8 @@ export const FIXED_SIZE = 52;
 export const REQF_KEEPALIVE = 1;
 /** Request flag: the method is HEAD. */
 export const REQF_HEAD = 2;
+/** Record flag: not a request, but notice that its client went away. */
+export const REQF_ABORT = 4;
 
 /** One request as C handed it over. Strings are Latin-1 (HTTP bytes). */
 export interface RequestRecord {
@@ -54,18 +56,25 @@ function remoteHostname(buf: Uint8Array, at: number, family: number): string {
 }
 
 /**
- * Calls `each` for every record in `buf[0, length)`. Records refer to `buf`
- * only during the call; bodies are copied.
+ * Calls `each` for every request record in `buf[0, length)`, and `aborted`
+ * for every abort record. Records refer to `buf` only during the call;
+ * bodies are copied.
  */
 export function decodeRequests(
   buf: Uint8Array,
   view: DataView,
   length: number,
   each: (record: RequestRecord) => void,
+  aborted: (id: number, gen: number) => void,
 ): void {
   let at = 0;
   while (at < length) {
     const size = view.getUint32(at, true);
+    if (buf[at + 14] & REQF_ABORT) {
+      aborted(view.getUint32(at + 4, true), view.getUint32(at + 8, true));
+      at += size;
+      continue;
+    }
     const methodLen = buf[at + 15];
     const urlLen = view.getUint32(at + 16, true);
     const nHeaders = view.getUint32(at + 20, true);

@@ -245,6 +245,10 @@ YMO_EXTERN int ymo_worker_join(ymo_worker_t *worker);
 #define YMO_REQ_FIXED_SIZE 52
 #define YMO_REQF_KEEPALIVE 1
 #define YMO_REQF_HEAD 2
+/* An abort record: 16 bytes (record_len, id, gen, the four u8 fields) telling
+ * that the client of an exchange the caller holds has gone away. */
+#define YMO_REQF_ABORT 4
+#define YMO_REQ_ABORT_SIZE 16
 
 #ifdef __cplusplus
 }

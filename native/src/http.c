@@ -400,6 +400,8 @@ void ymo__session_close(ymo_session_t *s) {
     ymo_exchange_t *next = ex->fifo_next;
     ex->session = NULL;
     atomic_store_explicit(&ex->aborted, 1, memory_order_release);
+    if (!ex->local && !ex->response_done)
+      ymo__worker_add_abort(ex->worker, ex);
     free_out_list(ex);
     ymo__exchange_unref(ex);
     ex = next;
@@ -521,13 +523,10 @@ static void on_readable(struct ev_loop *loop, ev_io *w, int revents) {
   }
   if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
     return;
-  if (n == 0 && s->cur == NULL && s->fifo_len > 0) {
-    /* The client closed its sending side after its requests: answer them,
-     * then close. */
-    s->no_more_requests = true;
-    stop_reading(s);
-    return;
-  }
+  /* End of stream, even with requests in flight, means the client is gone,
+   * as Deno.serve and Bun.serve take it: their handlers see req.signal
+   * abort. (A client that only shut down its sending side gets no answer;
+   * HTTP/1.1 clients do not do that.) */
   ymo__session_close(s);
 }
 

@@ -45,6 +45,16 @@ ymo_out_t *ymo__out_new(ymo_exchange_t *ex, size_t len, int flags) {
   return out;
 }
 
+/* queue_in holds exchanges, and abort notices for exchanges: the same
+ * pointer with its lowest bit set (exchanges are malloc-aligned). */
+#define ABORT_TAG ((uintptr_t)1)
+
+static bool is_abort(void *item) { return (uintptr_t)item & ABORT_TAG; }
+
+static ymo_exchange_t *untag(void *item) {
+  return (ymo_exchange_t *)((uintptr_t)item & ~ABORT_TAG);
+}
+
 /* ------------------------------------------------------------------------ */
 /* Life cycle.                                                              */
 
@@ -75,8 +85,9 @@ static void release_slots(ymo_worker_t *w);
 
 void ymo__worker_destroy(ymo_worker_t *w) {
   /* Only after L has been joined and no JS thread drives the worker. */
-  ymo_exchange_t *ex;
-  while ((ex = ymo__queue_pop(&w->queue_in)) != NULL) ymo__exchange_unref(ex);
+  void *item;
+  while ((item = ymo__queue_pop(&w->queue_in)) != NULL)
+    ymo__exchange_unref(untag(item));
   ymo_out_t *out;
   while ((out = ymo__queue_pop(&w->queue_out)) != NULL) {
     ymo__exchange_unref(out->exchange);
@@ -161,15 +172,23 @@ int ymo_worker_join(ymo_worker_t *w) {
 /* ------------------------------------------------------------------------ */
 /* Handoff in.                                                              */
 
-int ymo_worker_add_exchange(ymo_worker_t *w, ymo_exchange_t *ex) {
+static int queue_in_push(ymo_worker_t *w, ymo_exchange_t *ex, void *item) {
   ymo__exchange_ref(ex);
   ymo_worker_lock_in(w);
   bool was_empty = w->queue_in.count == 0;
-  int err = ymo__queue_push(&w->queue_in, ex);
+  int err = ymo__queue_push(&w->queue_in, item);
   if (err == 0 && was_empty) notify_locked(w, 0);
   ymo_worker_unlock_in(w);
   if (err != 0) ymo__exchange_unref(ex);
   return err;
+}
+
+int ymo_worker_add_exchange(ymo_worker_t *w, ymo_exchange_t *ex) {
+  return queue_in_push(w, ex, ex);
+}
+
+int ymo__worker_add_abort(ymo_worker_t *w, ymo_exchange_t *ex) {
+  return queue_in_push(w, ex, (void *)((uintptr_t)ex | ABORT_TAG));
 }
 
 static uint32_t slot_alloc(ymo_worker_t *w, ymo_exchange_t *ex) {
@@ -227,30 +246,50 @@ int32_t ymo_worker_take(ymo_worker_t *w, uint8_t *buf, int32_t cap) {
   int n_dead = 0;
   ymo_worker_lock_in(w);
   while (n < TAKE_BATCH && n_dead < TAKE_BATCH && w->queue_in.head != NULL) {
-    ymo_exchange_t *ex = w->queue_in.head->item;
-    if (atomic_load_explicit(&ex->aborted, memory_order_acquire)) {
+    void *item = w->queue_in.head->item;
+    ymo_exchange_t *ex = untag(item);
+    size_t size = is_abort(item) ? YMO_REQ_ABORT_SIZE : ex->req_len;
+    if (!is_abort(item) &&
+        atomic_load_explicit(&ex->aborted, memory_order_acquire)) {
+      /* Gone before JS saw it: drop it unseen. */
       dead[n_dead++] = ymo__queue_pop(&w->queue_in);
       continue;
     }
-    if (total + ex->req_len > (size_t)cap) {
-      if (n == 0) needed = ex->req_len;
+    if (total + size > (size_t)cap) {
+      if (n == 0) needed = size;
       break;
     }
     batch[n++] = ymo__queue_pop(&w->queue_in);
-    total += ex->req_len;
+    total += size;
   }
   ymo_worker_unlock_in(w);
   for (int i = 0; i < n_dead; i++) ymo__exchange_unref(dead[i]);
 
   size_t off = 0;
   for (int i = 0; i < n; i++) {
-    ymo_exchange_t *ex = batch[i];
+    ymo_exchange_t *ex = untag(batch[i]);
+    if (is_abort(batch[i])) {
+      /* Only exchanges JS still holds: the notice came after the exchange
+       * in queue_in, so it has been taken (or dropped) by now. */
+      ymo_slot_t *slot = ex->slot < w->n_slots ? &w->slots[ex->slot] : NULL;
+      if (slot != NULL && slot->exchange == ex) {
+        memset(buf + off, 0, YMO_REQ_ABORT_SIZE);
+        put_u32(buf + off, YMO_REQ_ABORT_SIZE);
+        put_u32(buf + off + 4, ex->slot);
+        put_u32(buf + off + 8, slot->gen);
+        buf[off + 14] = YMO_REQF_ABORT;
+        off += YMO_REQ_ABORT_SIZE;
+      }
+      ymo__exchange_unref(ex);
+      continue;
+    }
     uint32_t id = slot_alloc(w, ex);
     if (id == UINT32_MAX) {
-      /* Out of memory for the handle table: give the rest back to the
-       * queue's owner by failing them with a close. */
-      for (int j = i; j < n; j++) ymo__exchange_unref(batch[j]);
-      break;
+      /* Out of memory for the handle table: drop the request; its
+       * connection waits for a response that never comes, until the
+       * client gives up. Only under memory exhaustion. */
+      ymo__exchange_unref(ex);
+      continue;
     }
     memcpy(buf + off, ex->req, ex->req_len);
     put_u32(buf + off + 4, id);

@@ -171,6 +171,9 @@ void ymo__worker_destroy(ymo_worker_t *worker);
 /* L: queue an exchange for JS (takes a new reference) and wake the worker on
  * the empty-to-non-empty transition. */
 int ymo_worker_add_exchange(ymo_worker_t *worker, ymo_exchange_t *exchange);
+/* L: the client of a queued or taken exchange went away; JS learns it from
+ * an abort record in its next take(). */
+int ymo__worker_add_abort(ymo_worker_t *worker, ymo_exchange_t *exchange);
 /* L: the server stopped; release the waiter and call notify(1). */
 void ymo__worker_release_waiters(ymo_worker_t *worker);
 /* L: watchers on and off the loop. */
