@@ -9,7 +9,7 @@
  * 2. the local build, `native/build/<file>` next to this package, when the
  *    package was loaded from a `file:` URL (a clone, or an npm install);
  * 3. the per-user cache, `${XDG_CACHE_HOME:-~/.cache}/ymo/<version>/<file>`;
- * 4. a build made now: the files of {@linkcode NATIVE_FILES} are copied from
+ * 4. a build made now: the files listed in `_native_files.ts` are copied from
  *    the package folder, or downloaded over https when the package was loaded
  *    from a remote URL such as JSR, into a staging folder in the cache; CMake
  *    builds them there; and the library is moved into the cache atomically
@@ -18,7 +18,7 @@
  *
  * For a local package the cache keeps a copy of the sources it was built from
  * in `<cache>/src`, and step 3 skips a cached library whose sources differ from
- * the package's, so editing a checkout never loads a stale build. A remote
+ * the package's, so edited sources never load a stale cached build. A remote
  * package is immutable per version, so its cache is trusted as it is.
  *
  * {@linkcode locateLibrary} is synchronous and does all of this except the
