@@ -1,0 +1,671 @@
+/**
+ * The ymo benchmark: wrk against ymo (on Deno and on Bun) and against
+ * Deno.serve, Bun.serve and node:http, all serving the same app
+ * (scripts/bench/app.ts; app_node.mjs for Node), over interleaved rounds.
+ *
+ *   deno run -A scripts/bench.ts            # 3 rounds x 5 s, the full table
+ *   deno run -A scripts/bench.ts --quick    # 1 round x 2 s, a smoke check
+ *   deno run -A scripts/bench.ts --help
+ *
+ * Writes results.md, results.svg and results.json into --out (bench/ by
+ * default; bench/tmp/quick/, which git ignores, with --quick). Needs wrk.
+ *
+ * @module
+ */
+
+import { execFileSync } from "node:child_process";
+import { existsSync, mkdirSync, writeFileSync } from "node:fs";
+import { createServer } from "node:net";
+import os from "node:os";
+import { dirname, join, relative, resolve } from "node:path";
+import process from "node:process";
+import { parseArgs } from "node:util";
+import {
+  BODY_16K,
+  ECHO_BYTES,
+  hashRounds,
+  HELLO,
+  STREAM_CHUNK,
+  STREAM_CHUNKS,
+} from "./bench/_work.mjs";
+import { sampleGroup, sampleMachine } from "./bench/_proc.ts";
+import {
+  formatRps,
+  formatTime,
+  markdown,
+  type ReportInput,
+  type RunRecord,
+  summarize,
+  svg,
+} from "./bench/_report.ts";
+import {
+  logTail,
+  type Paths,
+  type Running,
+  type Runtime,
+  SERVERS,
+  type ServerSpec,
+  startServer,
+  stopServer,
+  waitReady,
+} from "./bench/_servers.ts";
+import { parseWrk, runWrk } from "./bench/_wrk.ts";
+
+const BENCH_DIR = dirname(new URL(import.meta.url).pathname);
+const ROOT = resolve(BENCH_DIR, "..");
+
+// ---------------------------------------------------------------- workloads
+
+/** A request pattern, the route that answers it, and how to check an answer. */
+interface Workload {
+  id: string;
+  title: string;
+  /** Title in the chart, where space is short. */
+  short: string;
+  path: string;
+  /** wrk Lua script, for requests other than a plain GET. */
+  script?: string;
+  /**
+   * Sends one request and returns what is wrong with the answer, or null.
+   * `cpuRounds` is what the server was told to do for `/cpu`.
+   */
+  check(base: string, cpuRounds: number): Promise<string | null>;
+  /** Part of the default set (cpu waits for the scaling section). */
+  byDefault: boolean;
+}
+
+async function fetchBytes(url: string, init?: RequestInit) {
+  const res = await fetch(url, {
+    ...init,
+    signal: AbortSignal.timeout(10_000),
+  });
+  return { status: res.status, body: new Uint8Array(await res.arrayBuffer()) };
+}
+
+function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
+  return a.length === b.length && a.every((v, i) => v === b[i]);
+}
+
+function expectBody(
+  status: number,
+  body: Uint8Array,
+  expected: Uint8Array,
+): string | null {
+  if (status !== 200) return `status ${status}, expected 200`;
+  if (!sameBytes(body, expected)) {
+    return `body of ${body.length} bytes differs from the expected ${expected.length}`;
+  }
+  return null;
+}
+
+const encoder = new TextEncoder();
+const STREAM_BODY = new Uint8Array(STREAM_CHUNK.length * STREAM_CHUNKS);
+for (let i = 0; i < STREAM_CHUNKS; i++) {
+  STREAM_BODY.set(STREAM_CHUNK, i * STREAM_CHUNK.length);
+}
+
+const WORKLOADS: Workload[] = [
+  {
+    id: "hello",
+    title: "GET / answering 13 bytes",
+    short: "hello: GET / → 13 B",
+    path: "/",
+    byDefault: true,
+    async check(base) {
+      const { status, body } = await fetchBytes(`${base}/`);
+      return expectBody(status, body, encoder.encode(HELLO));
+    },
+  },
+  {
+    id: "echo",
+    title: "POST /echo of 1 KiB, echoed back",
+    short: "echo: POST 1 KiB → 1 KiB",
+    path: "/echo",
+    script: join(BENCH_DIR, "bench/echo.lua"),
+    byDefault: true,
+    async check(base) {
+      const sent = crypto.getRandomValues(new Uint8Array(ECHO_BYTES));
+      const { status, body } = await fetchBytes(`${base}/echo`, {
+        method: "POST",
+        body: sent,
+        headers: { "content-type": "application/octet-stream" },
+      });
+      return expectBody(status, body, sent);
+    },
+  },
+  {
+    id: "16k",
+    title: "GET /16k answering 16 KiB",
+    short: "16k: GET → 16 KiB",
+    path: "/16k",
+    byDefault: true,
+    async check(base) {
+      const { status, body } = await fetchBytes(`${base}/16k`);
+      return expectBody(status, body, BODY_16K);
+    },
+  },
+  {
+    id: "stream",
+    title: "GET /stream, 1 MiB as a ReadableStream of 64 × 16 KiB",
+    short: "stream: GET → 1 MiB in 64 chunks",
+    path: "/stream",
+    byDefault: true,
+    async check(base) {
+      const { status, body } = await fetchBytes(`${base}/stream`);
+      return expectBody(status, body, STREAM_BODY);
+    },
+  },
+  {
+    id: "cpu",
+    title: "GET /cpu, ~200 µs of synchronous SHA-256 in the handler",
+    short: "cpu: GET → ~200 µs of hashing",
+    path: "/cpu",
+    byDefault: false,
+    async check(base, cpuRounds) {
+      const { status, body } = await fetchBytes(`${base}/cpu`);
+      return expectBody(status, body, encoder.encode(hashRounds(cpuRounds)));
+    },
+  },
+];
+
+// ---------------------------------------------------------------- options
+
+const HELP = `Usage: deno run -A scripts/bench.ts [options]
+
+  --rounds N          rounds, servers interleaved within each (default 3)
+  --duration S        seconds of each measured wrk run (default 5)
+  --warmup S          seconds of wrk warm-up before each run, 0 for none (default 1)
+  --connections LIST  wrk connection counts (default 50,256)
+  --threads N         wrk threads (default 2)
+  --servers LIST      of ${SERVERS.map((s) => s.id).join(",")} (default all)
+  --workloads LIST    of ${WORKLOADS.map((w) => w.id).join(",")} (default ${
+  WORKLOADS.filter((w) => w.byDefault).map((w) => w.id).join(",")
+})
+  --workers LIST      JS workers per server, e.g. 1,2,4 (default 1)
+  --timeout S         wrk's per-request timeout (default 5)
+  --start-timeout S   how long a server may take to answer GET / (default 30)
+  --port N            first port; each server start takes the next free one (default 18100)
+  --out DIR           where results.{md,svg,json} go (default bench/)
+  --quick             1 round of 2 s, 1 s warm-up, output in bench/tmp/quick/
+  --deno PATH, --bun PATH, --node PATH   runtimes (default node_modules/.bin, PATH)
+`;
+
+function list(text: string): string[] {
+  return text.split(",").map((s) => s.trim()).filter(Boolean);
+}
+
+function positiveInt(name: string, text: string, allowZero = false): number {
+  const value = Number(text.replace(/s$/, ""));
+  if (!Number.isInteger(value) || value < (allowZero ? 0 : 1)) {
+    throw new RangeError(
+      `--${name} must be a whole number${allowZero ? "" : " above 0"}: ${text}`,
+    );
+  }
+  return value;
+}
+
+function findOnPath(name: string): string | null {
+  for (const dir of (process.env.PATH ?? "").split(":")) {
+    if (dir && existsSync(join(dir, name))) return join(dir, name);
+  }
+  return null;
+}
+
+function runtime(flag: string | undefined, name: string): string {
+  if (flag) return resolve(flag);
+  const local = join(ROOT, "node_modules/.bin", name);
+  if (existsSync(local)) return local;
+  return findOnPath(name) ?? name;
+}
+
+const { values: flags } = parseArgs({
+  args: process.argv.slice(2),
+  options: {
+    rounds: { type: "string" },
+    duration: { type: "string" },
+    warmup: { type: "string" },
+    connections: { type: "string" },
+    threads: { type: "string" },
+    servers: { type: "string" },
+    workloads: { type: "string" },
+    workers: { type: "string" },
+    timeout: { type: "string" },
+    "start-timeout": { type: "string" },
+    port: { type: "string" },
+    out: { type: "string" },
+    quick: { type: "boolean" },
+    deno: { type: "string" },
+    bun: { type: "string" },
+    node: { type: "string" },
+    help: { type: "boolean", short: "h" },
+  },
+});
+
+if (flags.help) {
+  console.log(HELP);
+  process.exit(0);
+}
+
+const quick = flags.quick ?? false;
+const options = {
+  rounds: positiveInt("rounds", flags.rounds ?? (quick ? "1" : "3")),
+  duration: positiveInt("duration", flags.duration ?? (quick ? "2" : "5")),
+  warmup: positiveInt("warmup", flags.warmup ?? "1", true),
+  connections: list(flags.connections ?? "50,256").map((c) =>
+    positiveInt("connections", c)
+  ),
+  threads: positiveInt("threads", flags.threads ?? "2"),
+  workers: list(flags.workers ?? "1").map((w) => positiveInt("workers", w)),
+  timeout: positiveInt("timeout", flags.timeout ?? "5"),
+  startTimeout: positiveInt("start-timeout", flags["start-timeout"] ?? "30"),
+  port: positiveInt("port", flags.port ?? "18100"),
+  out: resolve(
+    flags.out ?? join(ROOT, quick ? "bench/tmp/quick" : "bench"),
+  ),
+};
+
+function pick<T extends { id: string }>(
+  what: string,
+  all: T[],
+  wanted: string | undefined,
+  byDefault: (item: T) => boolean,
+): T[] {
+  if (wanted === undefined) return all.filter(byDefault);
+  const ids = list(wanted);
+  for (const id of ids) {
+    if (!all.some((item) => item.id === id)) {
+      throw new RangeError(
+        `Unknown ${what}: ${id} (known: ${all.map((i) => i.id).join(", ")})`,
+      );
+    }
+  }
+  return all.filter((item) => ids.includes(item.id));
+}
+
+const workloads = pick(
+  "workload",
+  WORKLOADS,
+  flags.workloads,
+  (w) => w.byDefault,
+);
+const requested = pick("server", SERVERS, flags.servers, () => true);
+
+const paths: Paths = {
+  root: ROOT,
+  deno: runtime(flags.deno, "deno"),
+  bun: runtime(flags.bun, "bun"),
+  node: runtime(flags.node, "node"),
+  app: join(BENCH_DIR, "bench/app.ts"),
+};
+
+const skipped: { label: string; reason: string }[] = [];
+const servers: ServerSpec[] = [];
+for (const spec of requested) {
+  const reason = spec.unavailable(paths);
+  if (reason) {
+    skipped.push({ label: spec.label, reason });
+    console.error(`Skipping ${spec.label}: ${reason}`);
+  } else {
+    servers.push(spec);
+  }
+}
+if (servers.length === 0) {
+  console.error("No server can run; nothing to measure");
+  process.exit(1);
+}
+if (!findOnPath("wrk")) {
+  console.error("wrk not found on PATH: install it (apt-get install wrk)");
+  process.exit(1);
+}
+
+// ---------------------------------------------------------------- context
+
+function firstLine(command: string, args: string[]): string {
+  try {
+    const out = execFileSync(command, args, {
+      encoding: "utf8",
+      stdio: ["ignore", "pipe", "pipe"],
+      timeout: 30_000,
+    });
+    return out.trim().split("\n")[0];
+  } catch (error) {
+    // wrk -v prints its version and exits 1.
+    const out = String((error as { stdout?: string }).stdout ?? "").trim();
+    return out ? out.split("\n")[0] : "unknown";
+  }
+}
+
+const RUNTIME_NAMES: Record<Runtime, string> = {
+  deno: "Deno",
+  bun: "Bun",
+  node: "Node",
+};
+
+/**
+ * SHA-256 rounds that take about 200 µs in each runtime, measured once per
+ * runtime by scripts/bench/calibrate.mjs, so that every server on a runtime
+ * is given the same work and each handler spends about 200 µs in it.
+ */
+const cpuRounds: Partial<Record<Runtime, number>> = {};
+if (workloads.some((w) => w.id === "cpu")) {
+  const script = join(BENCH_DIR, "bench/calibrate.mjs");
+  const commands: Record<Runtime, string[]> = {
+    deno: [paths.deno, "run", "-A", script],
+    bun: [paths.bun, script],
+    node: [paths.node, script],
+  };
+  for (const runtime of new Set(servers.map((s) => s.runtime))) {
+    const [command, ...args] = commands[runtime];
+    const rounds = Number(firstLine(command, [...args, "200"]));
+    if (!(rounds > 0)) {
+      console.error(`Could not calibrate the cpu workload on ${runtime}`);
+      process.exit(1);
+    }
+    cpuRounds[runtime] = rounds;
+  }
+}
+
+/** How this harness was started, for the report. */
+const HARNESS = process.versions.bun ? "bun" : "deno run -A";
+
+function about(completedRounds: number): string[] {
+  const cpus = os.cpus();
+  const commit = firstLine("git", [
+    "-C",
+    ROOT,
+    "describe",
+    "--always",
+    "--dirty",
+  ]);
+  const argv = process.argv.slice(2).join(" ");
+  const wrk = `wrk -t${options.threads} -c<conns> -d${options.duration}s ` +
+    `--timeout ${options.timeout}s --latency`;
+  const lines = [
+    `Generated ${
+      new Date().toISOString().slice(0, 16).replace("T", " ")
+    } UTC by ` +
+    `\`${HARNESS} scripts/bench.ts${
+      argv ? ` ${argv}` : ""
+    }\` at ymo ${commit}.`,
+    `Machine: ${
+      cpus[0]?.model.trim() ?? "unknown CPU"
+    }, ${cpus.length} cores, ` +
+    `Linux ${os.release()}, ${Math.round(os.totalmem() / 2 ** 30)} GiB.`,
+    `Runtimes: ${firstLine(paths.deno, ["--version"])}, bun ${
+      firstLine(paths.bun, ["--version"])
+    }, ` +
+    `node ${firstLine(paths.node, ["--version"])}; ${
+      firstLine("wrk", ["-v"]).replace(/\s*Copyright.*/, "")
+    }.`,
+    `Method: ${completedRounds} of ${options.rounds} round${
+      options.rounds > 1 ? "s" : ""
+    }; ` +
+    `in each round every server runs every workload, the server order rotating from round to round. ` +
+    `Each run starts a fresh server (its own process group), waits until \`GET /\` answers, ` +
+    `checks one response of the workload byte for byte, warms up for ${options.warmup} s ` +
+    `with the same load, then measures \`${wrk}\`.`,
+    `CPU time/req: utime + stime from /proc/PID/stat of every process in the server's group ` +
+    `(all threads) over the measured run only, divided by the requests wrk completed. ` +
+    `Peak RSS: VmHWM from /proc/PID/status summed over the group at the end of the run ` +
+    `(a fresh process per run, so per workload), max over the rounds.`,
+    `wrk and the server share this machine's ${cpus.length} cores, so absolute figures are ` +
+    `lower than with a separate client: compare the servers with each other. "Other load" ` +
+    `is the CPU time used during a run by processes other than the server, wrk and this ` +
+    `harness, in cores (max over the rounds); above ${NOISE_CORES} the figures are disturbed.`,
+  ];
+  if (Object.keys(cpuRounds).length) {
+    lines.push(
+      `cpu workload: SHA-256 rounds per request calibrated to ~200 µs per runtime: ` +
+        Object.entries(cpuRounds).map(([r, n]) =>
+          `${RUNTIME_NAMES[r as Runtime]} ${n}`
+        )
+          .join(", ") +
+        ".",
+    );
+  }
+  return lines;
+}
+
+// ---------------------------------------------------------------- running
+
+/** Average cores used by other processes above which a run is flagged. */
+const NOISE_CORES = 0.25;
+
+let nextPort = options.port;
+
+function portIsFree(port: number): Promise<boolean> {
+  return new Promise((done) => {
+    const probe = createServer();
+    probe.once("error", () => done(false));
+    probe.listen(port, "127.0.0.1", () => probe.close(() => done(true)));
+  });
+}
+
+async function freePort(): Promise<number> {
+  for (let tries = 0; tries < 1000; tries++) {
+    const port = nextPort++;
+    if (nextPort > 60000) nextPort = options.port;
+    if (await portIsFree(port)) return port;
+  }
+  throw new Error("No free port found");
+}
+
+const logDir = join(
+  ROOT,
+  "bench/tmp/logs",
+  new Date().toISOString().slice(0, 19).replace(/[-:]/g, "").replace("T", "-"),
+);
+mkdirSync(logDir, { recursive: true });
+mkdirSync(options.out, { recursive: true });
+
+let current: Running | null = null;
+const records: RunRecord[] = [];
+
+async function measure(
+  spec: ServerSpec,
+  workload: Workload,
+  connections: number,
+  workers: number,
+  round: number,
+): Promise<RunRecord> {
+  const record: RunRecord = {
+    round,
+    server: spec.id,
+    workload: workload.id,
+    connections,
+    workers,
+    flags: [],
+  };
+  const port = await freePort();
+  const base = `http://127.0.0.1:${port}`;
+  const log = join(
+    logDir,
+    `${spec.id}-${workload.id}-c${connections}-w${workers}-r${round}.log`,
+  );
+  const rounds = cpuRounds[spec.runtime] ?? 0;
+  const env: Record<string, string> = rounds
+    ? { YMO_BENCH_CPU_ROUNDS: String(rounds) }
+    : {};
+  const server = current = startServer(spec, paths, port, workers, log, env);
+  try {
+    await waitReady(server, options.startTimeout * 1000);
+    const wrong = await workload.check(base, rounds).catch((e) =>
+      `request failed: ${e}`
+    );
+    if (wrong) record.flags.push(`bad answer to ${workload.path}: ${wrong}`);
+    const wrk = {
+      url: `${base}${workload.path}`,
+      threads: options.threads,
+      connections,
+      seconds: options.warmup,
+      timeoutSeconds: options.timeout,
+      script: workload.script,
+    };
+    if (options.warmup > 0) await runWrk(wrk);
+    const groupBefore = sampleGroup(server.pid);
+    const machineBefore = sampleMachine();
+    const output = await runWrk({ ...wrk, seconds: options.duration });
+    const machineAfter = sampleMachine();
+    const groupAfter = sampleGroup(server.pid);
+    const result = record.wrk = parseWrk(output);
+    const cpu = record.cpuSeconds = groupAfter.cpuSeconds -
+      groupBefore.cpuSeconds;
+    record.cpuUsPerRequest = result.requests > 0
+      ? (cpu * 1e6) / result.requests
+      : NaN;
+    record.peakRssKiB = groupAfter.peakRssKiB;
+    // Everything busy on the machine except the server, wrk and this harness.
+    const others = machineAfter.busySeconds - machineBefore.busySeconds - cpu -
+      (machineAfter.selfAndReapedSeconds - machineBefore.selfAndReapedSeconds);
+    record.otherCores = Math.max(0, others / result.seconds);
+    const e = result.socketErrors;
+    if (e.connect + e.read + e.write + e.timeout > 0) {
+      record.flags.push(
+        `socket errors: connect ${e.connect}, read ${e.read}, write ${e.write}, timeout ${e.timeout}`,
+      );
+    }
+    if (result.non2xx > 0) {
+      record.flags.push(`non-2xx responses: ${result.non2xx}`);
+    }
+    if (result.requests === 0) record.flags.push("no request completed");
+    if (server.exited) {
+      record.flags.push(`server exited during the run: ${logTail(server, 5)}`);
+    }
+    if (result.requests < connections / 4) {
+      // Requests still waiting when wrk stops count neither as answered nor as
+      // timeouts, so a server that stalls shows up only here: fewer responses
+      // than one for every fourth connection.
+      record.flags.push(
+        `stalled: ${result.requests} responses over ${connections} connections in ${result.seconds} s`,
+      );
+    }
+  } catch (error) {
+    record.flags.push(`run failed: ${(error as Error).message.split("\n")[0]}`);
+    console.error(`  ${(error as Error).message}\n  log: ${log}`);
+  } finally {
+    await stopServer(server);
+    current = null;
+  }
+  return record;
+}
+
+function describe(record: RunRecord): string {
+  const w = record.wrk;
+  const figures = w
+    ? `${formatRps(w.requestsPerSec)} req/s, p50 ${
+      formatTime(w.latencyP50Us)
+    }, ` +
+      `p99 ${formatTime(w.latencyP99Us)}, ${
+        (record.cpuUsPerRequest ?? NaN).toFixed(1)
+      } µs CPU/req, ` +
+      `${((record.peakRssKiB ?? 0) / 1024).toFixed(0)} MiB`
+    : "no result";
+  const noise = (record.otherCores ?? 0) > NOISE_CORES
+    ? ` (other load ${record.otherCores!.toFixed(2)} cores)`
+    : "";
+  return `${figures}${noise}${
+    record.flags.length ? `  ⚠ ${record.flags.join("; ")}` : ""
+  }`;
+}
+
+let completedRounds = 0;
+
+function report(): string {
+  const input: ReportInput = {
+    records,
+    servers: servers.map(({ id, label, kind }) => ({ id, label, kind })),
+    workloads: workloads.map(({ id, title, short }) => ({ id, title, short })),
+    connections: options.connections,
+    workers: options.workers,
+    rounds: Math.max(1, completedRounds),
+    about: about(completedRounds),
+    skipped,
+    noiseCores: NOISE_CORES,
+  };
+  const cells = summarize(input);
+  const md = markdown(input, cells, "results.svg");
+  writeFileSync(join(options.out, "results.md"), md);
+  writeFileSync(join(options.out, "results.svg"), svg(input, cells));
+  writeFileSync(
+    join(options.out, "results.json"),
+    JSON.stringify(
+      { options, cpuRounds, about: input.about, skipped, records },
+      null,
+      1,
+    ) + "\n",
+  );
+  return md;
+}
+
+let interrupted = false;
+process.on("SIGINT", () => {
+  if (interrupted) process.exit(130);
+  interrupted = true;
+  console.error(
+    "\nInterrupted: stopping the server and writing what was measured",
+  );
+  if (current) {
+    try {
+      process.kill(-current.pid, "SIGKILL");
+    } catch {
+      // Already gone.
+    }
+  }
+  report();
+  process.exit(130);
+});
+
+const perRound = workloads.length * options.connections.length *
+  options.workers.length * servers.length;
+const estimate = options.rounds * perRound *
+  (options.duration + options.warmup + 1);
+console.error(
+  `Benchmark: ${servers.map((s) => s.label).join(", ")}; ` +
+    `${workloads.map((w) => w.id).join(", ")}; ${
+      options.connections.join("/")
+    } connections; ` +
+    `${options.rounds} round(s) of ${perRound} runs, about ${
+      Math.ceil(estimate / 60)
+    } min. ` +
+    `Server logs: ${logDir}`,
+);
+
+for (let round = 1; round <= options.rounds; round++) {
+  // Rotate the server order so that no server always runs first or last.
+  const shift = (round - 1) % servers.length;
+  const order = [...servers.slice(shift), ...servers.slice(0, shift)];
+  let n = 0;
+  for (const workload of workloads) {
+    for (const connections of options.connections) {
+      for (const workers of options.workers) {
+        for (const spec of order) {
+          n++;
+          const record = await measure(
+            spec,
+            workload,
+            connections,
+            workers,
+            round,
+          );
+          records.push(record);
+          console.error(
+            `[round ${round}/${options.rounds} ${n}/${perRound}] ${workload.id} c${connections}` +
+              `${
+                options.workers.length > 1 ? ` w${workers}` : ""
+              } ${spec.label}: ${describe(record)}`,
+          );
+        }
+      }
+    }
+  }
+  completedRounds = round;
+  report();
+}
+
+console.log(report());
+console.error(
+  `Wrote ${
+    relative(process.cwd(), join(options.out, "results.md")) || "results.md"
+  }, ` +
+    "results.svg and results.json",
+);

@@ -1,0 +1,117 @@
+/**
+ * CPU time and memory of a server, read from /proc. A server is measured as
+ * its whole process group (the harness starts each one as a group leader), so
+ * every thread and every child process (cluster workers, reusePort copies)
+ * counts.
+ *
+ * @module
+ */
+
+import { readdirSync, readFileSync } from "node:fs";
+import { execFileSync } from "node:child_process";
+
+/** What /proc says about one process group at one moment. */
+export interface GroupSample {
+  /** utime + stime of every live process in the group, all threads, in s. */
+  cpuSeconds: number;
+  /** VmHWM (peak resident set) summed over the group's processes, in KiB. */
+  peakRssKiB: number;
+  /** VmRSS summed over the group's processes, in KiB. */
+  rssKiB: number;
+  /** How many processes the group had. */
+  processes: number;
+}
+
+let ticksPerSecond = 0;
+
+function clockTicks(): number {
+  if (ticksPerSecond === 0) {
+    try {
+      ticksPerSecond =
+        Number(execFileSync("getconf", ["CLK_TCK"]).toString()) ||
+        100;
+    } catch {
+      ticksPerSecond = 100;
+    }
+  }
+  return ticksPerSecond;
+}
+
+function readOrNull(path: string): string | null {
+  try {
+    return readFileSync(path, "utf8");
+  } catch {
+    return null; // The process ended between readdir and read.
+  }
+}
+
+/**
+ * Fields 3.. of /proc/<pid>/stat (state, ppid, pgrp, ...): the command name in
+ * field 2 may hold spaces and parentheses, so split after the last ')'.
+ */
+function statFields(stat: string): string[] {
+  return stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+}
+
+function statusKiB(status: string, key: string): number {
+  const match = status.match(new RegExp(`^${key}:\\s+(\\d+) kB`, "m"));
+  return match ? Number(match[1]) : 0;
+}
+
+/** Samples every process whose process group is `pgid`. */
+export function sampleGroup(pgid: number): GroupSample {
+  const sample: GroupSample = {
+    cpuSeconds: 0,
+    peakRssKiB: 0,
+    rssKiB: 0,
+    processes: 0,
+  };
+  let ticks = 0;
+  for (const entry of readdirSync("/proc")) {
+    if (!/^\d+$/.test(entry)) continue;
+    const stat = readOrNull(`/proc/${entry}/stat`);
+    if (stat === null) continue;
+    const fields = statFields(stat);
+    // fields[0] is field 3 (state): pgrp is field 5, utime 14, stime 15.
+    if (Number(fields[2]) !== pgid) continue;
+    if (fields[0] === "Z") continue;
+    const status = readOrNull(`/proc/${entry}/status`);
+    if (status === null) continue;
+    ticks += Number(fields[11]) + Number(fields[12]);
+    sample.peakRssKiB += statusKiB(status, "VmHWM");
+    sample.rssKiB += statusKiB(status, "VmRSS");
+    sample.processes++;
+  }
+  sample.cpuSeconds = ticks / clockTicks();
+  return sample;
+}
+
+/** CPU time of the whole machine, in s, from the first line of /proc/stat. */
+export interface MachineSample {
+  /**
+   * Time all CPUs spent in user and system mode, plus time stolen by the
+   * hypervisor. Interrupt and softirq time is left out: the kernel may count
+   * it apart from the process it serves, and loopback traffic between wrk and
+   * the server is mostly softirq work.
+   */
+  busySeconds: number;
+  /** utime + stime + cutime + cstime of this process: its own work plus
+   * that of children it has reaped, such as a finished wrk. */
+  selfAndReapedSeconds: number;
+}
+
+/** Samples /proc/stat and /proc/self/stat. */
+export function sampleMachine(): MachineSample {
+  const cpu = readFileSync("/proc/stat", "utf8").split("\n")[0].trim()
+    .split(/\s+/).slice(1).map(Number);
+  // user nice system idle iowait irq softirq steal (guest is inside user).
+  const busy = cpu[0] + cpu[1] + cpu[2] + (cpu[7] ?? 0);
+  const self = statFields(readFileSync("/proc/self/stat", "utf8"));
+  // Fields 14-17: utime, stime, cutime, cstime.
+  const mine = Number(self[11]) + Number(self[12]) + Number(self[13]) +
+    Number(self[14]);
+  return {
+    busySeconds: busy / clockTicks(),
+    selfAndReapedSeconds: mine / clockTicks(),
+  };
+}

@@ -1,0 +1,578 @@
+/**
+ * Turns benchmark runs into bench/results.md and bench/results.svg.
+ *
+ * @module
+ */
+
+import type { WrkResult } from "./_wrk.ts";
+
+/** One measured run: one server, one workload, one connection count. */
+export interface RunRecord {
+  round: number;
+  server: string;
+  workload: string;
+  connections: number;
+  workers: number;
+  /** wrk's report, absent when the run failed. */
+  wrk?: WrkResult;
+  /** Server CPU time (utime + stime, whole process group) during wrk, in s. */
+  cpuSeconds?: number;
+  /** cpuSeconds divided by completed requests, in us. */
+  cpuUsPerRequest?: number;
+  /** VmHWM over the process group at the end of the run, in KiB. */
+  peakRssKiB?: number;
+  /** Cores used on average by processes other than server, wrk and harness. */
+  otherCores?: number;
+  /** Why this run is not clean: errors, bad responses, a crash. */
+  flags: string[];
+}
+
+/** A server as the report names it. */
+export interface ServerInfo {
+  id: string;
+  label: string;
+  kind: "ymo" | "peer";
+}
+
+/** A workload as the report names it. */
+export interface WorkloadInfo {
+  id: string;
+  title: string;
+  /** Title in the chart. */
+  short: string;
+}
+
+/** Everything the report needs. */
+export interface ReportInput {
+  records: RunRecord[];
+  servers: ServerInfo[];
+  workloads: WorkloadInfo[];
+  connections: number[];
+  workers: number[];
+  rounds: number;
+  /** Lines for the header: date, machine, versions, command. */
+  about: string[];
+  /** Servers that were asked for but skipped, with the reason. */
+  skipped: { label: string; reason: string }[];
+  /** Other load, in cores, above which a run counts as disturbed. */
+  noiseCores: number;
+}
+
+// ---------------------------------------------------------------- statistics
+
+function median(values: number[]): number {
+  if (values.length === 0) return NaN;
+  const sorted = [...values].sort((a, b) => a - b);
+  const mid = sorted.length >> 1;
+  return sorted.length % 2 ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2;
+}
+
+/** Median, min and max of a list of numbers (NaN when empty). */
+export interface Spread {
+  median: number;
+  min: number;
+  max: number;
+  n: number;
+}
+
+function spread(values: number[]): Spread {
+  const finite = values.filter(Number.isFinite);
+  return {
+    median: median(finite),
+    min: finite.length ? Math.min(...finite) : NaN,
+    max: finite.length ? Math.max(...finite) : NaN,
+    n: finite.length,
+  };
+}
+
+/** The rounds of one server on one workload, connection count and worker count. */
+export interface Cell {
+  server: ServerInfo;
+  workload: string;
+  connections: number;
+  workers: number;
+  rps: Spread;
+  p50Us: Spread;
+  p99Us: Spread;
+  cpuUsPerRequest: Spread;
+  /** Highest peak RSS over the rounds, in KiB. */
+  peakRssKiB: number;
+  socketErrors: number;
+  non2xx: number;
+  /** Highest load from other processes over the rounds, in cores. */
+  otherCores: number;
+  flags: string[];
+  /** ymo only: this server's figures over the best peer's, round by round. */
+  vsBest?: {
+    rps: Spread;
+    p99: Spread;
+    cpu: Spread;
+    rss: Spread;
+    /** The peer with the most requests/s in most rounds. */
+    bestPeer: string;
+  };
+}
+
+function key(workload: string, connections: number, workers: number): string {
+  return `${workload}|${connections}|${workers}`;
+}
+
+/** Groups records into cells and computes ymo's ratios to the best peer. */
+export function summarize(input: ReportInput): Cell[] {
+  const cells: Cell[] = [];
+  const byServer = new Map(input.servers.map((s) => [s.id, s]));
+  const groups = new Map<string, RunRecord[]>();
+  for (const record of input.records) {
+    const k = `${
+      key(record.workload, record.connections, record.workers)
+    }|${record.server}`;
+    groups.set(k, [...(groups.get(k) ?? []), record]);
+  }
+  for (const workload of input.workloads) {
+    for (const connections of input.connections) {
+      for (const workers of input.workers) {
+        for (const server of input.servers) {
+          const records = groups.get(
+            `${key(workload.id, connections, workers)}|${server.id}`,
+          ) ?? [];
+          if (records.length === 0) continue;
+          const ok = records.filter((r) => r.wrk);
+          cells.push({
+            server,
+            workload: workload.id,
+            connections,
+            workers,
+            rps: spread(ok.map((r) => r.wrk!.requestsPerSec)),
+            p50Us: spread(ok.map((r) => r.wrk!.latencyP50Us)),
+            p99Us: spread(ok.map((r) => r.wrk!.latencyP99Us)),
+            cpuUsPerRequest: spread(ok.map((r) => r.cpuUsPerRequest ?? NaN)),
+            peakRssKiB: Math.max(0, ...records.map((r) => r.peakRssKiB ?? 0)),
+            socketErrors: ok.reduce((sum, r) => {
+              const e = r.wrk!.socketErrors;
+              return sum + e.connect + e.read + e.write + e.timeout;
+            }, 0),
+            non2xx: ok.reduce((sum, r) => sum + r.wrk!.non2xx, 0),
+            otherCores: Math.max(0, ...ok.map((r) => r.otherCores ?? 0)),
+            flags: records.flatMap((r) =>
+              r.flags.map((f) => `round ${r.round}: ${f}`)
+            ),
+          });
+        }
+      }
+    }
+  }
+  addRatios(input, cells, byServer);
+  return cells;
+}
+
+function addRatios(
+  input: ReportInput,
+  cells: Cell[],
+  byServer: Map<string, ServerInfo>,
+) {
+  const rounds = new Map<string, RunRecord[]>();
+  for (const r of input.records) {
+    if (!r.wrk) continue;
+    const k = `${key(r.workload, r.connections, r.workers)}|${r.round}`;
+    rounds.set(k, [...(rounds.get(k) ?? []), r]);
+  }
+  for (const cell of cells) {
+    if (cell.server.kind !== "ymo") continue;
+    const rps: number[] = [],
+      p99: number[] = [],
+      cpu: number[] = [],
+      rss: number[] = [];
+    const bestCount = new Map<string, number>();
+    for (let round = 1; round <= input.rounds; round++) {
+      const runs = rounds.get(
+        `${key(cell.workload, cell.connections, cell.workers)}|${round}`,
+      ) ?? [];
+      const mine = runs.find((r) => r.server === cell.server.id);
+      const peers = runs.filter((r) => byServer.get(r.server)?.kind === "peer");
+      if (!mine || peers.length === 0) continue;
+      const best = peers.reduce((a, b) =>
+        b.wrk!.requestsPerSec > a.wrk!.requestsPerSec ? b : a
+      );
+      bestCount.set(best.server, (bestCount.get(best.server) ?? 0) + 1);
+      const lowest = (f: (r: RunRecord) => number | undefined) =>
+        Math.min(...peers.map((r) => f(r) ?? Infinity).filter((v) => v > 0));
+      rps.push(mine.wrk!.requestsPerSec / best.wrk!.requestsPerSec);
+      p99.push(mine.wrk!.latencyP99Us / lowest((r) => r.wrk!.latencyP99Us));
+      cpu.push(
+        (mine.cpuUsPerRequest ?? NaN) / lowest((r) => r.cpuUsPerRequest),
+      );
+      rss.push((mine.peakRssKiB ?? NaN) / lowest((r) => r.peakRssKiB));
+    }
+    if (rps.length === 0) continue;
+    const bestPeer = [...bestCount].sort((a, b) => b[1] - a[1])[0][0];
+    cell.vsBest = {
+      rps: spread(rps),
+      p99: spread(p99),
+      cpu: spread(cpu),
+      rss: spread(rss),
+      bestPeer: byServer.get(bestPeer)?.label ?? bestPeer,
+    };
+  }
+}
+
+// ---------------------------------------------------------------- formatting
+
+/** 52341.2 -> "52,341"; 812.44 -> "812.4". */
+export function formatRps(value: number): string {
+  if (!Number.isFinite(value)) return "–";
+  return value >= 100
+    ? Math.round(value).toLocaleString("en-US")
+    : value.toFixed(1);
+}
+
+/** 52341 -> "52.3k" (chart labels). */
+export function formatShort(value: number): string {
+  if (!Number.isFinite(value)) return "";
+  if (value === 0) return "0";
+  if (value >= 1e6) return `${(value / 1e6).toFixed(value >= 1e7 ? 0 : 1)}M`;
+  if (value >= 1e3) return `${(value / 1e3).toFixed(value >= 1e4 ? 0 : 1)}k`;
+  return value.toFixed(value >= 100 ? 0 : 1);
+}
+
+/** Microseconds as "487 µs", "1.20 ms" or "2.05 s". */
+export function formatTime(us: number): string {
+  if (!Number.isFinite(us)) return "–";
+  if (us < 1000) return `${us.toFixed(us < 10 ? 1 : 0)} µs`;
+  if (us < 1e6) return `${(us / 1000).toFixed(2)} ms`;
+  return `${(us / 1e6).toFixed(2)} s`;
+}
+
+function formatCpu(us: number): string {
+  if (!Number.isFinite(us)) return "–";
+  return `${us.toFixed(us < 100 ? 1 : 0)} µs`;
+}
+
+function formatMiB(kib: number): string {
+  return kib > 0 ? `${(kib / 1024).toFixed(1)} MiB` : "–";
+}
+
+function formatRatio(s: Spread): string {
+  if (s.n === 0 || !Number.isFinite(s.median)) return "–";
+  const range = s.n > 1 ? ` (${s.min.toFixed(2)}–${s.max.toFixed(2)})` : "";
+  return `${s.median.toFixed(2)}×${range}`;
+}
+
+function formatRange(s: Spread): string {
+  return s.n > 1 ? `${formatRps(s.min)}–${formatRps(s.max)}` : "–";
+}
+
+function formatErrors(cell: Cell): string {
+  if (cell.flags.length === 0) return "0";
+  const parts: string[] = [];
+  if (cell.socketErrors) parts.push(`${cell.socketErrors} socket`);
+  if (cell.non2xx) parts.push(`${cell.non2xx} non-2xx`);
+  if (cell.flags.some((f) => !/: (socket errors|non-2xx)/.test(f))) {
+    parts.push("see Flags");
+  }
+  return `⚠ ${parts.join(", ")}`;
+}
+
+function formatLoad(cores: number, limit: number): string {
+  return `${cores.toFixed(2)}${cores > limit ? " (busy)" : ""}`;
+}
+
+function groupLabel(
+  connections: number,
+  workers: number,
+  many: boolean,
+): string {
+  return many
+    ? `${connections} conns, ${workers} worker${workers > 1 ? "s" : ""}`
+    : `${connections}`;
+}
+
+// ---------------------------------------------------------------- markdown
+
+/** The Markdown report (bench/results.md). */
+export function markdown(
+  input: ReportInput,
+  cells: Cell[],
+  chartFile: string,
+): string {
+  const manyWorkers = input.workers.length > 1;
+  const out: string[] = [];
+  out.push("# ymo benchmark results", "");
+  out.push(...input.about.map((line) => `${line}  `), "");
+  for (const s of input.skipped) {
+    out.push(`> **Skipped ${s.label}**: ${s.reason}`, "");
+  }
+  out.push(`![Requests per second by workload and server](${chartFile})`, "");
+
+  const ymo = cells.filter((c) => c.vsBest);
+  if (ymo.length) {
+    out.push("## ymo against the best peer", "");
+    out.push(
+      "Each figure is ymo's over the best peer's in the same round (the peer " +
+        "with the most requests/s; the lowest p99, CPU time or memory for " +
+        "those columns): median over the rounds, min–max in brackets. Above " +
+        "1 is better for requests/s, below 1 is better for the others.",
+      "",
+    );
+    out.push(
+      `| workload | ${
+        manyWorkers ? "load" : "conns"
+      } | server | req/s | p99 latency | CPU time/req | peak RSS | best peer (req/s) |`,
+      "|---|--:|---|--:|--:|--:|--:|---|",
+    );
+    for (const c of ymo) {
+      const v = c.vsBest!;
+      const warn = c.flags.length ? " ⚠" : "";
+      out.push(
+        `| ${c.workload} | ${
+          groupLabel(c.connections, c.workers, manyWorkers)
+        } | ${c.server.label}${warn} | ` +
+          `${formatRatio(v.rps)} | ${formatRatio(v.p99)} | ${
+            formatRatio(v.cpu)
+          } | ` +
+          `${formatRatio(v.rss)} | ${v.bestPeer} |`,
+      );
+    }
+    out.push("");
+  }
+
+  for (const workload of input.workloads) {
+    const rows = cells.filter((c) => c.workload === workload.id);
+    if (rows.length === 0) continue;
+    out.push(`## ${workload.id}: ${workload.title}`, "");
+    out.push(
+      `| ${
+        manyWorkers ? "load" : "conns"
+      } | server | req/s (median) | min–max | p50 | p99 | CPU time/req | peak RSS | errors | other load | req/s × best peer |`,
+      "|--:|---|--:|--:|--:|--:|--:|--:|---|--:|--:|",
+    );
+    for (const c of rows) {
+      const name = c.server.kind === "ymo"
+        ? `**${c.server.label}**`
+        : c.server.label;
+      out.push(
+        `| ${groupLabel(c.connections, c.workers, manyWorkers)} | ${name} | ${
+          formatRps(c.rps.median)
+        } | ` +
+          `${formatRange(c.rps)} | ${formatTime(c.p50Us.median)} | ${
+            formatTime(c.p99Us.median)
+          } | ` +
+          `${formatCpu(c.cpuUsPerRequest.median)} | ${
+            formatMiB(c.peakRssKiB)
+          } | ` +
+          `${formatErrors(c)} | ${
+            formatLoad(c.otherCores, input.noiseCores)
+          } | ` +
+          `${c.vsBest ? formatRatio(c.vsBest.rps) : ""} |`,
+      );
+    }
+    out.push("");
+  }
+
+  const flagged = cells.filter((c) => c.flags.length);
+  out.push("## Flags", "");
+  const runs = input.records.filter((r) => r.wrk);
+  const noisy = runs.filter((r) => (r.otherCores ?? 0) > input.noiseCores);
+  if (noisy.length) {
+    const worst = Math.max(...noisy.map((r) => r.otherCores!));
+    out.push(
+      `${noisy.length} of ${runs.length} runs shared the machine with other processes ` +
+        `using more than ${input.noiseCores} cores on average (up to ${
+          worst.toFixed(2)
+        }): ` +
+        "their figures are disturbed; rerun on an idle machine before quoting them.",
+      "",
+    );
+  }
+  if (flagged.length === 0) {
+    out.push(
+      "No run had socket errors, non-2xx responses, bad answers or a crash.",
+      "",
+    );
+  } else {
+    out.push(
+      "Runs with errors; their figures above are marked ⚠ and should not be trusted.",
+      "",
+    );
+    for (const c of flagged) {
+      for (const f of c.flags) {
+        out.push(
+          `- ${c.server.label}, ${c.workload}, ${
+            groupLabel(c.connections, c.workers, true)
+          }, ${f}`,
+        );
+      }
+    }
+    out.push("");
+  }
+  return out.join("\n");
+}
+
+// ---------------------------------------------------------------- SVG chart
+
+/** Bar colours by server id; ymo in warm colours, peers in cool ones. */
+const COLOURS: Record<string, string> = {
+  "ymo-deno": "#d1495b",
+  "ymo-bun": "#edae49",
+  deno: "#00798c",
+  bun: "#7d5ba6",
+  node: "#66a182",
+};
+const SPARE = ["#30638e", "#8d6a9f", "#a3a3a3"];
+
+function escapeXml(text: string): string {
+  return text.replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(
+    />/g,
+    "&gt;",
+  );
+}
+
+/** A round axis maximum: 1, 2, 2.5 or 5 times a power of ten, above `max`. */
+function niceMax(max: number): number {
+  if (!(max > 0)) return 1;
+  const power = 10 ** Math.floor(Math.log10(max));
+  for (const step of [1, 2, 2.5, 5, 10]) {
+    if (step * power >= max) return step * power;
+  }
+  return 10 * power;
+}
+
+/**
+ * The SVG chart (bench/results.svg): one panel per workload, each with its
+ * own requests/s axis; in a panel, one group of bars per connection count,
+ * one bar per server (the median), with a line from the slowest to the
+ * fastest round.
+ */
+export function svg(input: ReportInput, cells: Cell[]): string {
+  const workloads = input.workloads.filter((w) =>
+    cells.some((c) => c.workload === w.id)
+  );
+  const servers = input.servers.filter((s) =>
+    cells.some((c) => c.server.id === s.id)
+  );
+  const loads = input.connections.flatMap((connections) =>
+    input.workers.map((workers) => ({ connections, workers }))
+  );
+  const manyWorkers = input.workers.length > 1;
+  const colour = (id: string, i: number) =>
+    COLOURS[id] ?? SPARE[i % SPARE.length];
+
+  const columns = Math.min(2, workloads.length);
+  const rows = Math.ceil(workloads.length / columns);
+  const barWidth = 26, barGap = 4, groupGap = 28;
+  const groupWidth = servers.length * (barWidth + barGap) - barGap;
+  const plotWidth = Math.max(260, loads.length * (groupWidth + groupGap));
+  const plotHeight = 220;
+  const panelWidth = plotWidth + 70, panelHeight = plotHeight + 90;
+  const top = 64;
+  const width = columns * panelWidth + 20,
+    height = top + rows * panelHeight + 10;
+
+  const out: string[] = [];
+  out.push(
+    `<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}" viewBox="0 0 ${width} ${height}" font-family="system-ui, -apple-system, 'Segoe UI', Helvetica, Arial, sans-serif" font-size="11">`,
+    `<rect width="100%" height="100%" fill="#ffffff"/>`,
+    `<text x="16" y="24" font-size="16" font-weight="600" fill="#222">Requests per second (median of ${input.rounds} round${
+      input.rounds > 1 ? "s" : ""
+    }; whiskers: min–max)</text>`,
+  );
+  // Legend.
+  let lx = 16;
+  servers.forEach((s, i) => {
+    out.push(
+      `<rect x="${lx}" y="38" width="12" height="12" fill="${
+        colour(s.id, i)
+      }"/>`,
+      `<text x="${lx + 16}" y="48" fill="#222">${escapeXml(s.label)}</text>`,
+    );
+    lx += 24 + s.label.length * 6.5;
+  });
+
+  workloads.forEach((workload, w) => {
+    const px = 10 + (w % columns) * panelWidth + 60;
+    const py = top + Math.floor(w / columns) * panelHeight + 30;
+    const mine = cells.filter((c) => c.workload === workload.id);
+    const axisMax = niceMax(
+      Math.max(0, ...mine.map((c) => c.rps.max).filter(Number.isFinite)),
+    );
+    const y = (v: number) => py + plotHeight - (v / axisMax) * plotHeight;
+
+    out.push(
+      `<text x="${px}" y="${
+        py - 12
+      }" font-size="13" font-weight="600" fill="#222">${
+        escapeXml(workload.short)
+      }</text>`,
+    );
+    for (let t = 0; t <= 5; t++) {
+      const v = (axisMax * t) / 5;
+      out.push(
+        `<line x1="${px}" x2="${px + plotWidth}" y1="${y(v).toFixed(1)}" y2="${
+          y(v).toFixed(1)
+        }" stroke="${t ? "#e5e5e5" : "#888"}"/>`,
+        `<text x="${px - 6}" y="${
+          (y(v) + 4).toFixed(1)
+        }" text-anchor="end" fill="#555">${formatShort(v)}</text>`,
+      );
+    }
+    loads.forEach((load, g) => {
+      const gx = px + groupGap / 2 + g * (groupWidth + groupGap);
+      servers.forEach((server, i) => {
+        const cell = mine.find((c) =>
+          c.server.id === server.id && c.connections === load.connections &&
+          c.workers === load.workers
+        );
+        if (!cell || !Number.isFinite(cell.rps.median)) return;
+        const x = gx + i * (barWidth + barGap);
+        const cx = (x + barWidth / 2).toFixed(1);
+        const top = y(cell.rps.median);
+        const title =
+          `${server.label}, ${workload.id}, ${
+            groupLabel(load.connections, load.workers, true)
+          }: ` +
+          `${formatRps(cell.rps.median)} req/s (${formatRps(cell.rps.min)}–${
+            formatRps(cell.rps.max)
+          })`;
+        out.push(
+          `<rect x="${x.toFixed(1)}" y="${
+            top.toFixed(1)
+          }" width="${barWidth}" height="${
+            (py + plotHeight - top).toFixed(1)
+          }" fill="${colour(server.id, i)}"><title>${
+            escapeXml(title)
+          }</title></rect>`,
+        );
+        if (cell.rps.n > 1) {
+          out.push(
+            `<line x1="${cx}" x2="${cx}" y1="${
+              y(cell.rps.min).toFixed(1)
+            }" y2="${
+              y(cell.rps.max).toFixed(1)
+            }" stroke="#222" stroke-width="1.2"/>`,
+          );
+        }
+        const labelY = Math.min(top, cell.rps.n > 1 ? y(cell.rps.max) : top) -
+          4;
+        out.push(
+          `<text x="${cx}" y="${
+            labelY.toFixed(1)
+          }" text-anchor="middle" font-size="9.5" fill="#333">${
+            formatShort(cell.rps.median)
+          }${cell.flags.length ? "⚠" : ""}</text>`,
+        );
+      });
+      out.push(
+        `<text x="${(gx + groupWidth / 2).toFixed(1)}" y="${
+          py + plotHeight + 16
+        }" text-anchor="middle" fill="#333">${
+          escapeXml(
+            manyWorkers
+              ? groupLabel(load.connections, load.workers, true)
+              : `${load.connections} connections`,
+          )
+        }</text>`,
+      );
+    });
+  });
+  out.push("</svg>", "");
+  return out.join("\n");
+}

@@ -1,0 +1,247 @@
+/**
+ * The servers under test, and how to start, check and stop one.
+ *
+ * Each server starts as the leader of a new process group, with its output in
+ * a log file; stopping it signals the whole group.
+ *
+ * @module
+ */
+
+import { type ChildProcess, spawn } from "node:child_process";
+import { closeSync, existsSync, openSync, readFileSync } from "node:fs";
+import { join } from "node:path";
+import process from "node:process";
+
+/** Paths the servers need; `root` is the repository. */
+export interface Paths {
+  root: string;
+  deno: string;
+  bun: string;
+  node: string;
+  app: string;
+}
+
+/** The JavaScript runtimes the servers run on. */
+export type Runtime = "deno" | "bun" | "node";
+
+/** A server under test. */
+export interface ServerSpec {
+  /** Short name used on the command line (`--servers`). */
+  id: string;
+  /** Name in tables and charts. */
+  label: string;
+  /** ymo is measured; peers are what it is compared with. */
+  kind: "ymo" | "peer";
+  /** The runtime that runs the handlers. */
+  runtime: Runtime;
+  /** The command that serves the benchmark app. */
+  command(paths: Paths, port: number, workers: number): string[];
+  /** Why this server cannot run here, or null when it can. */
+  unavailable(paths: Paths): string | null;
+}
+
+function missing(path: string, what: string): string | null {
+  return existsSync(path) ? null : `${what} not found at ${path}`;
+}
+
+function ymoMissing(paths: Paths, runtime: string): string | null {
+  return missing(join(paths.root, "scripts/serve.ts"), "scripts/serve.ts") ??
+    missing(
+      join(paths.root, "native/build/libymo.so"),
+      "native/build/libymo.so (build it first)",
+    ) ??
+    missing(runtime, "runtime");
+}
+
+function listen(port: number, workers: number): string[] {
+  const args = ["--port", String(port), "--hostname", "127.0.0.1"];
+  if (workers > 1) args.push("--workers", String(workers));
+  return args;
+}
+
+const here = new URL(".", import.meta.url).pathname;
+
+/** Every server the harness knows, in report order. */
+export const SERVERS: ServerSpec[] = [
+  {
+    id: "ymo-deno",
+    runtime: "deno",
+    label: "ymo (Deno)",
+    kind: "ymo",
+    command: (p, port, workers) => [
+      p.deno,
+      "run",
+      "-A",
+      join(p.root, "scripts/serve.ts"),
+      p.app,
+      ...listen(port, workers),
+    ],
+    unavailable: (p) => ymoMissing(p, p.deno),
+  },
+  {
+    id: "ymo-bun",
+    runtime: "bun",
+    label: "ymo (Bun)",
+    kind: "ymo",
+    command: (p, port, workers) => [
+      p.bun,
+      join(p.root, "scripts/serve.ts"),
+      p.app,
+      ...listen(port, workers),
+    ],
+    unavailable: (p) => ymoMissing(p, p.bun),
+  },
+  {
+    id: "deno",
+    runtime: "deno",
+    label: "Deno.serve",
+    kind: "peer",
+    command: (p, port, workers) => [
+      p.deno,
+      "run",
+      "-A",
+      // Deno.serve's reusePort, used with several workers, is unstable.
+      ...(workers > 1 ? ["--unstable-net"] : []),
+      join(here, "serve_deno.ts"),
+      ...listen(port, workers),
+    ],
+    unavailable: (p) => missing(p.deno, "deno"),
+  },
+  {
+    id: "bun",
+    runtime: "bun",
+    label: "Bun.serve",
+    kind: "peer",
+    command: (p, port, workers) => [
+      p.bun,
+      join(here, "serve_bun.ts"),
+      ...listen(port, workers),
+    ],
+    unavailable: (p) => missing(p.bun, "bun"),
+  },
+  {
+    id: "node",
+    runtime: "node",
+    label: "node:http",
+    kind: "peer",
+    command: (p, port, workers) => [
+      p.node,
+      join(here, "app_node.mjs"),
+      ...listen(port, workers),
+    ],
+    unavailable: (p) => missing(p.node, "node"),
+  },
+];
+
+/** A started server. */
+export interface Running {
+  spec: ServerSpec;
+  port: number;
+  pid: number;
+  child: ChildProcess;
+  log: string;
+  exited: boolean;
+}
+
+/** Starts `spec` on `port`; the process leads its own group. */
+export function startServer(
+  spec: ServerSpec,
+  paths: Paths,
+  port: number,
+  workers: number,
+  log: string,
+  env: Record<string, string>,
+): Running {
+  const [command, ...args] = spec.command(paths, port, workers);
+  const fd = openSync(log, "w");
+  const child = spawn(command, args, {
+    cwd: paths.root,
+    detached: true,
+    stdio: ["ignore", fd, fd],
+    env: {
+      ...process.env,
+      DENO_NO_UPDATE_CHECK: "1",
+      DO_NOT_TRACK: "1",
+      ...env,
+    },
+  });
+  closeSync(fd);
+  if (child.pid === undefined) throw new Error(`Could not start ${command}`);
+  const running: Running = {
+    spec,
+    port,
+    pid: child.pid,
+    child,
+    log,
+    exited: false,
+  };
+  child.on("exit", () => running.exited = true);
+  child.on("error", () => running.exited = true);
+  return running;
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** The last lines of a server's log, for error messages. */
+export function logTail(server: Running, lines = 15): string {
+  try {
+    return readFileSync(server.log, "utf8").trimEnd().split("\n").slice(-lines)
+      .join("\n");
+  } catch {
+    return "";
+  }
+}
+
+/**
+ * Waits until `GET /` answers 200, polling every 50 ms, for at most
+ * `timeoutMs`; throws with the server's log when it exits or never answers.
+ */
+export async function waitReady(server: Running, timeoutMs: number) {
+  const deadline = Date.now() + timeoutMs;
+  let last = "";
+  while (Date.now() < deadline) {
+    if (server.exited) {
+      throw new Error(
+        `${server.spec.label} exited during start-up:\n${logTail(server)}`,
+      );
+    }
+    try {
+      const res = await fetch(`http://127.0.0.1:${server.port}/`, {
+        signal: AbortSignal.timeout(1000),
+      });
+      await res.arrayBuffer();
+      if (res.ok) return;
+      last = `status ${res.status}`;
+    } catch (error) {
+      last = String(error);
+    }
+    await sleep(50);
+  }
+  throw new Error(
+    `${server.spec.label} did not answer within ${timeoutMs} ms (${last}):\n` +
+      logTail(server),
+  );
+}
+
+/** Sends SIGTERM to the group, then SIGKILL after `graceMs`. */
+export async function stopServer(server: Running, graceMs = 3000) {
+  const signal = (sig: NodeJS.Signals) => {
+    try {
+      process.kill(-server.pid, sig);
+    } catch {
+      // The group is already gone.
+    }
+  };
+  signal("SIGTERM");
+  const deadline = Date.now() + graceMs;
+  while (!server.exited && Date.now() < deadline) await sleep(20);
+  // Children (cluster workers, reusePort copies) may outlive the leader.
+  signal("SIGKILL");
+  const killDeadline = Date.now() + 5000;
+  while (!server.exited && Date.now() < killDeadline) await sleep(20);
+  if (!server.exited) {
+    throw new Error(
+      `${server.spec.label} (pid ${server.pid}) survived SIGKILL`,
+    );
+  }
+}

@@ -1,0 +1,82 @@
+// Payloads and the CPU-bound task shared by every benchmark app: the
+// fetch-style app (app.ts, served by ymo, Deno.serve and Bun.serve) and the
+// node:http app (app_node.mjs). Plain JavaScript so that Node can import it.
+
+import { createHash } from "node:crypto";
+import process from "node:process";
+
+/** Body of `GET /`: 13 bytes. */
+export const HELLO = "Hello, World!";
+
+/** Body of `GET /16k`: 16 KiB. Never mutated, so it is safe to share. */
+export const BODY_16K = new Uint8Array(16 * 1024).fill(0x61);
+
+/** One chunk of `GET /stream`; the stream sends STREAM_CHUNKS copies. */
+export const STREAM_CHUNK = new Uint8Array(16 * 1024).fill(0x62);
+
+/** Chunks per `/stream` response: 64 x 16 KiB = 1 MiB. */
+export const STREAM_CHUNKS = 64;
+
+/** Size of `POST /echo` bodies sent by the benchmark (echo.lua). */
+export const ECHO_BYTES = 1024;
+
+const CPU_INPUT = new Uint8Array(1024).fill(0x63);
+
+/**
+ * Hashes CPU_INPUT `rounds` times with SHA-256, each round chained to the
+ * previous digest so that no round can be skipped, and returns the last digest
+ * in hex. Synchronous on purpose: the `cpu` workload must hold the JS thread.
+ *
+ * @param {number} rounds
+ * @returns {string}
+ */
+export function hashRounds(rounds) {
+  let digest = CPU_INPUT.subarray(0, 32);
+  for (let i = 1; i < rounds; i++) {
+    digest = createHash("sha256").update(CPU_INPUT).update(digest).digest();
+  }
+  return createHash("sha256").update(CPU_INPUT).update(digest).digest("hex");
+}
+
+/**
+ * Finds how many hashRounds() rounds take `targetUs` microseconds in this
+ * runtime: after a warm-up, the fastest of several timed batches, so that
+ * other load on the machine inflates the estimate as little as possible.
+ *
+ * @param {number} targetUs
+ * @returns {number}
+ */
+export function calibrateRounds(targetUs) {
+  const batch = 500;
+  hashRounds(batch * 4);
+  let best = Infinity;
+  for (let i = 0; i < 9; i++) {
+    const t0 = performance.now();
+    hashRounds(batch);
+    best = Math.min(best, ((performance.now() - t0) * 1000) / batch);
+  }
+  return Math.max(1, Math.round(targetUs / best));
+}
+
+let cpuRounds = 0;
+
+/**
+ * Rounds per `/cpu` request. The harness calibrates each runtime once and
+ * passes the count in YMO_BENCH_CPU_ROUNDS, so that every server on one
+ * runtime does the same work; without it, an app calibrates itself to 200 us
+ * on its first `/cpu` request.
+ *
+ * @returns {number}
+ */
+export function cpuRoundsPerRequest() {
+  if (cpuRounds === 0) {
+    cpuRounds = Number(process.env.YMO_BENCH_CPU_ROUNDS) ||
+      calibrateRounds(200);
+  }
+  return cpuRounds;
+}
+
+/** The work behind `GET /cpu`: about 200 us of hashing, returned as hex. */
+export function cpuWork() {
+  return hashRounds(cpuRoundsPerRequest());
+}

@@ -1,0 +1,75 @@
+/**
+ * The benchmark app: one `export default { fetch }` module, the convention of
+ * `deno serve` and Bun, served unchanged by ymo (scripts/serve.ts), by
+ * Deno.serve (serve_deno.ts) and by Bun.serve (serve_bun.ts). app_node.mjs
+ * answers the same routes for node:http.
+ *
+ * | route         | answer                                              |
+ * |---------------|-----------------------------------------------------|
+ * | `GET /`       | `Hello, World!` (13 bytes, text/plain)              |
+ * | `POST /echo`  | the request body                                    |
+ * | `GET /16k`    | 16 KiB                                              |
+ * | `GET /stream` | 1 MiB as a ReadableStream of 64 chunks of 16 KiB    |
+ * | `GET /cpu`    | hex SHA-256 after ~200 us of synchronous hashing    |
+ *
+ * @module
+ */
+
+import {
+  BODY_16K,
+  cpuWork,
+  HELLO,
+  STREAM_CHUNK,
+  STREAM_CHUNKS,
+} from "./_work.mjs";
+
+const BINARY = { "content-type": "application/octet-stream" };
+const TEXT = { "content-type": "text/plain;charset=UTF-8" };
+
+/** The path of an absolute request URL, without the query. */
+function pathOf(url: string): string {
+  const start = url.indexOf("/", url.indexOf("//") + 2);
+  if (start < 0) return "/";
+  const query = url.indexOf("?", start);
+  return query < 0 ? url.slice(start) : url.slice(start, query);
+}
+
+function stream(): ReadableStream<Uint8Array> {
+  let sent = 0;
+  return new ReadableStream<Uint8Array>({
+    pull(controller) {
+      // A fresh copy per chunk: a server may take ownership of what it reads.
+      controller.enqueue(STREAM_CHUNK.slice());
+      if (++sent === STREAM_CHUNKS) controller.close();
+    },
+  });
+}
+
+async function echo(req: Request): Promise<Response> {
+  const body = await req.arrayBuffer();
+  return new Response(body, {
+    headers: {
+      "content-type": req.headers.get("content-type") ??
+        "application/octet-stream",
+    },
+  });
+}
+
+export default {
+  fetch(req: Request): Response | Promise<Response> {
+    switch (pathOf(req.url)) {
+      case "/":
+        return new Response(HELLO, { headers: TEXT });
+      case "/echo":
+        if (req.method !== "POST") break;
+        return echo(req);
+      case "/16k":
+        return new Response(BODY_16K, { headers: BINARY });
+      case "/stream":
+        return new Response(stream(), { headers: BINARY });
+      case "/cpu":
+        return new Response(cpuWork(), { headers: TEXT });
+    }
+    return new Response("Not Found", { status: 404, headers: TEXT });
+  },
+};
