@@ -130,6 +130,30 @@ function toBytes(chunk: unknown): Uint8Array {
   throw new TypeError("Response body chunks must be Uint8Array or string");
 }
 
+function clientGone(): DOMException {
+  return new DOMException("The client went away", "AbortError");
+}
+
+/**
+ * The Request handed to handlers: a standard Request whose `signal` comes
+ * from the exchange, made only when read. Passing a signal to the Request
+ * constructor costs more than the rest of the request (Deno links a
+ * dependent signal), and most handlers never read it.
+ */
+class ServerRequest extends Request {
+  #exchange: Exchange;
+
+  constructor(url: string, init: RequestInit, exchange: Exchange) {
+    super(url, init);
+    this.#exchange = exchange;
+  }
+
+  /** Aborted when the client goes away before the response is sent. */
+  override get signal(): AbortSignal {
+    return this.#exchange.signal;
+  }
+}
+
 /**
  * One request and its response, as a handle on the native exchange. The
  * handle is an (id, generation) pair: once the response is finished, or the
@@ -140,7 +164,9 @@ export class Exchange {
   #id: number;
   #gen: number;
   #open = true;
-  #controller = new AbortController();
+  #aborted = false;
+  /** Made on first use of `signal`: most handlers never look at it. */
+  #controller: AbortController | null = null;
 
   /**
    * @param worker The worker that took the request.
@@ -160,6 +186,10 @@ export class Exchange {
 
   /** Aborted when the client goes away before the response is finished. */
   get signal(): AbortSignal {
+    if (this.#controller === null) {
+      this.#controller = new AbortController();
+      if (this.#aborted) this.#controller.abort(clientGone());
+    }
     return this.#controller.signal;
   }
 
@@ -167,7 +197,8 @@ export class Exchange {
   abort(): void {
     this.#open = false;
     this.#worker.forget(this.#id, this);
-    this.#controller.abort(new DOMException("The client went away", "AbortError"));
+    this.#aborted = true;
+    this.#controller?.abort(clientGone());
   }
 
   #finish(): void {
@@ -442,7 +473,7 @@ export class Worker {
     this.#inflight.set(rec.id, exchange);
     let request: Request;
     try {
-      request = this.#server.buildRequest(rec, exchange.signal);
+      request = this.#server.buildRequest(rec, exchange);
     } catch {
       // An URL or header the platform's Request refuses: the client's fault.
       const body = encoder.encode("Bad Request");
@@ -518,14 +549,14 @@ export class Worker {
     // is reused by other exchanges while this one awaits its body.
     const [head, headLength] = this.#headerWriter.write(response.headers);
     const headers = head.slice(0, headLength);
-    const reader = body.getReader();
+    const reader: ReadableStreamDefaultReader<unknown> = body.getReader();
     try {
       // Read ahead while chunks are ready at once: a body that ends that way
       // (a string, bytes, a Blob) is sent whole with a Content-Length; one
       // that must wait (a real stream) is sent chunked from there on.
       const parts: Uint8Array[] = [];
       let size = 0;
-      let chunk = await reader.read();
+      let chunk: ReadResult = await reader.read();
       let later: Promise<ReadResult> | null = null;
       while (!chunk.done && size < READ_AHEAD_LIMIT) {
         const bytes = toBytes(chunk.value);
@@ -773,13 +804,17 @@ export class Server {
   }
 
   /** @internal Builds the standard Request for a record. */
-  buildRequest(rec: RequestRecord, signal: AbortSignal): Request {
-    const headers = new Headers();
+  buildRequest(rec: RequestRecord, exchange: Exchange): Request {
+    // A plain record is the cheapest init for Headers on both runtimes;
+    // repeated names are joined as RFC 9110 section 5.3 allows.
+    const headers: Record<string, string> = Object.create(null);
     let host = "";
     const h = rec.headers;
     for (let i = 0; i < h.length; i += 2) {
-      headers.append(h[i], h[i + 1]);
-      if (host === "" && h[i].length === 4 && h[i].toLowerCase() === "host") {
+      const name = h[i];
+      const seen = headers[name];
+      headers[name] = seen === undefined ? h[i + 1] : `${seen}, ${h[i + 1]}`;
+      if (host === "" && name.length === 4 && name.toLowerCase() === "host") {
         host = h[i + 1];
       }
     }
@@ -792,12 +827,11 @@ export class Server {
       : target;
     const method = rec.method;
     const hasBody = method !== "GET" && method !== "HEAD";
-    return new Request(url, {
+    return new ServerRequest(url, {
       method,
       headers,
-      body: hasBody ? rec.body : null,
-      signal,
-    });
+      body: hasBody ? rec.body as Uint8Array<ArrayBuffer> | null : null,
+    }, exchange);
   }
 
   /**

@@ -26,7 +26,7 @@ export interface RequestRecord {
   /** Header names and values, in order: [name0, value0, name1, ...]. */
   headers: string[];
   /** A copy of the body, or null when the request had none. */
-  body: Uint8Array | null;
+  body: Uint8Array<ArrayBuffer> | null;
   remoteHostname: string;
   remotePort: number;
 }

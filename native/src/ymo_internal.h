@@ -158,6 +158,10 @@ struct ymo_worker {
   ymo_server_t *server;
   struct ev_loop *loop;
 
+  /* Counters for YMO_STATS=1 (printed when the server is freed): waits and
+   * takes by the JS thread, exchanges taken, drains of queue_out by L. */
+  unsigned long stat_waits, stat_takes, stat_taken, stat_drains;
+
   /* JS thread only. */
   ymo_slot_t *slots;
   uint32_t n_slots, first_free;
