@@ -538,16 +538,16 @@ export class Worker {
       return this.#fail(exchange, error, rec);
     }
     const status = response.status;
+    // Read the headers before touching the body: Bun drops a Blob body's
+    // implied Content-Type once `body` is read.
+    const [head, headLength] = this.#headerWriter.write(response.headers);
     const body = response.body;
     if (body === null) {
-      const [headers, len] = this.#headerWriter.write(response.headers);
-      exchange.respond(status, headers, len, EMPTY, true);
+      exchange.respond(status, head, headLength, EMPTY, true);
       return;
     }
-    // Read the headers before the body: Bun drops a Blob body's implied
-    // Content-Type once the body is read. Copied, since the writer's buffer
-    // is reused by other exchanges while this one awaits its body.
-    const [head, headLength] = this.#headerWriter.write(response.headers);
+    // Copied: the writer's buffer is reused by other exchanges while this
+    // one awaits its body.
     const headers = head.slice(0, headLength);
     const reader: ReadableStreamDefaultReader<unknown> = body.getReader();
     try {

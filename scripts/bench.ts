@@ -14,7 +14,7 @@
  */
 
 import { execFileSync } from "node:child_process";
-import { existsSync, mkdirSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { createServer } from "node:net";
 import os from "node:os";
 import { dirname, join, relative, resolve } from "node:path";
@@ -52,6 +52,9 @@ import {
 import { parseWrk, runWrk } from "./bench/_wrk.ts";
 
 const BENCH_DIR = dirname(new URL(import.meta.url).pathname);
+
+/** Cores used on average by other processes above which a run is disturbed. */
+const NOISE_CORES = 0.25;
 const ROOT = resolve(BENCH_DIR, "..");
 
 // ---------------------------------------------------------------- workloads
@@ -184,9 +187,12 @@ const HELP = `Usage: deno run -A scripts/bench.ts [options]
   --workers LIST      JS workers per server, e.g. 1,2,4 (default 1)
   --timeout S         wrk's per-request timeout (default 5)
   --start-timeout S   how long a server may take to answer GET / (default 30)
+  --wait-idle S       before each run, wait up to S seconds for other processes
+                      to use less than ${NOISE_CORES} cores (default 0: do not wait)
   --port N            first port; each server start takes the next free one (default 18100)
   --out DIR           where results.{md,svg,json} go (default bench/)
   --quick             1 round of 2 s, 1 s warm-up, output in bench/tmp/quick/
+  --from FILE         only render FILE (a results.json) again, into its folder
   --deno PATH, --bun PATH, --node PATH   runtimes (default node_modules/.bin, PATH)
 `;
 
@@ -231,8 +237,10 @@ const { values: flags } = parseArgs({
     workers: { type: "string" },
     timeout: { type: "string" },
     "start-timeout": { type: "string" },
+    "wait-idle": { type: "string" },
     port: { type: "string" },
     out: { type: "string" },
+    from: { type: "string" },
     quick: { type: "boolean" },
     deno: { type: "string" },
     bun: { type: "string" },
@@ -258,6 +266,7 @@ const options = {
   workers: list(flags.workers ?? "1").map((w) => positiveInt("workers", w)),
   timeout: positiveInt("timeout", flags.timeout ?? "5"),
   startTimeout: positiveInt("start-timeout", flags["start-timeout"] ?? "30"),
+  waitIdle: positiveInt("wait-idle", flags["wait-idle"] ?? "0", true),
   port: positiveInt("port", flags.port ?? "18100"),
   out: resolve(
     flags.out ?? join(ROOT, quick ? "bench/tmp/quick" : "bench"),
@@ -289,6 +298,40 @@ const workloads = pick(
   (w) => w.byDefault,
 );
 const requested = pick("server", SERVERS, flags.servers, () => true);
+
+/** Writes results.md and results.svg for `input` into `dir`. */
+function writeReport(input: ReportInput, dir: string): string {
+  const cells = summarize(input);
+  const md = markdown(input, cells, "results.svg");
+  writeFileSync(join(dir, "results.md"), md);
+  writeFileSync(join(dir, "results.svg"), svg(input, cells));
+  return md;
+}
+
+// --from: render a saved results.json again, without measuring anything.
+if (flags.from) {
+  const saved = JSON.parse(readFileSync(flags.from, "utf8"));
+  const records: RunRecord[] = saved.records;
+  const has = (key: "server" | "workload", id: string) =>
+    records.some((r) => r[key] === id);
+  const input: ReportInput = {
+    records,
+    servers: SERVERS.filter((s) => has("server", s.id))
+      .map(({ id, label, kind }) => ({ id, label, kind })),
+    workloads: WORKLOADS.filter((w) => has("workload", w.id))
+      .map(({ id, title, short }) => ({ id, title, short })),
+    connections: saved.options.connections,
+    workers: saved.options.workers,
+    rounds: Math.max(1, ...records.map((r) => r.round)),
+    about: saved.about,
+    skipped: saved.skipped,
+    noiseCores: NOISE_CORES,
+  };
+  const dir = flags.out ? resolve(flags.out) : dirname(resolve(flags.from));
+  writeReport(input, dir);
+  console.error(`Wrote ${join(dir, "results.md")} and results.svg`);
+  process.exit(0);
+}
 
 const paths: Paths = {
   root: ROOT,
@@ -365,18 +408,20 @@ if (workloads.some((w) => w.id === "cpu")) {
   }
 }
 
+/** The ymo commit measured, taken before the first run. */
+const COMMIT = firstLine("git", [
+  "-C",
+  ROOT,
+  "describe",
+  "--always",
+  "--dirty",
+]);
+
 /** How this harness was started, for the report. */
 const HARNESS = process.versions.bun ? "bun" : "deno run -A";
 
 function about(completedRounds: number): string[] {
   const cpus = os.cpus();
-  const commit = firstLine("git", [
-    "-C",
-    ROOT,
-    "describe",
-    "--always",
-    "--dirty",
-  ]);
   const argv = process.argv.slice(2).join(" ");
   const wrk = `wrk -t${options.threads} -c<conns> -d${options.duration}s ` +
     `--timeout ${options.timeout}s --latency`;
@@ -386,7 +431,7 @@ function about(completedRounds: number): string[] {
     } UTC by ` +
     `\`${HARNESS} scripts/bench.ts${
       argv ? ` ${argv}` : ""
-    }\` at ymo ${commit}.`,
+    }\` at ymo ${COMMIT}.`,
     `Machine: ${
       cpus[0]?.model.trim() ?? "unknown CPU"
     }, ${cpus.length} cores, ` +
@@ -428,9 +473,6 @@ function about(completedRounds: number): string[] {
 
 // ---------------------------------------------------------------- running
 
-/** Average cores used by other processes above which a run is flagged. */
-const NOISE_CORES = 0.25;
-
 let nextPort = options.port;
 
 function portIsFree(port: number): Promise<boolean> {
@@ -459,6 +501,24 @@ mkdirSync(logDir, { recursive: true });
 mkdirSync(options.out, { recursive: true });
 
 let current: Running | null = null;
+
+const sleep = (ms: number) => new Promise((done) => setTimeout(done, ms));
+
+/**
+ * Waits, for at most --wait-idle seconds, until processes other than this
+ * harness have used at most NOISE_CORES over one second.
+ */
+async function waitForIdle(): Promise<void> {
+  const deadline = Date.now() + options.waitIdle * 1000;
+  while (Date.now() < deadline) {
+    const before = sampleMachine();
+    await sleep(1000);
+    const after = sampleMachine();
+    const others = after.busySeconds - before.busySeconds -
+      (after.selfAndReapedSeconds - before.selfAndReapedSeconds);
+    if (others <= NOISE_CORES) return;
+  }
+}
 const records: RunRecord[] = [];
 
 async function measure(
@@ -476,6 +536,7 @@ async function measure(
     workers,
     flags: [],
   };
+  await waitForIdle();
   const port = await freePort();
   const base = `http://127.0.0.1:${port}`;
   const log = join(
@@ -582,10 +643,7 @@ function report(): string {
     skipped,
     noiseCores: NOISE_CORES,
   };
-  const cells = summarize(input);
-  const md = markdown(input, cells, "results.svg");
-  writeFileSync(join(options.out, "results.md"), md);
-  writeFileSync(join(options.out, "results.svg"), svg(input, cells));
+  const md = writeReport(input, options.out);
   writeFileSync(
     join(options.out, "results.json"),
     JSON.stringify(

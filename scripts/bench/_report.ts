@@ -465,7 +465,7 @@ export function svg(input: ReportInput, cells: Cell[]): string {
   const panelWidth = plotWidth + 70, panelHeight = plotHeight + 90;
   const top = 64;
   const width = columns * panelWidth + 20,
-    height = top + rows * panelHeight + 10;
+    height = top + rows * panelHeight + 30;
 
   const out: string[] = [];
   out.push(
@@ -491,8 +491,9 @@ export function svg(input: ReportInput, cells: Cell[]): string {
     const px = 10 + (w % columns) * panelWidth + 60;
     const py = top + Math.floor(w / columns) * panelHeight + 30;
     const mine = cells.filter((c) => c.workload === workload.id);
+    // Headroom above the highest whisker for its label.
     const axisMax = niceMax(
-      Math.max(0, ...mine.map((c) => c.rps.max).filter(Number.isFinite)),
+      1.08 * Math.max(0, ...mine.map((c) => c.rps.max).filter(Number.isFinite)),
     );
     const y = (v: number) => py + plotHeight - (v / axisMax) * plotHeight;
 
@@ -573,6 +574,19 @@ export function svg(input: ReportInput, cells: Cell[]): string {
       );
     });
   });
+  const runs = input.records.filter((r) => r.wrk);
+  const noisy = runs.filter((r) => (r.otherCores ?? 0) > input.noiseCores);
+  const notes = ["⚠ marks a server with errors in some run (see results.md)."];
+  if (noisy.length) {
+    notes.push(
+      `${noisy.length} of ${runs.length} runs shared the CPU with other processes (> ${input.noiseCores} cores): figures disturbed.`,
+    );
+  }
+  out.push(
+    `<text x="16" y="${height - 12}" font-size="10.5" fill="#666">${
+      escapeXml(notes.join(" "))
+    }</text>`,
+  );
   out.push("</svg>", "");
   return out.join("\n");
 }
