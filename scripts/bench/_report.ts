@@ -426,11 +426,11 @@ function escapeXml(text: string): string {
   );
 }
 
-/** A round axis maximum: 1, 2, 2.5 or 5 times a power of ten, above `max`. */
+/** A round axis maximum above `max`, so that fifths of it are round too. */
 function niceMax(max: number): number {
   if (!(max > 0)) return 1;
   const power = 10 ** Math.floor(Math.log10(max));
-  for (const step of [1, 2, 2.5, 5, 10]) {
+  for (const step of [1, 1.5, 2, 2.5, 3, 4, 5, 6, 10]) {
     if (step * power >= max) return step * power;
   }
   return 10 * power;
