@@ -1,0 +1,79 @@
+// The FFI symbol table (ffi/symbols.ts) must match the public header
+// (native/include/ymo.h): same functions, same parameter counts, and the
+// option and flag numbers must agree, so the two cannot drift apart.
+import assert from "node:assert/strict";
+import { readFileSync } from "node:fs";
+import { test } from "./_shim.ts";
+import {
+  ESHUTDOWN,
+  ESTALE,
+  EPIPE,
+  Option,
+  RESP_CLOSE,
+  RESP_DONE,
+  symbols,
+} from "../ffi/symbols.ts";
+import { FIXED_SIZE, REQF_ABORT, REQF_HEAD, REQF_KEEPALIVE } from "../ffi/codec.ts";
+
+const header = readFileSync(
+  new URL("../native/include/ymo.h", import.meta.url),
+  "utf8",
+);
+
+/** name -> parameter count, for every YMO_EXTERN function in ymo.h. */
+function externs(): Map<string, number> {
+  const found = new Map<string, number>();
+  const re = /YMO_EXTERN\s+[\w\s*]+?\b(ymo_\w+)\s*\(([^)]*)\)/g;
+  for (const m of header.matchAll(re)) {
+    const params = m[2].trim();
+    found.set(m[1], params === "void" || params === "" ? 0 : params.split(",").length);
+  }
+  return found;
+}
+
+function define(name: string): number {
+  const m = header.match(new RegExp(`#define\\s+${name}\\s+(-?\\d+)`));
+  assert.ok(m, `ymo.h defines ${name}`);
+  return Number(m[1]);
+}
+
+test("symbols.ts declares exactly the functions ymo.h exports", () => {
+  const fromHeader = externs();
+  assert.ok(fromHeader.size > 10, "the header parse found the API");
+  assert.deepEqual(
+    [...Object.keys(symbols)].sort(),
+    [...fromHeader.keys()].sort(),
+  );
+  for (const [name, def] of Object.entries(symbols)) {
+    assert.equal(
+      def.parameters.length,
+      fromHeader.get(name),
+      `parameter count of ${name}`,
+    );
+  }
+});
+
+test("option numbers in symbols.ts match YMO_OPTION_MAP in ymo.h", () => {
+  const map = new Map<string, number>();
+  for (const m of header.matchAll(/X\((\w+), (\d+), \d+\)/g)) {
+    map.set(m[1], Number(m[2]));
+  }
+  assert.deepEqual(Object.fromEntries(map), { ...Option });
+});
+
+test("flags, error codes and record sizes match ymo.h", () => {
+  assert.equal(RESP_DONE, define("YMO_RESP_DONE"));
+  assert.equal(RESP_CLOSE, define("YMO_RESP_CLOSE"));
+  assert.equal(FIXED_SIZE, define("YMO_REQ_FIXED_SIZE"));
+  assert.equal(REQF_KEEPALIVE, define("YMO_REQF_KEEPALIVE"));
+  assert.equal(REQF_HEAD, define("YMO_REQF_HEAD"));
+  assert.equal(REQF_ABORT, define("YMO_REQF_ABORT"));
+  const errno = (name: string) => {
+    const m = header.match(new RegExp(`X\\(${name}, (-\\d+),`));
+    assert.ok(m, `ymo.h maps ${name}`);
+    return Number(m[1]);
+  };
+  assert.equal(ESHUTDOWN, errno("ESHUTDOWN"));
+  assert.equal(ESTALE, errno("ESTALE"));
+  assert.equal(EPIPE, errno("EPIPE"));
+});
