@@ -89,7 +89,74 @@ export interface ServeOptions {
    * @default {10000}
    */
   shutdownTimeout?: number;
+  /**
+   * Milliseconds a keep-alive connection may sit idle between requests.
+   * @default {5000}
+   */
+  keepAliveTimeout?: number;
+  /**
+   * Milliseconds a client has to send a whole request (head and body) once
+   * it has started; past it the server answers 408 and closes.
+   * @default {10000}
+   */
+  requestTimeout?: number;
+  /**
+   * Largest request head (request line and header fields) in bytes; larger
+   * ones get 431.
+   * @default {65536}
+   */
+  maxHeaderSize?: number;
+  /**
+   * Most header fields in one request; more get 431.
+   * @default {100}
+   */
+  maxHeaderCount?: number;
+  /**
+   * Longest request target (path and query) in bytes; longer ones get 414.
+   * @default {8192}
+   */
+  maxUrlLength?: number;
+  /**
+   * Largest request body in bytes; larger ones get 413.
+   * @default {67108864}
+   */
+  maxBodySize?: number;
+  /**
+   * Most open connections; new ones beyond it are closed at once.
+   * @default {10000}
+   */
+  maxConnections?: number;
+  /**
+   * Most requests one connection may have waiting for responses; past it
+   * the server reads no more from that connection until some are answered.
+   * @default {16}
+   */
+  maxPipelineDepth?: number;
+  /**
+   * The listen(2) backlog.
+   * @default {511}
+   */
+  backlog?: number;
+  /**
+   * Set SO_REUSEPORT, so several processes can listen on the same port and
+   * the kernel spreads connections over them.
+   * @default {false}
+   */
+  reusePort?: boolean;
 }
+
+/** Numeric options passed to C as they are, with their option numbers. */
+const NATIVE_OPTIONS = [
+  ["keepAliveTimeout", Option.KEEPALIVE_TIMEOUT_MS],
+  ["requestTimeout", Option.HEADER_TIMEOUT_MS],
+  ["maxHeaderSize", Option.MAX_HEAD_SIZE],
+  ["maxHeaderCount", Option.MAX_HEADERS],
+  ["maxUrlLength", Option.MAX_URL_SIZE],
+  ["maxBodySize", Option.MAX_BODY_SIZE],
+  ["maxConnections", Option.MAX_CONNECTIONS],
+  ["maxPipelineDepth", Option.MAX_PIPELINE],
+  ["backlog", Option.BACKLOG],
+] as const;
 
 /** {@linkcode ServeOptions} with the handler as `fetch`, as in Bun.serve. */
 export interface ServeInit extends ServeOptions {
@@ -683,6 +750,21 @@ function validateOptions(options: ServeOptions): void {
       `Invalid shutdownTimeout: ${String(shutdownTimeout)} (expected a number >= 0)`,
     );
   }
+  for (const [name] of NATIVE_OPTIONS) {
+    const value = options[name];
+    if (
+      value !== undefined &&
+      (typeof value !== "number" || !Number.isInteger(value) || value < 1 ||
+        value > Number.MAX_SAFE_INTEGER)
+    ) {
+      throw new RangeError(
+        `Invalid ${name}: ${String(value)} (expected a positive integer)`,
+      );
+    }
+  }
+  if (options.reusePort !== undefined && typeof options.reusePort !== "boolean") {
+    throw new TypeError("Invalid reusePort: expected a boolean");
+  }
   for (const name of ["onListen", "onError"] as const) {
     const value = options[name];
     if (value !== undefined && typeof value !== "function") {
@@ -726,6 +808,21 @@ export class Server {
     if (native.isNull(pointer)) throw new YmoError("Cannot create server", err[0]);
     this.#pointer = pointer;
     try {
+      for (const [name, option] of NATIVE_OPTIONS) {
+        const value = options[name];
+        if (value !== undefined) {
+          check(
+            lib.ymo_server_set_option(pointer, option, BigInt(value)),
+            `Cannot set ${name}`,
+          );
+        }
+      }
+      if (options.reusePort) {
+        check(
+          lib.ymo_server_set_option(pointer, Option.REUSE_PORT, 1n),
+          "Cannot set reusePort",
+        );
+      }
       const rc = lib.ymo_server_listen(
         pointer,
         encoder.encode(hostname + "\0"),
