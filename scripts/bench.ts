@@ -399,7 +399,12 @@ if (workloads.some((w) => w.id === "cpu")) {
   };
   for (const runtime of new Set(servers.map((s) => s.runtime))) {
     const [command, ...args] = commands[runtime];
-    const rounds = Number(firstLine(command, [...args, "200"]));
+    // The median of three processes: one calibration on a busy machine can
+    // be off by a third.
+    const tries = [0, 1, 2].map(() =>
+      Number(firstLine(command, [...args, "200"]))
+    ).sort((a, b) => a - b);
+    const rounds = tries[1];
     if (!(rounds > 0)) {
       console.error(`Could not calibrate the cpu workload on ${runtime}`);
       process.exit(1);

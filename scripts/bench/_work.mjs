@@ -39,21 +39,23 @@ export function hashRounds(rounds) {
 }
 
 /**
- * Finds how many hashRounds() rounds take `targetUs` microseconds in this
- * runtime: after a warm-up, the fastest of several timed batches, so that
- * other load on the machine inflates the estimate as little as possible.
+ * Finds how many hashRounds() rounds take `targetUs` microseconds of CPU time
+ * in this runtime: after a warm-up, the fastest of several batches timed with
+ * process.cpuUsage(), which, unlike a clock, does not count time the process
+ * spent waiting for a core on a busy machine.
  *
  * @param {number} targetUs
  * @returns {number}
  */
 export function calibrateRounds(targetUs) {
-  const batch = 500;
-  hashRounds(batch * 4);
+  const batch = 2000;
+  hashRounds(batch);
   let best = Infinity;
-  for (let i = 0; i < 9; i++) {
-    const t0 = performance.now();
+  for (let i = 0; i < 7; i++) {
+    const used = process.cpuUsage();
     hashRounds(batch);
-    best = Math.min(best, ((performance.now() - t0) * 1000) / batch);
+    const { user, system } = process.cpuUsage(used);
+    best = Math.min(best, (user + system) / batch);
   }
   return Math.max(1, Math.round(targetUs / best));
 }
