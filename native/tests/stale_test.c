@@ -1,0 +1,249 @@
+/* Handles are (id, generation) pairs: once an exchange is finished, or for
+ * a handle that never existed, every call returns YMO_ESTALE and touches
+ * nothing; a reused slot does not answer to its old generation. Also the
+ * argument checks and the server's life-cycle errors. The main thread is
+ * the worker's JS thread; requests go out on blocking sockets first. */
+#include "test_util.h"
+
+static ymo_server_t *srv;
+static ymo_worker_t *w;
+static int port;
+
+static void get(int fd, const char *path) {
+  char req[256];
+  int len = snprintf(req, sizeof(req), "GET %s HTTP/1.1\r\nHost: s\r\n\r\n",
+                     path);
+  send_all(fd, req, (size_t)len);
+}
+
+/* Takes exactly one request. A wait may also count an abort notice for an
+ * exchange already finished (after a release mid-stream, say), which
+ * take() skips: then take() returns 0 and we wait again. */
+static rec_t take_one(takebuf_t *tb) {
+  int32_t n = 0;
+  while (n == 0) {
+    CHECK(ymo_worker_wait(w) > 0);
+    n = take_all(w, tb);
+  }
+  rec_t r;
+  CHECK(n > 0);
+  CHECK_EQ(parse_record(tb->p, (size_t)n, &r), n);
+  CHECK(!(r.flags & YMO_REQF_ABORT));
+  return r;
+}
+
+static void expect_body(int fd, int status, const char *body, bool close,
+                        const char *what) {
+  expect_t e = {0};
+  expect_head(&e, status, (long long)strlen(body), false, close, false, "");
+  db_puts(&e.b, body);
+  EXPECT_RESPONSE(fd, &e, what);
+  db_free(&e.b);
+}
+
+static int respond(uint32_t id, uint32_t gen, const char *body, int flags) {
+  return ymo_worker_respond(w, id, gen, 200, NULL, 0, (const uint8_t *)body,
+                            (int32_t)strlen(body), flags);
+}
+
+static void all_stale(uint32_t id, uint32_t gen) {
+  CHECK_EQ(respond(id, gen, "x", YMO_RESP_DONE), YMO_ESTALE);
+  CHECK_EQ(respond(id, gen, "x", 0), YMO_ESTALE);
+  CHECK_EQ(ymo_worker_response_body_append(w, id, gen, (const uint8_t *)"x",
+                                           1, YMO_RESP_DONE),
+           YMO_ESTALE);
+  CHECK_EQ(ymo_worker_release(w, id, gen), YMO_ESTALE);
+  CHECK_EQ(ymo_worker_aborted(w, id, gen), YMO_ESTALE);
+}
+
+/* ymo_server_port() while L closes the listener in a shutdown: the header
+ * names no thread for it, and a JS getter such as `server.addr` may run at
+ * any time. Under ThreadSanitizer this reports the race on listen_fd. */
+static void test_port_during_shutdown(void) {
+  int p;
+  ymo_server_t *s = test_server(1, &p);
+  CHECK_OK(ymo_server_start(s));
+  CHECK_OK(ymo_server_shutdown(s, 0));
+  /* The loop thread closes the listener now; keep asking meanwhile. */
+  for (int i = 0; i < 200; i++) {
+    CHECK_EQ(ymo_server_port(s), p);
+    usleep(500);
+  }
+  CHECK_OK(ymo_server_stop(s));
+  CHECK_EQ(ymo_server_port(s), p);
+  ymo_server_free(s);
+}
+
+int main(int argc, char **argv) {
+  test_deadline(55);
+  signal(SIGPIPE, SIG_IGN);
+  if (argc > 1 && strcmp(argv[1], "port-during-shutdown") == 0) {
+    test_port_during_shutdown();
+    puts("stale_test port-during-shutdown: ok");
+    return 0;
+  }
+
+  /* Life-cycle errors. */
+  int err = 0;
+  CHECK(ymo_server_create(0, &err) == NULL && err == YMO_EINVAL);
+  CHECK(ymo_server_create(257, &err) == NULL && err == YMO_EINVAL);
+  CHECK(ymo_server_create(0, NULL) == NULL);
+  srv = ymo_server_create(1, &err);
+  CHECK(srv != NULL && err == 0);
+  CHECK_EQ(ymo_server_port(srv), YMO_ENOTCONN);
+  CHECK_EQ(ymo_server_start(srv), YMO_ENOTCONN);
+  CHECK_EQ(ymo_server_shutdown(srv, 0), YMO_ENOTCONN);
+  CHECK_EQ(ymo_server_listen(srv, "127.0.0.1", 70000), YMO_EINVAL);
+  CHECK_EQ(ymo_server_listen(srv, "127.0.0.1", -1), YMO_EINVAL);
+  CHECK_OK(ymo_server_listen(srv, "127.0.0.1", 0));
+  CHECK_EQ(ymo_server_listen(srv, "127.0.0.1", 0), YMO_EINVAL);
+  port = ymo_server_port(srv);
+  CHECK(port > 0);
+  /* The port is taken now. */
+  int err2;
+  ymo_server_t *other = ymo_server_create(1, &err2);
+  CHECK_EQ(ymo_server_listen(other, "127.0.0.1", port), YMO_EADDRINUSE);
+  ymo_server_free(other);
+  w = ymo_server_worker(srv, 0);
+  CHECK_OK(ymo_worker_start(w));
+  CHECK_OK(ymo_server_start(srv));
+  CHECK_EQ(ymo_server_port(srv), port);
+  for (int e = -200; e <= 0; e++) CHECK(ymo_strerror(e) != NULL);
+  CHECK(strcmp(ymo_strerror(YMO_ESTALE), "unknown error") != 0);
+  CHECK(ymo_version() != NULL && strchr(ymo_version(), '.') != NULL);
+
+  takebuf_t tb = {0};
+  int fd = client_connect(port);
+
+  /* Handles that never existed. */
+  unsigned seed = 12345;
+  for (int i = 0; i < 2000; i++) {
+    uint32_t id = (uint32_t)rand_r(&seed) % 200, gen = (uint32_t)rand_r(&seed);
+    if (i % 3 == 0) id = (uint32_t)rand_r(&seed) * 7919u;
+    all_stale(id, gen);
+  }
+  all_stale(UINT32_MAX, 0);
+  all_stale(0, 0);
+  CHECK_EQ(ymo_worker_respond(NULL, 0, 0, 200, NULL, 0, NULL, 0, 1),
+           YMO_ESTALE);
+
+  /* Respond twice: the second is stale, and nothing more goes out. */
+  get(fd, "/twice");
+  rec_t r = take_one(&tb);
+  CHECK_EQ(ymo_worker_aborted(w, r.id, r.gen), 0);
+  /* Bad arguments leave the handle alive. */
+  CHECK_EQ(ymo_worker_respond(w, r.id, r.gen, 99, NULL, 0, NULL, 0, 1),
+           YMO_EINVAL);
+  CHECK_EQ(ymo_worker_respond(w, r.id, r.gen, 1000, NULL, 0, NULL, 0, 1),
+           YMO_EINVAL);
+  CHECK_EQ(ymo_worker_respond(w, r.id, r.gen, 200, NULL, 5, NULL, 0, 1),
+           YMO_EINVAL);
+  CHECK_EQ(ymo_worker_respond(w, r.id, r.gen, 200, NULL, 0, NULL, 5, 1),
+           YMO_EINVAL);
+  CHECK_EQ(ymo_worker_respond(w, r.id, r.gen, 200, NULL, -1, NULL, 0, 1),
+           YMO_EINVAL);
+  CHECK_EQ(ymo_worker_response_body_append(w, r.id, r.gen, NULL, 0, 1),
+           YMO_EINVAL); /* Not streaming. */
+  CHECK_EQ(respond(r.id, r.gen + 1, "x", YMO_RESP_DONE), YMO_ESTALE);
+  CHECK_EQ(respond(r.id, r.gen - 1, "x", YMO_RESP_DONE), YMO_ESTALE);
+  CHECK_OK(respond(r.id, r.gen, "first", YMO_RESP_DONE));
+  all_stale(r.id, r.gen);
+  expect_body(fd, 200, "first", false, "respond twice");
+
+  /* The slot comes back with a new generation; the old handle stays dead
+   * and cannot answer the new exchange. */
+  uint32_t old_id = r.id, old_gen = r.gen;
+  get(fd, "/reuse");
+  r = take_one(&tb);
+  CHECK_EQ(r.id, old_id);
+  CHECK(r.gen != old_gen);
+  all_stale(old_id, old_gen);
+  CHECK_OK(respond(r.id, r.gen, "second", YMO_RESP_DONE));
+  expect_body(fd, 200, "second", false, "reused slot");
+
+  /* Streaming: respond again is refused (not stale: the handle is live),
+   * the last append finishes the handle. */
+  get(fd, "/stream");
+  r = take_one(&tb);
+  CHECK_OK(respond(r.id, r.gen, "ab", 0));
+  CHECK_EQ(respond(r.id, r.gen, "x", YMO_RESP_DONE), YMO_EINVAL);
+  CHECK(ymo_worker_response_body_append(w, r.id, r.gen, (const uint8_t *)"cd",
+                                        2, 0) >= 0);
+  CHECK(ymo_worker_response_body_append(w, r.id, r.gen, (const uint8_t *)"e",
+                                        1, YMO_RESP_DONE) >= 0);
+  all_stale(r.id, r.gen);
+  expect_t e = {0};
+  expect_head(&e, 200, -1, true, false, false, "");
+  db_puts(&e.b, "2\r\nab\r\n2\r\ncd\r\n1\r\ne\r\n0\r\n\r\n");
+  EXPECT_RESPONSE(fd, &e, "streamed");
+  db_free(&e.b);
+
+  /* Release before responding: a 500 and a close; then stale. */
+  get(fd, "/release");
+  r = take_one(&tb);
+  CHECK_OK(ymo_worker_release(w, r.id, r.gen));
+  all_stale(r.id, r.gen);
+  expect_t e500 = {0};
+  expect_head(&e500, 500, 21, false, true, false,
+              "Content-Type: text/plain;charset=UTF-8\r\n");
+  db_puts(&e500.b, "Internal Server Error");
+  EXPECT_RESPONSE(fd, &e500, "released");
+  CHECK_CLOSED(fd, "released");
+  close(fd);
+  db_free(&e500.b);
+
+  /* Release while streaming: the connection closes mid-body (the client
+   * sees no last chunk). */
+  fd = client_connect(port);
+  get(fd, "/release-streaming");
+  r = take_one(&tb);
+  CHECK_OK(respond(r.id, r.gen, "part", 0));
+  CHECK_OK(ymo_worker_release(w, r.id, r.gen));
+  all_stale(r.id, r.gen);
+  expect_head(&e, 200, -1, true, false, false, "");
+  db_puts(&e.b, "4\r\npart\r\n");
+  EXPECT_RESPONSE(fd, &e, "released while streaming");
+  CHECK_CLOSED(fd, "released while streaming");
+  close(fd);
+  db_free(&e.b);
+
+  /* A client gone before the answer: aborted() says so, respond gives
+   * EPIPE once, then the handle is stale. */
+  fd = client_connect(port);
+  get(fd, "/gone");
+  r = take_one(&tb);
+  close(fd);
+  while (ymo_worker_aborted(w, r.id, r.gen) == 0) sleep_ms(1);
+  CHECK_EQ(ymo_worker_aborted(w, r.id, r.gen), 1);
+  /* Its abort record is queued for this worker. */
+  CHECK(ymo_worker_wait(w) > 0);
+  int32_t n = take_all(w, &tb);
+  rec_t ab;
+  CHECK_EQ(parse_record(tb.p, (size_t)n, &ab), n);
+  CHECK(ab.flags & YMO_REQF_ABORT);
+  CHECK(ab.id == r.id && ab.gen == r.gen);
+  CHECK_EQ(respond(r.id, r.gen, "late", YMO_RESP_DONE), YMO_EPIPE);
+  all_stale(r.id, r.gen);
+
+  /* After stop and free nothing is touched; handles held at stop are
+   * released by free (ASan's leak check sees it if not). */
+  fd = client_connect(port);
+  get(fd, "/held-at-stop");
+  r = take_one(&tb);
+  int fd2 = client_connect(port);
+  get(fd2, "/held-at-free");
+  rec_t r2 = take_one(&tb);
+  (void)r2; /* Never answered: ymo_server_free() releases it. */
+  CHECK_OK(ymo_server_stop(srv));
+  /* The client is gone for the server now. */
+  CHECK_EQ(ymo_worker_aborted(w, r.id, r.gen), 1);
+  CHECK_EQ(respond(r.id, r.gen, "x", YMO_RESP_DONE), YMO_EPIPE);
+  all_stale(r.id, r.gen);
+  CHECK_CLOSED(fd, "held at stop");
+  close(fd);
+  close(fd2);
+  ymo_server_free(srv);
+  free(tb.p);
+  puts("stale_test: ok");
+  return 0;
+}
