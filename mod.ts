@@ -18,6 +18,8 @@
  *
  * @module
  */
+import { resolve } from "node:path";
+import { pathToFileURL } from "node:url";
 import { loadNative } from "./ffi/native.ts";
 import type { Native, NotifyCallback, Pointer } from "./ffi/_types.ts";
 import {
@@ -143,6 +145,18 @@ export interface ServeOptions {
    * @default {false}
    */
   reusePort?: boolean;
+  /**
+   * Run the app on this many JavaScript threads (Web Workers), each with
+   * its own native worker; the loop thread spreads connections over them.
+   * Needs {@linkcode ServeOptions.module}, since functions cannot be sent
+   * to other threads. Without it, the handler runs on the calling thread.
+   */
+  workers?: number;
+  /**
+   * The app each worker thread loads: a module URL or path whose default
+   * export has `fetch(request, info)` (and optionally `onError(error)`).
+   */
+  module?: string | URL;
 }
 
 /** Numeric options passed to C as they are, with their option numbers. */
@@ -357,13 +371,25 @@ export class Exchange {
   }
 }
 
+/** What a {@linkcode Worker} needs from its owner: the app and the address. */
+export interface WorkerHost {
+  /** The request handler. */
+  readonly handler: ServeHandler;
+  /** Turns a handler error into a response (default: log, then 500). */
+  onError?(error: unknown): Response | Promise<Response>;
+  /** "host:port" for the URL of a request that has no Host header. */
+  readonly defaultHost: string;
+  /** Whether the server is shutting down. */
+  readonly stopping: boolean;
+}
+
 /**
  * A native worker driven by this JavaScript thread: it takes batches of
  * requests from C, runs the handler on each, and hands responses back.
  */
 export class Worker {
   #pointer: Pointer;
-  #server: Server;
+  #server: WorkerHost;
   #buf = new Uint8Array(64 * 1024);
   #view = new DataView(this.#buf.buffer);
   #notify: NotifyCallback | null = null;
@@ -378,10 +404,10 @@ export class Worker {
   #inflight = new Map<number, Exchange>();
 
   /**
-   * @param server The server the worker belongs to.
+   * @param server What the worker serves: the app, and the address.
    * @param pointer The native ymo_worker_t.
    */
-  constructor(server: Server, pointer: Pointer) {
+  constructor(server: WorkerHost, pointer: Pointer) {
     this.#server = server;
     this.#pointer = pointer;
     this.#stopped = new Promise((resolve) => this.#resolveStopped = resolve);
@@ -431,6 +457,7 @@ export class Worker {
         return;
       }
       const n: number = await lib.ymo_worker_wait(this.#pointer);
+      if (!this.#alive) return;
       if (n === ESHUTDOWN) {
         this.#onReleased();
         return;
@@ -493,6 +520,18 @@ export class Worker {
     this.#resolveStopped();
   }
 
+  /**
+   * Lets go of the native worker from this thread for good: C answers the
+   * requests this thread holds with 503 and stops waking it. For a thread
+   * that is about to die.
+   */
+  detach(): void {
+    if (!this.#alive) return;
+    lib.ymo_worker_join(this.#pointer);
+    this.#onReleased();
+    this.close();
+  }
+
   /** Closes what this worker owns; only after C has released it. */
   close(): void {
     this.#alive = false;
@@ -540,7 +579,7 @@ export class Worker {
     this.#inflight.set(rec.id, exchange);
     let request: Request;
     try {
-      request = this.#server.buildRequest(rec, exchange);
+      request = buildRequest(rec, exchange, this.#server.defaultHost);
     } catch {
       // An URL or header the platform's Request refuses: the client's fault.
       const body = encoder.encode("Bad Request");
@@ -578,7 +617,10 @@ export class Worker {
   ): Promise<void> {
     let response: unknown;
     try {
-      response = await this.#server.onError(error);
+      const host = this.#server;
+      response = await (host.onError
+        ? host.onError(error)
+        : defaultOnError(error));
     } catch (second) {
       console.error("ymo: onError threw:", second);
     }
@@ -702,6 +744,41 @@ function concat(parts: Uint8Array[], size: number): Uint8Array {
   return out;
 }
 
+/** Builds the standard Request for a record. */
+function buildRequest(
+  rec: RequestRecord,
+  exchange: Exchange,
+  defaultHost: string,
+): Request {
+  // A plain record is the cheapest init for Headers on both runtimes;
+  // repeated names are joined as RFC 9110 section 5.3 allows.
+  const headers: Record<string, string> = Object.create(null);
+  let host = "";
+  const h = rec.headers;
+  for (let i = 0; i < h.length; i += 2) {
+    const name = h[i];
+    const seen = headers[name];
+    headers[name] = seen === undefined ? h[i + 1] : `${seen}, ${h[i + 1]}`;
+    if (host === "" && name.length === 4 && name.toLowerCase() === "host") {
+      host = h[i + 1];
+    }
+  }
+  if (host === "") host = defaultHost;
+  const target = rec.target;
+  const url = target.charCodeAt(0) === 47 /* "/" */
+    ? `http://${host}${target}`
+    : target === "*"
+    ? `http://${host}/`
+    : target;
+  const method = rec.method;
+  const hasBody = method !== "GET" && method !== "HEAD";
+  return new ServerRequest(url, {
+    method,
+    headers,
+    body: hasBody ? rec.body as Uint8Array<ArrayBuffer> | null : null,
+  }, exchange);
+}
+
 function unrefTimer(timer: ReturnType<typeof setInterval>): void {
   const deno = (globalThis as { Deno?: { unrefTimer(id: number): void } })
     .Deno;
@@ -765,6 +842,25 @@ function validateOptions(options: ServeOptions): void {
   if (options.reusePort !== undefined && typeof options.reusePort !== "boolean") {
     throw new TypeError("Invalid reusePort: expected a boolean");
   }
+  const { workers, module } = options;
+  if (workers !== undefined) {
+    if (!Number.isInteger(workers) || workers < 1 || workers > 256) {
+      throw new RangeError(
+        `Invalid workers: ${String(workers)} (expected an integer from 1 to 256)`,
+      );
+    }
+    if (module === undefined) {
+      throw new TypeError(
+        "Invalid module: workers need the app as a module URL or path",
+      );
+    }
+  }
+  if (
+    module !== undefined && typeof module !== "string" &&
+    !(module instanceof URL)
+  ) {
+    throw new TypeError("Invalid module: expected a URL or a path");
+  }
   for (const name of ["onListen", "onError"] as const) {
     const value = options[name];
     if (value !== undefined && typeof value !== "function") {
@@ -777,9 +873,10 @@ function validateOptions(options: ServeOptions): void {
  * A running server, returned by {@linkcode serve}. Shaped like
  * `Deno.HttpServer`.
  */
-export class Server {
+export class Server implements WorkerHost {
   #pointer: Pointer;
   #workers: Worker[] = [];
+  #threads: ThreadPool | null = null;
   #addr: NetAddr;
   #handler: ServeHandler;
   #onError: (error: unknown) => Response | Promise<Response>;
@@ -794,17 +891,26 @@ export class Server {
    * @param options The validated options.
    * @param handler The request handler.
    */
-  constructor(options: ServeOptions, handler: ServeHandler) {
+  constructor(options: ServeOptions, handler?: ServeHandler) {
     validateOptions(options);
-    if (typeof handler !== "function") {
+    const threads = options.workers;
+    if (threads === undefined && typeof handler !== "function") {
       throw new TypeError("Invalid handler: expected a function");
     }
-    this.#handler = handler;
+    if (threads !== undefined && handler !== undefined) {
+      throw new TypeError(
+        "Invalid handler: with workers, the app comes from `module` (functions cannot be sent to other threads)",
+      );
+    }
+    this.#handler = handler ?? (() => new Response(null, { status: 500 }));
     this.#onError = options.onError ?? defaultOnError;
     this.#shutdownTimeout = options.shutdownTimeout ?? 10_000;
     const hostname = options.hostname ?? "0.0.0.0";
     const err = new Int32Array(1);
-    const pointer = lib.ymo_server_create(1, new Uint8Array(err.buffer));
+    const pointer = lib.ymo_server_create(
+      threads ?? 1,
+      new Uint8Array(err.buffer),
+    );
     if (native.isNull(pointer)) throw new YmoError("Cannot create server", err[0]);
     this.#pointer = pointer;
     try {
@@ -831,22 +937,33 @@ export class Server {
       check(rc, `Cannot listen on ${hostname}:${options.port ?? 8000}`);
       const port = check(lib.ymo_server_port(pointer), "Cannot read port");
       this.#addr = { transport: "tcp", hostname, port };
-      const worker = new Worker(this, lib.ymo_server_worker(pointer, 0));
-      this.#workers.push(worker);
-      worker.start();
+      if (threads === undefined) {
+        const worker = new Worker(this, lib.ymo_server_worker(pointer, 0));
+        this.#workers.push(worker);
+        worker.start();
+      } else {
+        this.#threads = new ThreadPool(
+          this,
+          pointer,
+          threads,
+          moduleUrl(options.module!),
+        );
+      }
       check(lib.ymo_server_start(pointer), "Cannot start server");
     } catch (error) {
       lib.ymo_server_stop(pointer);
       for (const worker of this.#workers) worker.close();
+      this.#threads?.terminate();
       lib.ymo_server_free(pointer);
       this.#freed = true;
       throw error;
     }
     liveServers.add(this);
     installExitHook();
-    this.#finished = Promise.all(this.#workers.map((w) => w.stopped)).then(
-      () => this.#free(),
-    );
+    const stopped = this.#threads !== null
+      ? [this.#threads.stopped]
+      : this.#workers.map((w) => w.stopped);
+    this.#finished = Promise.all(stopped).then(() => this.#free());
     const onListen = options.onListen ?? defaultOnListen;
     onListen({ ...this.#addr });
     const signal = options.signal;
@@ -895,40 +1012,15 @@ export class Server {
     return this.#handler;
   }
 
+  /** @internal "host:port" for requests without a Host header. */
+  get defaultHost(): string {
+    const host = this.#addr.hostname;
+    return `${host.includes(":") ? `[${host}]` : host}:${this.#addr.port}`;
+  }
+
   /** @internal Turns a handler error into a response. */
   onError(error: unknown): Response | Promise<Response> {
     return this.#onError(error);
-  }
-
-  /** @internal Builds the standard Request for a record. */
-  buildRequest(rec: RequestRecord, exchange: Exchange): Request {
-    // A plain record is the cheapest init for Headers on both runtimes;
-    // repeated names are joined as RFC 9110 section 5.3 allows.
-    const headers: Record<string, string> = Object.create(null);
-    let host = "";
-    const h = rec.headers;
-    for (let i = 0; i < h.length; i += 2) {
-      const name = h[i];
-      const seen = headers[name];
-      headers[name] = seen === undefined ? h[i + 1] : `${seen}, ${h[i + 1]}`;
-      if (host === "" && name.length === 4 && name.toLowerCase() === "host") {
-        host = h[i + 1];
-      }
-    }
-    if (host === "") host = `${this.#addr.hostname}:${this.#addr.port}`;
-    const target = rec.target;
-    const url = target.charCodeAt(0) === 47 /* "/" */
-      ? `http://${host}${target}`
-      : target === "*"
-      ? `http://${host}/`
-      : target;
-    const method = rec.method;
-    const hasBody = method !== "GET" && method !== "HEAD";
-    return new ServerRequest(url, {
-      method,
-      headers,
-      body: hasBody ? rec.body as Uint8Array<ArrayBuffer> | null : null,
-    }, exchange);
   }
 
   /**
@@ -963,6 +1055,7 @@ export class Server {
     // close the callbacks and free, in that order (DESIGN.md, trap 1).
     lib.ymo_server_stop(this.#pointer);
     for (const worker of this.#workers) worker.close();
+    this.#threads?.terminate();
     lib.ymo_server_free(this.#pointer);
   }
 
@@ -979,6 +1072,116 @@ export class Server {
   /** Shuts the server down; for `await using`. */
   [Symbol.asyncDispose](): Promise<void> {
     return this.shutdown();
+  }
+}
+
+function moduleUrl(module: string | URL): string {
+  if (module instanceof URL) return module.href;
+  if (/^[a-z][a-z0-9+.-]*:/i.test(module)) return module;
+  return pathToFileURL(resolve(module)).href;
+}
+
+/** Messages between the pool and a worker thread (ffi/_thread.ts). */
+export type ThreadMessage =
+  | { type: "loaded" }
+  | { type: "ready" }
+  | { type: "stopped" }
+  | { type: "crashed"; message: string; detached: boolean };
+
+/**
+ * The Web Workers of a server started with `workers`: one per native worker,
+ * restarted when one crashes, until the server stops.
+ */
+class ThreadPool {
+  #host: WorkerHost;
+  #server: Pointer;
+  #module: string;
+  #threads: (globalThis.Worker | null)[];
+  #ready: boolean[];
+  #remaining: number;
+  #resolveStopped!: () => void;
+  readonly stopped: Promise<void>;
+
+  constructor(host: WorkerHost, server: Pointer, n: number, module: string) {
+    this.#host = host;
+    this.#server = server;
+    this.#module = module;
+    this.#threads = new Array(n).fill(null);
+    this.#ready = new Array(n).fill(false);
+    this.#remaining = n;
+    this.stopped = new Promise((resolve) => this.#resolveStopped = resolve);
+    for (let i = 0; i < n; i++) this.#spawn(i);
+  }
+
+  #spawn(i: number): void {
+    const url = new URL("./ffi/_thread.ts", import.meta.url);
+    const thread = new globalThis.Worker(url.href, { type: "module" });
+    this.#threads[i] = thread;
+    this.#ready[i] = false;
+    thread.onmessage = (event: MessageEvent<ThreadMessage>) => {
+      const message = event.data;
+      // The thread says when it can take its orders: Bun drops messages
+      // that arrive while a worker module is still in its top-level await.
+      if (message.type === "loaded") this.#init(i, thread);
+      else if (message.type === "ready") this.#ready[i] = true;
+      else if (message.type === "stopped") this.#done(i, thread);
+      else this.#crashed(i, thread, message.message, message.detached);
+    };
+    thread.onerror = (event: ErrorEvent) => {
+      event.preventDefault();
+      this.#crashed(i, thread, event.message, false);
+    };
+  }
+
+  #init(i: number, thread: globalThis.Worker): void {
+    thread.postMessage({
+      pointer: native.pointerValue(lib.ymo_server_worker(this.#server, i)),
+      module: this.#module,
+      defaultHost: this.#host.defaultHost,
+    });
+  }
+
+  #done(i: number, thread: globalThis.Worker): void {
+    if (this.#threads[i] !== thread) return;
+    this.#threads[i] = null;
+    thread.terminate();
+    if (--this.#remaining === 0) this.#resolveStopped();
+  }
+
+  #crashed(
+    i: number,
+    thread: globalThis.Worker,
+    message: string,
+    detached: boolean,
+  ): void {
+    if (this.#threads[i] !== thread) return;
+    const worker = lib.ymo_server_worker(this.#server, i);
+    thread.terminate();
+    // A thread that died without detaching cannot answer what it held: let
+    // go of it from here, now that it runs no more.
+    if (!detached) lib.ymo_worker_join(worker);
+    console.error(`ymo: worker thread ${i} crashed: ${message}`);
+    if (this.#host.stopping) {
+      this.#done(i, thread);
+      return;
+    }
+    // Restart at once if it had served; after a pause if it never got
+    // going (a module that throws on import would otherwise spin).
+    const delay = this.#ready[i] ? 0 : 1000;
+    this.#threads[i] = null;
+    setTimeout(() => {
+      if (this.#host.stopping) {
+        if (--this.#remaining === 0) this.#resolveStopped();
+        return;
+      }
+      this.#spawn(i);
+    }, delay);
+  }
+
+  /** Ends every thread (after the server is stopped). */
+  terminate(): void {
+    for (const thread of this.#threads) thread?.terminate();
+    this.#threads.fill(null);
   }
 }
 
@@ -1036,6 +1239,19 @@ export function serve(options: ServeOptions, handler: ServeHandler): Server;
  * @returns The running server.
  */
 export function serve(init: ServeInit): Server;
+/**
+ * Serves HTTP with the app module on several threads.
+ *
+ * @example
+ * ```ts
+ * import { serve } from "@ymo/ymo";
+ * serve({ port: 8080, workers: 2, module: new URL("./app.ts", import.meta.url) });
+ * ```
+ *
+ * @param options The options, with `workers` and `module`.
+ * @returns The running server.
+ */
+export function serve(options: ServeOptions & { workers: number; module: string | URL }): Server;
 export function serve(
   a: ServeHandler | ServeOptions | ServeInit,
   b?: ServeHandler,
@@ -1045,6 +1261,7 @@ export function serve(
     throw new TypeError("Invalid arguments: expected a handler or options");
   }
   const handler = b ?? (a as ServeInit).fetch;
+  if ((a as ServeOptions).workers !== undefined) return new Server(a, handler);
   if (typeof handler !== "function") {
     throw new TypeError("Invalid handler: expected a function");
   }

@@ -38,6 +38,10 @@ export interface Native {
   cstring(pointer: Pointer): string;
   /** True for a null pointer on either runtime. */
   isNull(pointer: Pointer): boolean;
+  /** The address of a pointer, to post to another thread. */
+  pointerValue(pointer: Pointer): bigint | number;
+  /** The pointer at an address posted by another thread. */
+  pointerFrom(value: bigint | number): Pointer;
   /** A fire-and-forget callback callable from any thread (Bun only). */
   notifyCallback(fn: (event: number) => void): NotifyCallback;
 }

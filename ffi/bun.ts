@@ -60,6 +60,13 @@ export function open(path: string): Native {
     isNull(pointer: Pointer): boolean {
       return !pointer;
     },
+    // Bun's pointers are plain numbers already.
+    pointerValue(pointer: Pointer): bigint | number {
+      return pointer as number;
+    },
+    pointerFrom(value: bigint | number): Pointer {
+      return Number(value);
+    },
     notifyCallback(fn: (event: number) => void): NotifyCallback {
       // threadsafe: L calls it from its own thread; Bun queues the call on
       // this JS thread and returns at once. One i32 argument, no return

@@ -22,6 +22,12 @@ export function open(path: string): Native {
     isNull(pointer: Pointer): boolean {
       return pointer === null;
     },
+    pointerValue(pointer: Pointer): bigint | number {
+      return Deno.UnsafePointer.value(pointer as Deno.PointerValue);
+    },
+    pointerFrom(value: bigint | number): Pointer {
+      return Deno.UnsafePointer.create(BigInt(value));
+    },
     notifyCallback(): NotifyCallback {
       // Deno wakes through the nonblocking ymo_worker_wait instead: its
       // threadsafe callbacks block the calling C thread (DESIGN.md).

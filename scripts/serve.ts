@@ -2,11 +2,14 @@
  * The command line: serves an app module's `export default { fetch }` (the
  * `deno serve` and Bun convention), or the demo app.
  *
- *     deno run -A scripts/serve.ts [APP] [--port N] [--hostname H]
- *     bun scripts/serve.ts [APP] [--port N] [--hostname H]
+ *     deno run -A scripts/serve.ts [APP] [--port N] [--hostname H] [--workers N]
+ *     bun scripts/serve.ts [APP] [--port N] [--hostname H] [--workers N]
  *
- * `PORT` and `HOSTNAME` in the environment are used when the flags are not
- * given. SIGINT or SIGTERM shuts down gracefully; a second one exits at once.
+ * `--workers N` runs the app on N JavaScript threads (Web Workers).
+ *
+ * `PORT` in the environment is used when `--port` is not given (`HOSTNAME` is
+ * not: shells set it to the machine's name). SIGINT or SIGTERM shuts down
+ * gracefully; a second one exits at once.
  *
  * @module
  */
@@ -15,18 +18,21 @@ import { pathToFileURL } from "node:url";
 import { resolve } from "node:path";
 import { serve, type ServeHandler } from "../mod.ts";
 
-const USAGE = "Usage: serve.ts [APP] [--port N] [--hostname H]";
+const USAGE =
+  "Usage: serve.ts [APP] [--port N] [--hostname H] [--workers N]";
 
 interface Args {
   app?: string;
   port: number;
   hostname: string;
+  workers?: number;
 }
 
 function parseArgs(argv: string[]): Args {
   let app: string | undefined;
   let port: string | undefined = process.env.PORT;
-  let hostname = process.env.HOSTNAME_OVERRIDE ?? "0.0.0.0";
+  let hostname = "0.0.0.0";
+  let workers: string | undefined;
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i];
     const [flag, inline] = arg.split("=", 2);
@@ -37,6 +43,7 @@ function parseArgs(argv: string[]): Args {
     };
     if (flag === "--port" || flag === "-p") port = value();
     else if (flag === "--hostname" || flag === "-H") hostname = value();
+    else if (flag === "--workers" || flag === "-w") workers = value();
     else if (flag === "--help" || flag === "-h") {
       console.log(USAGE);
       process.exit(0);
@@ -49,20 +56,27 @@ function parseArgs(argv: string[]): Args {
   if (!Number.isInteger(portNumber) || portNumber < 0 || portNumber > 65535) {
     throw new RangeError(`Invalid port: ${port} (expected 0 to 65535)`);
   }
-  return { app, port: portNumber, hostname };
+  const workerCount = workers === undefined ? undefined : Number(workers);
+  if (
+    workerCount !== undefined &&
+    (!Number.isInteger(workerCount) || workerCount < 1 || workerCount > 256)
+  ) {
+    throw new RangeError(`Invalid workers: ${workers} (expected 1 to 256)`);
+  }
+  return { app, port: portNumber, hostname, workers: workerCount };
 }
 
-async function loadApp(app: string | undefined): Promise<ServeHandler> {
-  const specifier = app === undefined
-    ? new URL("./demo.ts", import.meta.url).href
-    : /^[a-z]+:/i.test(app)
-    ? app
-    : pathToFileURL(resolve(app)).href;
-  const mod = await import(specifier);
+function appUrl(app: string | undefined): string {
+  if (app === undefined) return new URL("./demo.ts", import.meta.url).href;
+  return /^[a-z][a-z0-9+.-]*:/i.test(app) ? app : pathToFileURL(resolve(app)).href;
+}
+
+async function loadApp(url: string): Promise<ServeHandler> {
+  const mod = await import(url);
   const fetch = mod.default?.fetch;
   if (typeof fetch !== "function") {
     throw new TypeError(
-      `Invalid app: ${app} must export default an object with a fetch(request) method`,
+      `Invalid app: ${url} must export default an object with a fetch(request) method`,
     );
   }
   return fetch.bind(mod.default);
@@ -70,8 +84,11 @@ async function loadApp(app: string | undefined): Promise<ServeHandler> {
 
 async function main(): Promise<void> {
   const args = parseArgs(process.argv.slice(2));
-  const handler = await loadApp(args.app);
-  const server = serve({ port: args.port, hostname: args.hostname }, handler);
+  const url = appUrl(args.app);
+  const options = { port: args.port, hostname: args.hostname };
+  const server = args.workers === undefined
+    ? serve(options, await loadApp(url))
+    : serve({ ...options, workers: args.workers, module: url });
   let signals = 0;
   const onSignal = () => {
     if (++signals > 1) process.exit(130);

@@ -226,8 +226,11 @@ YMO_EXTERN int ymo_worker_aborted(ymo_worker_t *worker, uint32_t id,
                                   uint32_t gen);
 
 /* Detach the driving JS thread: release the waiter, stop calling notify, and
- * answer the exchanges it holds with 503 ("join" in the original joined the
- * Python thread; the JS thread ends on its own). Any thread; idempotent. */
+ * answer the exchanges it holds with 503, or close their connections when a
+ * response was already started ("join" in the original joined the Python
+ * thread; the JS thread ends on its own). Queued requests wait for the next
+ * ymo_worker_start(). Call it on the thread that drove the worker, or once
+ * that thread is gone for good; idempotent. */
 YMO_EXTERN int ymo_worker_join(ymo_worker_t *worker);
 
 /* Wire format of one request record written by ymo_worker_take(), all

@@ -166,6 +166,8 @@ void ymo__worker_release_waiters(ymo_worker_t *w) {
   ymo_worker_unlock_in(w);
 }
 
+static void answer_held(ymo_worker_t *w);
+
 int ymo_worker_join(ymo_worker_t *w) {
   if (w == NULL) return YMO_EINVAL;
   ymo_worker_lock_in(w);
@@ -174,6 +176,7 @@ int ymo_worker_join(ymo_worker_t *w) {
   w->notified = true;
   pthread_cond_broadcast(&w->ready_in);
   ymo_worker_unlock_in(w);
+  answer_held(w);
   return 0;
 }
 
@@ -489,6 +492,24 @@ int ymo_worker_aborted(ymo_worker_t *w, uint32_t id, uint32_t gen) {
   ymo_exchange_t *ex = slot_get(w, id, gen);
   if (ex == NULL) return YMO_ESTALE;
   return atomic_load_explicit(&ex->aborted, memory_order_acquire) ? 1 : 0;
+}
+
+/* The JS thread is going away: every exchange it holds gets a 503 if no
+ * response was started, or a close if one was. Queued ones stay queued for
+ * the next thread that drives this worker. */
+static void answer_held(ymo_worker_t *w) {
+  static const char msg[] = "Service Unavailable";
+  static const char hdr[] = "Content-Type: text/plain;charset=UTF-8\r\n";
+  for (uint32_t i = 0; i < w->n_slots; i++) {
+    ymo_exchange_t *ex = w->slots[i].exchange;
+    if (ex == NULL) continue;
+    if (ex->resp_state == 0)
+      ymo_worker_respond(w, i, w->slots[i].gen, 503, (const uint8_t *)hdr,
+                         sizeof(hdr) - 1, (const uint8_t *)msg,
+                         sizeof(msg) - 1, YMO_RESP_DONE | YMO_RESP_CLOSE);
+    else
+      ymo_worker_release(w, i, w->slots[i].gen);
+  }
 }
 
 static void release_slots(ymo_worker_t *w) {

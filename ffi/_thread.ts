@@ -1,0 +1,68 @@
+/**
+ * The entry of a worker thread (a Web Worker) of a server started with
+ * `workers`: it loads the app module and drives one native worker, exactly
+ * as the main thread does without `workers`.
+ *
+ * @module
+ */
+import { type ThreadMessage, Worker, type WorkerHost } from "../mod.ts";
+import { loadNative } from "./native.ts";
+
+const native = await loadNative();
+const scope = globalThis as unknown as {
+  postMessage(message: ThreadMessage): void;
+  close(): void;
+  onmessage: ((event: MessageEvent) => void) | null;
+  addEventListener(type: string, fn: (event: Event) => void): void;
+};
+
+let worker: Worker | undefined;
+
+/** Hands what this thread holds back to C before the thread dies, so the
+ * loop thread never calls a callback of a dead thread (DESIGN.md, trap 2). */
+function crash(message: string): void {
+  worker?.detach();
+  scope.postMessage({ type: "crashed", message, detached: true });
+  scope.close();
+}
+
+scope.addEventListener("error", (event) => {
+  event.preventDefault();
+  const e = event as ErrorEvent;
+  crash(e.error instanceof Error ? e.error.stack ?? e.message : e.message);
+});
+scope.addEventListener("unhandledrejection", (event) => {
+  event.preventDefault();
+  const reason = (event as PromiseRejectionEvent).reason;
+  crash(reason instanceof Error ? reason.stack ?? reason.message : String(reason));
+});
+
+scope.onmessage = async (event: MessageEvent) => {
+  const { pointer, module, defaultHost } = event.data as {
+    pointer: bigint | number;
+    module: string;
+    defaultHost: string;
+  };
+  const app = (await import(module)).default;
+  if (typeof app?.fetch !== "function") {
+    throw new TypeError(
+      `Invalid module: ${module} must export default an object with a fetch(request) method`,
+    );
+  }
+  const host: WorkerHost = {
+    handler: app.fetch.bind(app),
+    onError: typeof app.onError === "function" ? app.onError.bind(app) : undefined,
+    defaultHost,
+    stopping: false,
+  };
+  worker = new Worker(host, native.pointerFrom(pointer));
+  const current = worker;
+  current.stopped.then(() => {
+    current.close();
+    scope.postMessage({ type: "stopped" });
+  });
+  current.start();
+  scope.postMessage({ type: "ready" });
+};
+
+scope.postMessage({ type: "loaded" });
