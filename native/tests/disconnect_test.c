@@ -21,6 +21,7 @@ static atomic_int wait_abort_pending; /* Taken, abort record not yet seen. */
 static atomic_int wait_abort_taken;
 static atomic_long tick;
 static atomic_int ticker_stop;
+static bool hard_stop; /* The "hard-stop" run: ymo_server_stop() mid-load. */
 
 /* ------------------------------------------------------------------------ */
 /* Worker threads: hold exchanges for a few ticks, then answer.             */
@@ -40,6 +41,7 @@ typedef struct {
   hx_t *held;
   size_t n_held, cap_held;
   atomic_int held_count;
+  atomic_long answered; /* /ok requests answered. */
   long requests, abort_records, epipe, released;
   int final_wait;
 } driver_t;
@@ -141,20 +143,33 @@ static void on_request(driver_t *d, const rec_t *r) {
   d->requests++;
   if (strncmp(url, "/ok", 3) == 0) {
     /* A client that reads its answer: answered at once, whole or in two
-     * parts, and it must get through. */
+     * parts, and it must get through (in the storm; a hard stop may cut
+     * it off). */
     int mode = (int)url_param(url, "m", 0);
     dbuf_t body = {0};
     db_printf(&body, "ok:%s", url);
+    int rc;
     if (mode == 0) {
-      CHECK_OK(ymo_worker_respond(d->w, r->id, r->gen, 200, NULL, 0, body.p,
-                                  (int32_t)body.len, YMO_RESP_DONE));
+      rc = ymo_worker_respond(d->w, r->id, r->gen, 200, NULL, 0, body.p,
+                              (int32_t)body.len, YMO_RESP_DONE);
     } else {
-      CHECK_OK(ymo_worker_respond(d->w, r->id, r->gen, 200, NULL, 0, body.p,
-                                  3, 0));
-      CHECK(ymo_worker_response_body_append(d->w, r->id, r->gen, body.p + 3,
-                                            (int32_t)body.len - 3,
-                                            YMO_RESP_DONE) >= 0);
+      rc = ymo_worker_respond(d->w, r->id, r->gen, 200, NULL, 0, body.p, 3, 0);
+      if (rc == 0) {
+        if (hard_stop) sched_yield(); /* Let the stop land in between. */
+        rc = ymo_worker_response_body_append(d->w, r->id, r->gen, body.p + 3,
+                                             (int32_t)body.len - 3,
+                                             YMO_RESP_DONE);
+        if (rc > 0) rc = 0;
+      }
     }
+    if (rc == YMO_EPIPE && hard_stop) {
+      d->epipe++;
+      rc = 0;
+    }
+    CHECKF(rc == 0, "answer to %s: %s", url, ymo_strerror(rc));
+    atomic_fetch_add(&d->answered, 1);
+    hx_t gone = {.id = r->id, .gen = r->gen};
+    check_stale(d, &gone);
     db_free(&body);
     return;
   }
@@ -415,11 +430,142 @@ static void *client_main(void *arg) {
   return NULL;
 }
 
+/* Hard stop: clients keep requests going on keep-alive connections until
+ * the server is gone; every byte they get must be a prefix of the right
+ * answer, and the connection then ends (no hang). */
+static atomic_int stop_sent;
+
+static void *steady_client(void *arg) {
+  client_t *c = arg;
+  for (;;) {
+    int fd = client_connect_try(c->port);
+    if (fd < 0) {
+      CHECKF(atomic_load(&stop_sent), "connect before the stop: %s",
+             strerror(-fd));
+      return NULL;
+    }
+    for (int i = 0; i < 20; i++) {
+      char path[64];
+      int mode = (int)(rnd(c) % 2);
+      snprintf(path, sizeof(path), "/ok?m=%d&c=%d&i=%d", mode, c->index, i);
+      send_path(fd, path);
+      /* The answer; after the stop it may carry Connection: close. */
+      expect_t e[2];
+      memset(e, 0, sizeof(e));
+      dbuf_t body = {0};
+      db_printf(&body, "ok:%s", path);
+      for (int k = 0; k < 2; k++) {
+        if (mode == 0) {
+          expect_head(&e[k], 200, (long long)body.len, false, k, false, "");
+          db_put(&e[k].b, body.p, body.len);
+        } else {
+          expect_head(&e[k], 200, -1, true, k, false, "");
+          expect_chunk(&e[k], body.p, 3);
+          expect_chunk(&e[k], body.p + 3, body.len - 3);
+          db_puts(&e[k].b, "0\r\n\r\n");
+        }
+      }
+      uint8_t *got = malloc(e[1].b.len);
+      size_t n = recv_n(fd, got, e[0].b.len);
+      bool cut = false;
+      if (n == e[0].b.len && response_matches(&e[0], got, n)) {
+        c->normal++;
+      } else {
+        /* Only the stop may change an answer or cut it short. */
+        CHECKF(atomic_load(&stop_sent), "wrong answer before the stop");
+        n += recv_n(fd, got + n, e[1].b.len - n);
+        cut = true;
+        bool prefix = false;
+        for (int k = 0; k < 2 && !prefix; k++) {
+          /* What came is the start of a right answer (Date aside). */
+          size_t m = n < e[k].b.len ? n : e[k].b.len;
+          size_t date_end = e[k].date_off + DATE_VALUE_LEN;
+          prefix = n <= e[k].b.len &&
+                   memcmp(got, e[k].b.p, m < e[k].date_off ? m : e[k].date_off) == 0 &&
+                   (m <= date_end ||
+                    memcmp(got + date_end, e[k].b.p + date_end, m - date_end) == 0);
+        }
+        if (!prefix) {
+          fprintf(stderr, "after the stop got %zu bytes:\n", n);
+          print_escaped(stderr, got, n, 400);
+          test_fail(__FILE__, __LINE__, "not the start of a right answer");
+        }
+        /* And then the connection ends. */
+        dbuf_t rest = {0};
+        int rc = recv_until_close(fd, &rest);
+        CHECKF(rc == 0 && rest.len == 0, "after the stop: %s",
+               rc ? strerror(-rc) : "more bytes");
+        db_free(&rest);
+      }
+      free(got);
+      db_free(&e[0].b);
+      db_free(&e[1].b);
+      db_free(&body);
+      if (cut) break;
+    }
+    close(fd);
+  }
+}
+
+static int hard_stop_main(void) {
+  hard_stop = true;
+  int port;
+  ymo_server_t *srv = test_server(2, &port);
+  driver_t d[2];
+  memset(d, 0, sizeof(d));
+  for (int i = 0; i < 2; i++) {
+    d[i].w = ymo_server_worker(srv, i);
+    d[i].seed = 9u + (unsigned)i;
+    CHECK_OK(ymo_worker_start(d[i].w));
+  }
+  CHECK_OK(ymo_server_start(srv));
+  for (int i = 0; i < 2; i++)
+    CHECK(pthread_create(&d[i].thread, NULL, driver_main, &d[i]) == 0);
+  enum { N = 6 };
+  client_t c[N];
+  memset(c, 0, sizeof(c));
+  for (int i = 0; i < N; i++) {
+    c[i].index = i;
+    c[i].port = port;
+    c[i].seed = 17u * (unsigned)i + 1u;
+    CHECK(pthread_create(&c[i].thread, NULL, steady_client, &c[i]) == 0);
+  }
+  /* Let answers flow, then stop with everything in flight. */
+  long before = 0;
+  while (before < 300) {
+    sleep_ms(5);
+    before = 0;
+    for (int i = 0; i < 2; i++) before += atomic_load(&d[i].answered);
+  }
+  atomic_store(&stop_sent, 1);
+  CHECK_OK(ymo_server_stop(srv));
+  CHECK_EQ(ymo_server_connections(srv), 0);
+  long normal = 0, epipe = 0;
+  for (int i = 0; i < N; i++) {
+    CHECK(pthread_join(c[i].thread, NULL) == 0);
+    normal += c[i].normal;
+  }
+  for (int i = 0; i < 2; i++) {
+    CHECK(pthread_join(d[i].thread, NULL) == 0);
+    CHECK_EQ(d[i].final_wait, YMO_ESHUTDOWN);
+    epipe += d[i].epipe;
+  }
+  ymo_server_free(srv);
+  for (int i = 0; i < 2; i++) {
+    free(d[i].tb.p);
+    free(d[i].held);
+  }
+  printf("disconnect_test hard-stop: ok, %ld answers read, %ld EPIPE\n",
+         normal, epipe);
+  return 0;
+}
+
 /* ------------------------------------------------------------------------ */
 
-int main(void) {
+int main(int argc, char **argv) {
   test_deadline(55);
   signal(SIGPIPE, SIG_IGN);
+  if (argc > 1 && strcmp(argv[1], "hard-stop") == 0) return hard_stop_main();
   int port;
   ymo_server_t *srv = test_server(2, &port);
   driver_t d[2];
