@@ -21,6 +21,7 @@
 import { resolve } from "node:path";
 import { pathToFileURL } from "node:url";
 import { loadNative } from "./ffi/native.ts";
+import { staticBody } from "./ffi/_static_body.ts";
 import type { Native, NotifyCallback, Pointer } from "./ffi/_types.ts";
 import {
   decodeRequests,
@@ -400,6 +401,17 @@ export class Worker {
   #stopped: Promise<void>;
   #resolveStopped!: () => void;
   #headerWriter = new HeaderWriter();
+  #scratch = new Uint8Array(16 * 1024);
+
+  /** UTF-8 of `text` in a reused buffer, valid until the next call. */
+  #encode(text: string): Uint8Array {
+    if (text.length * 3 > this.#scratch.byteLength) {
+      this.#scratch = new Uint8Array(text.length * 3);
+    }
+    const { written } = encoder.encodeInto(text, this.#scratch);
+    return this.#scratch.subarray(0, written);
+  }
+
   /** Exchanges taken and not finished, by slot id, for abort notices. */
   #inflight = new Map<number, Exchange>();
 
@@ -650,6 +662,12 @@ export class Worker {
     // Read the headers before touching the body: Bun drops a Blob body's
     // implied Content-Type once `body` is read.
     const [head, headLength] = this.#headerWriter.write(response.headers);
+    const fixed = staticBody(response);
+    if (fixed !== undefined) {
+      const bytes = typeof fixed === "string" ? this.#encode(fixed) : fixed;
+      exchange.respond(status, head, headLength, bytes, true);
+      return;
+    }
     const body = response.body;
     if (body === null) {
       exchange.respond(status, head, headLength, EMPTY, true);
