@@ -147,6 +147,12 @@ export interface ServeOptions {
    */
   reusePort?: boolean;
   /**
+   * Listen on this already-listening socket instead of `hostname`/`port`,
+   * for example one inherited from systemd (`LISTEN_FDS`, fd 3). The server
+   * owns it from then on.
+   */
+  fd?: number;
+  /**
    * Run the app on this many JavaScript threads (Web Workers), each with
    * its own native worker; the loop thread spreads connections over them.
    * Needs {@linkcode ServeOptions.module}, since functions cannot be sent
@@ -860,6 +866,14 @@ function validateOptions(options: ServeOptions): void {
   if (options.reusePort !== undefined && typeof options.reusePort !== "boolean") {
     throw new TypeError("Invalid reusePort: expected a boolean");
   }
+  if (
+    options.fd !== undefined &&
+    (!Number.isInteger(options.fd) || options.fd < 0 || options.fd > 2 ** 31 - 1)
+  ) {
+    throw new RangeError(
+      `Invalid fd: ${String(options.fd)} (expected a file descriptor number)`,
+    );
+  }
   const { workers, module } = options;
   if (workers !== undefined) {
     if (!Number.isInteger(workers) || workers < 1 || workers > 256) {
@@ -947,14 +961,25 @@ export class Server implements WorkerHost {
           "Cannot set reusePort",
         );
       }
-      const rc = lib.ymo_server_listen(
-        pointer,
-        encoder.encode(hostname + "\0"),
-        options.port ?? 8000,
-      );
-      check(rc, `Cannot listen on ${hostname}:${options.port ?? 8000}`);
+      if (options.fd !== undefined) {
+        check(
+          lib.ymo_server_listen_fd(pointer, options.fd),
+          `Cannot listen on fd ${options.fd}`,
+        );
+      } else {
+        const rc = lib.ymo_server_listen(
+          pointer,
+          encoder.encode(hostname + "\0"),
+          options.port ?? 8000,
+        );
+        check(rc, `Cannot listen on ${hostname}:${options.port ?? 8000}`);
+      }
       const port = check(lib.ymo_server_port(pointer), "Cannot read port");
-      this.#addr = { transport: "tcp", hostname, port };
+      this.#addr = {
+        transport: "tcp",
+        hostname: options.fd === undefined ? hostname : boundHost(pointer),
+        port,
+      };
       if (threads === undefined) {
         const worker = new Worker(this, lib.ymo_server_worker(pointer, 0));
         this.#workers.push(worker);
@@ -1091,6 +1116,12 @@ export class Server implements WorkerHost {
   [Symbol.asyncDispose](): Promise<void> {
     return this.shutdown();
   }
+}
+
+function boundHost(server: Pointer): string {
+  const buf = new Uint8Array(64);
+  const len = check(lib.ymo_server_host(server, buf, buf.length), "Cannot read address");
+  return new TextDecoder().decode(buf.subarray(0, len));
 }
 
 function moduleUrl(module: string | URL): string {

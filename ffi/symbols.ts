@@ -32,6 +32,8 @@ export const symbols = {
   ymo_server_listen_fd: { parameters: ["pointer", "i32"], result: "i32" },
   /** int ymo_server_port(ymo_server_t *server) */
   ymo_server_port: { parameters: ["pointer"], result: "i32" },
+  /** int ymo_server_host(ymo_server_t *server, char *buf, int cap) */
+  ymo_server_host: { parameters: ["pointer", "buffer", "i32"], result: "i32" },
   /** int ymo_server_start(ymo_server_t *server) */
   ymo_server_start: { parameters: ["pointer"], result: "i32" },
   /** int ymo_server_shutdown(ymo_server_t *server, int grace_ms) */

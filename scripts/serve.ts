@@ -5,7 +5,10 @@
  *     deno run -A scripts/serve.ts [APP] [--port N] [--hostname H] [--workers N]
  *     bun scripts/serve.ts [APP] [--port N] [--hostname H] [--workers N]
  *
- * `--workers N` runs the app on N JavaScript threads (Web Workers).
+ * `--workers N` runs the app on N JavaScript threads (Web Workers);
+ * `--processes N` starts N processes sharing the port (SO_REUSEPORT) and
+ * forwards SIGINT and SIGTERM to them. Under systemd socket activation
+ * (`LISTEN_FDS`), the inherited socket (fd 3) is served instead.
  *
  * `PORT` in the environment is used when `--port` is not given (`HOSTNAME` is
  * not: shells set it to the machine's name). SIGINT or SIGTERM shuts down
@@ -14,18 +17,21 @@
  * @module
  */
 import process from "node:process";
+import { spawn } from "node:child_process";
 import { pathToFileURL } from "node:url";
 import { resolve } from "node:path";
 import { serve, type ServeHandler } from "../mod.ts";
 
 const USAGE =
-  "Usage: serve.ts [APP] [--port N] [--hostname H] [--workers N]";
+  "Usage: serve.ts [APP] [--port N] [--hostname H] [--workers N] [--processes N]";
 
 interface Args {
   app?: string;
   port: number;
   hostname: string;
   workers?: number;
+  processes?: number;
+  reusePort: boolean;
 }
 
 function parseArgs(argv: string[]): Args {
@@ -33,6 +39,8 @@ function parseArgs(argv: string[]): Args {
   let port: string | undefined = process.env.PORT;
   let hostname = "0.0.0.0";
   let workers: string | undefined;
+  let processes: string | undefined;
+  let reusePort = false;
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i];
     const [flag, inline] = arg.split("=", 2);
@@ -44,6 +52,8 @@ function parseArgs(argv: string[]): Args {
     if (flag === "--port" || flag === "-p") port = value();
     else if (flag === "--hostname" || flag === "-H") hostname = value();
     else if (flag === "--workers" || flag === "-w") workers = value();
+    else if (flag === "--processes") processes = value();
+    else if (flag === "--reuse-port") reusePort = true;
     else if (flag === "--help" || flag === "-h") {
       console.log(USAGE);
       process.exit(0);
@@ -63,7 +73,21 @@ function parseArgs(argv: string[]): Args {
   ) {
     throw new RangeError(`Invalid workers: ${workers} (expected 1 to 256)`);
   }
-  return { app, port: portNumber, hostname, workers: workerCount };
+  const processCount = processes === undefined ? undefined : Number(processes);
+  if (
+    processCount !== undefined &&
+    (!Number.isInteger(processCount) || processCount < 1 || processCount > 256)
+  ) {
+    throw new RangeError(`Invalid processes: ${processes} (expected 1 to 256)`);
+  }
+  return {
+    app,
+    port: portNumber,
+    hostname,
+    workers: workerCount,
+    processes: processCount,
+    reusePort,
+  };
 }
 
 function appUrl(app: string | undefined): string {
@@ -82,10 +106,74 @@ async function loadApp(url: string): Promise<ServeHandler> {
   return fetch.bind(mod.default);
 }
 
+/** The socket systemd passed us (fd 3), if it passed one to this process. */
+function inheritedSocket(): number | undefined {
+  const fds = Number(process.env.LISTEN_FDS ?? 0);
+  const pid = process.env.LISTEN_PID;
+  if (fds < 1 || (pid !== undefined && Number(pid) !== process.pid)) {
+    return undefined;
+  }
+  return 3; // SD_LISTEN_FDS_START
+}
+
+/** Runs `count` copies of this command line sharing the port, until they
+ * all exit; signals are passed on to them. */
+async function supervise(count: number, argv: string[]): Promise<number> {
+  const script = process.argv[1];
+  const runtime = typeof (globalThis as { Bun?: unknown }).Bun !== "undefined"
+    ? [script]
+    : ["run", "-A", script];
+  const childArgs: string[] = [];
+  for (let i = 0; i < argv.length; i++) {
+    const [flag, inline] = argv[i].split("=", 2);
+    if (flag === "--processes") {
+      if (inline === undefined) i++;
+      continue;
+    }
+    childArgs.push(argv[i]);
+  }
+  const children = Array.from(
+    { length: count },
+    () =>
+      spawn(process.execPath, [...runtime, ...childArgs, "--reuse-port"], {
+        stdio: "inherit",
+      }),
+  );
+  // process.kill, not child.kill: Deno's ChildProcess.kill() lets the
+  // signal's default action kill the child even when it handles the signal.
+  const forward = (signal: NodeJS.Signals) => () => {
+    for (const child of children) {
+      if (child.pid !== undefined && child.exitCode === null) {
+        process.kill(child.pid, signal);
+      }
+    }
+  };
+  process.on("SIGINT", forward("SIGINT"));
+  process.on("SIGTERM", forward("SIGTERM"));
+  const codes = await Promise.all(
+    children.map((child) =>
+      new Promise<number>((resolve) =>
+        child.on("exit", (code) => resolve(code ?? 1))
+      )
+    ),
+  );
+  return Math.max(...codes);
+}
+
 async function main(): Promise<void> {
-  const args = parseArgs(process.argv.slice(2));
+  const argv = process.argv.slice(2);
+  const args = parseArgs(argv);
+  if (args.processes !== undefined) {
+    process.exitCode = await supervise(args.processes, argv);
+    return;
+  }
   const url = appUrl(args.app);
-  const options = { port: args.port, hostname: args.hostname };
+  const options = {
+    port: args.port,
+    hostname: args.hostname,
+    reusePort: args.reusePort,
+    fd: inheritedSocket(),
+  };
   const server = args.workers === undefined
     ? serve(options, await loadApp(url))
     : serve({ ...options, workers: args.workers, module: url });
@@ -98,8 +186,9 @@ async function main(): Promise<void> {
   process.on("SIGINT", onSignal);
   process.on("SIGTERM", onSignal);
   await server.finished;
-  process.removeListener("SIGINT", onSignal);
-  process.removeListener("SIGTERM", onSignal);
+  // Exit here rather than by removing the listeners: Deno re-raises a
+  // handled SIGTERM when its last listener goes away, killing the process.
+  process.exit(0);
 }
 
 if (import.meta.main) {

@@ -123,6 +123,11 @@ YMO_EXTERN int ymo_server_listen_fd(ymo_server_t *server, int fd);
 /* The bound port, or a negative error when not listening. */
 YMO_EXTERN int ymo_server_port(ymo_server_t *server);
 
+/* The bound address as text ("127.0.0.1", "::") into buf (cap bytes, NUL
+ * terminated); returns its length or a negative error. Useful for a socket
+ * given with ymo_server_listen_fd(). */
+YMO_EXTERN int ymo_server_host(ymo_server_t *server, char *buf, int cap);
+
 /* Start the loop thread L. */
 YMO_EXTERN int ymo_server_start(ymo_server_t *server);
 

@@ -5,6 +5,7 @@
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <arpa/inet.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -138,6 +139,21 @@ int ymo_server_port(ymo_server_t *srv) {
   if (srv == NULL) return YMO_EINVAL;
   return srv->listen_fd >= 0 || srv->thread_started ? srv->port
                                                      : YMO_ENOTCONN;
+}
+
+int ymo_server_host(ymo_server_t *srv, char *buf, int cap) {
+  if (srv == NULL || buf == NULL || cap < 1) return YMO_EINVAL;
+  if (srv->listen_fd < 0) return YMO_ENOTCONN;
+  struct sockaddr_storage ss;
+  socklen_t len = sizeof(ss);
+  if (getsockname(srv->listen_fd, (struct sockaddr *)&ss, &len) != 0)
+    return -errno;
+  const void *addr = ss.ss_family == AF_INET6
+                         ? (const void *)&((struct sockaddr_in6 *)&ss)->sin6_addr
+                         : (const void *)&((struct sockaddr_in *)&ss)->sin_addr;
+  if (inet_ntop(ss.ss_family, addr, buf, (socklen_t)cap) == NULL)
+    return YMO_ENOBUFS;
+  return (int)strlen(buf);
 }
 
 int ymo_server_connections(ymo_server_t *srv) {
