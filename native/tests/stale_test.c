@@ -64,19 +64,161 @@ static void test_port_during_shutdown(void) {
   ymo_server_t *s = test_server(1, &p);
   CHECK_OK(ymo_server_start(s));
   CHECK_OK(ymo_server_shutdown(s, 0));
-  /* The loop thread closes the listener now; keep asking meanwhile. */
-  for (int i = 0; i < 200; i++) {
+  /* The loop thread closes the listener now; keep asking meanwhile, and
+   * once more after it surely has (connections are refused). */
+  for (int i = 0; i < 100; i++) {
     CHECK_EQ(ymo_server_port(s), p);
-    usleep(500);
+    usleep(200);
   }
+  int fd;
+  while ((fd = client_connect_try(p)) >= 0) {
+    close(fd);
+    sleep_ms(1);
+  }
+  CHECK_EQ(ymo_server_port(s), p);
   CHECK_OK(ymo_server_stop(s));
   CHECK_EQ(ymo_server_port(s), p);
   ymo_server_free(s);
 }
 
+/* Counts what is queued for w without blocking once something is. */
+static int queued_now(void) {
+  int n = ymo_worker_wait(w);
+  CHECK(n >= 0);
+  return n;
+}
+
+/* MAX_CONNECTIONS: past it a connection is closed at accept, and its
+ * request never reaches a worker. MAX_PIPELINE: past it L stops reading a
+ * connection until responses go out; answers still come in order. */
+static void test_limits(void) {
+  int err;
+  srv = ymo_server_create(1, &err);
+  CHECK(srv != NULL);
+  CHECK_OK(ymo_server_set_option(srv, YMO_OPT_MAX_CONNECTIONS, 2));
+  CHECK_OK(ymo_server_set_option(srv, YMO_OPT_MAX_PIPELINE, 2));
+  CHECK_OK(ymo_server_listen(srv, "127.0.0.1", 0));
+  port = ymo_server_port(srv);
+  w = ymo_server_worker(srv, 0);
+  CHECK_OK(ymo_worker_start(w));
+  CHECK_OK(ymo_server_start(srv));
+  takebuf_t tb = {0};
+
+  int a = client_connect(port), b = client_connect(port);
+  get(a, "/a");
+  get(b, "/b");
+  rec_t ra = take_one(&tb);
+  char first = (char)ra.url[1]; /* Before the next take reuses tb. */
+  rec_t rb = take_one(&tb);
+  if (first == 'b') {
+    rec_t t = ra;
+    ra = rb;
+    rb = t;
+  }
+  CHECK_EQ(ymo_server_connections(srv), 2);
+  int c = client_connect(port); /* The kernel accepts; ymo closes. */
+  get(c, "/c");
+  dbuf_t rest = {0};
+  CHECKF(recv_until_close(c, &rest) == 0 && rest.len == 0,
+         "a connection past MAX_CONNECTIONS was served");
+  close(c);
+  db_free(&rest);
+  CHECK_EQ(ymo_server_connections(srv), 2);
+  CHECK_OK(respond(ra.id, ra.gen, "a", YMO_RESP_DONE));
+  CHECK_OK(respond(rb.id, rb.gen, "b", YMO_RESP_DONE));
+  expect_body(a, 200, "a", false, "first connection");
+  expect_body(b, 200, "b", false, "second connection");
+  close(b);
+  while (ymo_server_connections(srv) != 1) sleep_ms(1);
+
+  /* Five pipelined on a: two at a time reach the worker. */
+  dbuf_t five = {0};
+  for (int i = 0; i < 5; i++)
+    db_printf(&five, "GET /p%d HTTP/1.1\r\nHost: s\r\n\r\n", i);
+  send_all(a, five.p, five.len);
+  db_free(&five);
+  for (int i = 0; i < 5;) {
+    while (queued_now() < (5 - i < 2 ? 5 - i : 2)) sleep_ms(1);
+    sleep_ms(20); /* A broken limit would let more in meanwhile. */
+    int q = queued_now();
+    CHECKF(q <= 2, "%d requests queued with MAX_PIPELINE 2", q);
+    int32_t n = take_all(w, &tb);
+    rec_t r[2];
+    int k = 0;
+    for (size_t off = 0; off < (size_t)n; k++) {
+      CHECK(k < 2);
+      off += parse_record(tb.p + off, (size_t)n - off, &r[k]);
+    }
+    /* Answer the later one first. */
+    for (int j = k - 1; j >= 0; j--) {
+      char body[8];
+      snprintf(body, sizeof(body), "p%d", i + j);
+      CHECK_OK(respond(r[j].id, r[j].gen, body, YMO_RESP_DONE));
+    }
+    for (int j = 0; j < k; j++) {
+      char body[8];
+      snprintf(body, sizeof(body), "p%d", i + j);
+      expect_body(a, 200, body, false, "pipelined past MAX_PIPELINE");
+    }
+    i += k;
+  }
+  close(a);
+  CHECK_OK(ymo_server_stop(srv));
+  ymo_server_free(srv);
+  free(tb.p);
+}
+
+/* MAX_PIPELINE 1 and two requests: the parser pauses after each, the second
+ * time exactly at the end of the bytes read, so nothing is left pending;
+ * answering the second resumes parsing of nothing. (Under UBSan this
+ * reports llhttp_execute(NULL, 0) from resume_parsing().) */
+static void test_pause_at_end(void) {
+  int err;
+  srv = ymo_server_create(1, &err);
+  CHECK(srv != NULL);
+  CHECK_OK(ymo_server_set_option(srv, YMO_OPT_MAX_PIPELINE, 1));
+  CHECK_OK(ymo_server_listen(srv, "127.0.0.1", 0));
+  port = ymo_server_port(srv);
+  w = ymo_server_worker(srv, 0);
+  CHECK_OK(ymo_worker_start(w));
+  CHECK_OK(ymo_server_start(srv));
+  takebuf_t tb = {0};
+  int fd = client_connect(port);
+  static const char two[] = "GET /1 HTTP/1.1\r\nHost: s\r\n\r\n"
+                            "GET /2 HTTP/1.1\r\nHost: s\r\n\r\n";
+  send_all(fd, two, sizeof(two) - 1);
+  for (int i = 1; i <= 2; i++) {
+    rec_t r = take_one(&tb);
+    CHECK(r.url[1] == '0' + i);
+    char body[4];
+    snprintf(body, sizeof(body), "%d", i);
+    CHECK_OK(respond(r.id, r.gen, body, YMO_RESP_DONE));
+    expect_body(fd, 200, body, false, "pipelined with MAX_PIPELINE 1");
+  }
+  /* The connection still works. */
+  get(fd, "/3");
+  rec_t r = take_one(&tb);
+  CHECK_OK(respond(r.id, r.gen, "3", YMO_RESP_DONE));
+  expect_body(fd, 200, "3", false, "after the pauses");
+  close(fd);
+  CHECK_OK(ymo_server_stop(srv));
+  ymo_server_free(srv);
+  free(tb.p);
+}
+
 int main(int argc, char **argv) {
   test_deadline(55);
   signal(SIGPIPE, SIG_IGN);
+  if (argc > 1 && strcmp(argv[1], "pause-at-end") == 0) {
+    test_pause_at_end();
+    puts("stale_test pause-at-end: ok");
+    return 0;
+  }
+  if (argc > 1 && strcmp(argv[1], "limits") == 0) {
+    test_limits();
+    puts("stale_test limits: ok");
+    return 0;
+  }
   if (argc > 1 && strcmp(argv[1], "port-during-shutdown") == 0) {
     test_port_during_shutdown();
     puts("stale_test port-during-shutdown: ok");
