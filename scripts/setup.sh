@@ -21,6 +21,7 @@ PACKAGES=(
   libev-dev cmake gcc make libc6-dev pkg-config node-llhttp
   clang libclang-rt-14-dev
   wrk curl
+  nginx # tests/nginx_test.ts runs it in front of ymo
 )
 
 # --- 1. System packages ------------------------------------------------------
