@@ -26,7 +26,9 @@ import type { Native, NotifyCallback, Pointer } from "./ffi/_types.ts";
 import {
   decodeRequests,
   HeaderWriter,
+  REQF_ABORT,
   type RequestRecord,
+  RESP_HIGH_WATER,
 } from "./ffi/codec.ts";
 import {
   EPIPE,
@@ -281,8 +283,28 @@ export class Exchange {
     return this.#controller.signal;
   }
 
+  /**
+   * Resolves when the response's unwritten bytes have drained to the
+   * low-water mark (or the exchange ended), after an append that returned
+   * more than the high-water mark.
+   */
+  drained(): Promise<void> {
+    if (!this.open) return Promise.resolve();
+    return new Promise((resolve) => this.#onDrain = resolve);
+  }
+
+  #onDrain: (() => void) | null = null;
+
+  /** @internal C told us the response drained. */
+  drain(): void {
+    const resolve = this.#onDrain;
+    this.#onDrain = null;
+    resolve?.();
+  }
+
   /** @internal C told us the client went away. */
   abort(): void {
+    this.drain();
     this.#open = false;
     this.#worker.forget(this.#id, this);
     this.#aborted = true;
@@ -553,6 +575,9 @@ export class Worker {
   /** Closes what this worker owns; only after C has released it. */
   close(): void {
     this.#alive = false;
+    // Producers waiting for a drain that will never come can end now.
+    for (const exchange of this.#inflight.values()) exchange.drain();
+    this.#inflight.clear();
     // The server is stopped and joined: C calls the callback no more.
     this.#notify?.close();
     this.#notify = null;
@@ -579,9 +604,11 @@ export class Worker {
         this.#view,
         n,
         (rec) => this.#handle(rec),
-        (id, gen) => {
+        (id, gen, flag) => {
           const exchange = this.#inflight.get(id);
-          if (exchange !== undefined && exchange.gen === gen) exchange.abort();
+          if (exchange === undefined || exchange.gen !== gen) return;
+          if (flag === REQF_ABORT) exchange.abort();
+          else exchange.drain();
         },
       );
     }
@@ -715,10 +742,14 @@ export class Worker {
       // and is not sent yet.
       if (later !== null) chunk = await later;
       while (!chunk.done) {
-        if (exchange.append(toBytes(chunk.value), false) < 0) {
+        const pending = exchange.append(toBytes(chunk.value), false);
+        if (pending < 0) {
           await reader.cancel();
           return;
         }
+        // A slow client: stop pulling from the body until C has written
+        // most of what it holds, so memory stays bounded.
+        if (pending > RESP_HIGH_WATER) await exchange.drained();
         chunk = await reader.read();
       }
       exchange.append(EMPTY, true);

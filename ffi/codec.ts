@@ -14,6 +14,10 @@ export const REQF_KEEPALIVE = 1;
 export const REQF_HEAD = 2;
 /** Record flag: not a request, but notice that its client went away. */
 export const REQF_ABORT = 4;
+/** Record flag: not a request, but notice that its response has drained. */
+export const REQF_DRAIN = 8;
+/** Above this many unwritten bytes a streamed response waits for a drain. */
+export const RESP_HIGH_WATER = 1024 * 1024;
 
 /** One request as C handed it over. Strings are Latin-1 (HTTP bytes). */
 export interface RequestRecord {
@@ -56,8 +60,8 @@ function remoteHostname(buf: Uint8Array, at: number, family: number): string {
 }
 
 /**
- * Calls `each` for every request record in `buf[0, length)`, and `aborted`
- * for every abort record. Records refer to `buf` only during the call;
+ * Calls `each` for every request record in `buf[0, length)`, and `notice`
+ * for every abort or drain record. Records refer to `buf` only during the call;
  * bodies are copied.
  */
 export function decodeRequests(
@@ -65,13 +69,18 @@ export function decodeRequests(
   view: DataView,
   length: number,
   each: (record: RequestRecord) => void,
-  aborted: (id: number, gen: number) => void,
+  notice: (id: number, gen: number, flag: number) => void,
 ): void {
   let at = 0;
   while (at < length) {
     const size = view.getUint32(at, true);
-    if (buf[at + 14] & REQF_ABORT) {
-      aborted(view.getUint32(at + 4, true), view.getUint32(at + 8, true));
+    const flags = buf[at + 14];
+    if (flags & (REQF_ABORT | REQF_DRAIN)) {
+      notice(
+        view.getUint32(at + 4, true),
+        view.getUint32(at + 8, true),
+        flags & (REQF_ABORT | REQF_DRAIN),
+      );
       at += size;
       continue;
     }

@@ -13,7 +13,14 @@ import {
   RESP_DONE,
   symbols,
 } from "../ffi/symbols.ts";
-import { FIXED_SIZE, REQF_ABORT, REQF_HEAD, REQF_KEEPALIVE } from "../ffi/codec.ts";
+import {
+  FIXED_SIZE,
+  REQF_ABORT,
+  REQF_DRAIN,
+  REQF_HEAD,
+  REQF_KEEPALIVE,
+  RESP_HIGH_WATER,
+} from "../ffi/codec.ts";
 
 const header = readFileSync(
   new URL("../native/include/ymo.h", import.meta.url),
@@ -68,6 +75,9 @@ test("flags, error codes and record sizes match ymo.h", () => {
   assert.equal(REQF_KEEPALIVE, define("YMO_REQF_KEEPALIVE"));
   assert.equal(REQF_HEAD, define("YMO_REQF_HEAD"));
   assert.equal(REQF_ABORT, define("YMO_REQF_ABORT"));
+  assert.equal(REQF_DRAIN, define("YMO_REQF_DRAIN"));
+  assert.equal(RESP_HIGH_WATER, 1024 * 1024);
+  assert.match(header, /#define YMO_RESP_HIGH_WATER \(1024 \* 1024\)/);
   const errno = (name: string) => {
     const m = header.match(new RegExp(`X\\(${name}, (-\\d+),`));
     assert.ok(m, `ymo.h maps ${name}`);

@@ -213,7 +213,9 @@ YMO_EXTERN int ymo_worker_respond(ymo_worker_t *worker, uint32_t id,
 
 /* Append a chunk to a streamed response; with YMO_RESP_DONE it is the last.
  * Returns the number of response bytes queued for this connection and not yet
- * written (for backpressure), or a negative error as for respond. */
+ * written, or a negative error as for respond. Above YMO_RESP_HIGH_WATER the
+ * caller should stop producing until a drain record (YMO_REQF_DRAIN) for the
+ * exchange comes out of ymo_worker_take(). */
 YMO_EXTERN int32_t ymo_worker_response_body_append(ymo_worker_t *worker,
                                                    uint32_t id, uint32_t gen,
                                                    const uint8_t *body,
@@ -257,6 +259,12 @@ YMO_EXTERN int ymo_worker_join(ymo_worker_t *worker);
  * that the client of an exchange the caller holds has gone away. */
 #define YMO_REQF_ABORT 4
 #define YMO_REQ_ABORT_SIZE 16
+/* A drain record, of the same shape: a streamed response whose append
+ * returned more than YMO_RESP_HIGH_WATER has been written down to
+ * YMO_RESP_LOW_WATER; the producer may go on. */
+#define YMO_REQF_DRAIN 8
+#define YMO_RESP_HIGH_WATER (1024 * 1024)
+#define YMO_RESP_LOW_WATER (256 * 1024)
 
 #ifdef __cplusplus
 }

@@ -79,6 +79,11 @@ typedef struct {
   size_t method_len, url_len, header_at, body_len;
   int hosts;
   bool expect_continue;
+  /* The head is complete: field callbacks from now on are trailers, which
+   * count against the head limit but are not passed on. */
+  bool in_trailers;
+  /* A 100 Continue is owed once the responses ahead are written. */
+  bool continue_owed;
 } parse_state_t;
 
 /* The session carries one parse_state_t; kept beside it to keep the struct
@@ -183,6 +188,7 @@ static int on_header_field(llhttp_t *p, const char *at, size_t len) {
   ymo_session_t *s = p->data;
   ymo_exchange_t *ex = s->cur;
   if (check_head(s, len)) return HPE_USER;
+  if (PS(s)->in_trailers) return 0;
   if (ex->n_headers == 0 || s->in_value) {
     if (ex->n_headers == 0) ex->headers_start = ex->req_len;
     if (++ex->n_headers > (uint32_t)YMO_OPT(s->server, MAX_HEADERS))
@@ -202,6 +208,7 @@ static int on_header_value(llhttp_t *p, const char *at, size_t len) {
   ymo_session_t *s = p->data;
   ymo_exchange_t *ex = s->cur;
   if (check_head(s, len)) return HPE_USER;
+  if (PS(s)->in_trailers) return 0;
   s->in_value = true;
   if (!req_append(ex, at, len)) return fail(s, 503);
   uint8_t *lens = ex->req + PS(s)->header_at;
@@ -214,6 +221,7 @@ static int on_header_value(llhttp_t *p, const char *at, size_t len) {
 static int on_header_value_complete(llhttp_t *p) {
   ymo_session_t *s = p->data;
   ymo_exchange_t *ex = s->cur;
+  if (PS(s)->in_trailers) return 0;
   s->in_value = true;
   const uint8_t *h = ex->req + PS(s)->header_at;
   uint32_t name_len = get_u32(h), value_len = get_u32(h + 4);
@@ -225,12 +233,22 @@ static int on_header_value_complete(llhttp_t *p) {
   return 0;
 }
 
+/* Interim 100 only to HTTP/1.1 clients, and only when it cannot overtake
+ * an earlier response on the wire. */
+static void send_continue(ymo_session_t *s) {
+  static const char cont[] = "HTTP/1.1 100 Continue\r\n\r\n";
+  PS(s)->continue_owed = false;
+  ssize_t n = send(s->fd, cont, sizeof(cont) - 1, MSG_NOSIGNAL);
+  (void)n; /* A lost interim response only costs the client its wait. */
+}
+
 static int on_headers_complete(llhttp_t *p) {
   ymo_session_t *s = p->data;
   ymo_exchange_t *ex = s->cur;
   parse_state_t *ps = PS(s);
   if (ex->n_headers == 0) ex->headers_start = ex->req_len;
   ex->body_start = ex->req_len;
+  ps->in_trailers = true;
   ex->http_major = llhttp_get_http_major(p);
   ex->http_minor = llhttp_get_http_minor(p);
   /* RFC 9112 section 3.2: exactly one Host in HTTP/1.1. */
@@ -243,13 +261,11 @@ static int on_headers_complete(llhttp_t *p) {
       p->content_length > (uint64_t)YMO_OPT(s->server, MAX_BODY_SIZE))
     return fail(s, 413);
   if (llhttp_get_method(p) == HTTP_HEAD) ex->req_flags |= YMO_REQF_HEAD;
-  /* Interim 100 only to HTTP/1.1 clients, and only when it cannot overtake
-   * an earlier response on the wire. */
-  if (ps->expect_continue && has_body && ex->http_minor >= 1 &&
-      s->fifo_len == 0) {
-    static const char cont[] = "HTTP/1.1 100 Continue\r\n\r\n";
-    ssize_t n = write(s->fd, cont, sizeof(cont) - 1);
-    (void)n; /* A short write here is repaired by the client's own timeout. */
+  if (ps->expect_continue && has_body && ex->http_minor >= 1) {
+    if (s->fifo_len == 0)
+      send_continue(s);
+    else
+      ps->continue_owed = true; /* Sent by ymo__session_flush(). */
   }
   return 0;
 }
@@ -307,6 +323,7 @@ static int on_message_complete(llhttp_t *p) {
     memcpy(h + 36, &in6->sin6_addr, 16);
   }
   ex->req_len = padded;
+  ps->continue_owed = false;
   s->cur = NULL;
   fifo_push(s, ex);
   if (ymo_worker_add_exchange(s->worker, ex) != 0) {
@@ -471,7 +488,7 @@ static void resume_parsing(ymo_session_t *s) {
   size_t len = s->pending_len;
   s->pending = NULL;
   s->pending_len = 0;
-  bool alive = session_parse(s, data, len);
+  bool alive = len == 0 || session_parse(s, data, len);
   free(data);
   if (alive && !s->paused && !s->no_more_requests) start_reading(s);
 }
@@ -505,8 +522,9 @@ static bool session_parse(ymo_session_t *s, const uint8_t *data, size_t len) {
     }
     return true;
   }
-  int status = err == HPE_USER ? ERROR_STATUS(s) : 400;
-  if (status == 0) status = 400;
+  /* Any callback that failed set the status; the error code llhttp returns
+   * depends on which callback it was. */
+  int status = ERROR_STATUS(s) ? ERROR_STATUS(s) : 400;
   respond_local(s, status);
   return false;
 }
@@ -601,7 +619,10 @@ void ymo__session_flush(ymo_session_t *s) {
     }
     ssize_t written = 0;
     if (n_iov > 0) {
-      written = writev(s->fd, iov, n_iov);
+      /* sendmsg rather than writev for MSG_NOSIGNAL: a client that went
+       * away must not raise SIGPIPE in a host that does not ignore it. */
+      struct msghdr msg = {.msg_iov = iov, .msg_iovlen = (size_t)n_iov};
+      written = sendmsg(s->fd, &msg, MSG_NOSIGNAL);
       if (written < 0) {
         if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) {
           ev_io_start(srv->loop, &s->wio);
@@ -626,12 +647,20 @@ void ymo__session_flush(ymo_session_t *s) {
       free(o);
       ymo__exchange_unref(ex);
     }
+    if (atomic_load_explicit(&ex->want_drain, memory_order_relaxed) &&
+        atomic_load_explicit(&ex->unwritten, memory_order_relaxed) <=
+            YMO_RESP_LOW_WATER &&
+        atomic_exchange(&ex->want_drain, 0))
+      ymo__worker_add_drain(ex->worker, ex);
     if (ex->out_head != NULL) {
       ev_io_start(srv->loop, &s->wio);
       return;
     }
   }
   ev_io_stop(srv->loop, &s->wio);
+  if (s->fifo_head == NULL && s->cur != NULL && PS(s)->continue_owed &&
+      PS(s)->body_len == 0)
+    send_continue(s);
   if (s->fifo_head == NULL && s->no_more_requests) {
     ymo__session_close(s);
     return;

@@ -102,10 +102,16 @@ int ymo_server_listen_fd(ymo_server_t *srv, int fd) {
   if (flags < 0 || fcntl(fd, F_SETFL, flags | O_NONBLOCK) != 0) return -errno;
   fcntl(fd, F_SETFD, FD_CLOEXEC);
   srv->listen_fd = fd;
-  if (ss.ss_family == AF_INET)
-    srv->port = ntohs(((struct sockaddr_in *)&ss)->sin_port);
-  else if (ss.ss_family == AF_INET6)
+  const void *addr;
+  if (ss.ss_family == AF_INET6) {
     srv->port = ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
+    addr = &((struct sockaddr_in6 *)&ss)->sin6_addr;
+  } else {
+    srv->port = ntohs(((struct sockaddr_in *)&ss)->sin_port);
+    addr = &((struct sockaddr_in *)&ss)->sin_addr;
+  }
+  if (inet_ntop(ss.ss_family, addr, srv->host, sizeof(srv->host)) == NULL)
+    strcpy(srv->host, "?");
   return 0;
 }
 
@@ -135,25 +141,20 @@ int ymo_server_listen(ymo_server_t *srv, const char *host, int port) {
   return err;
 }
 
+/* Both read what was saved when the socket was bound: the loop thread
+ * closes listen_fd at shutdown, so it must not be looked at from here. */
 int ymo_server_port(ymo_server_t *srv) {
   if (srv == NULL) return YMO_EINVAL;
-  return srv->listen_fd >= 0 || srv->thread_started ? srv->port
-                                                     : YMO_ENOTCONN;
+  return srv->host[0] != '\0' ? srv->port : YMO_ENOTCONN;
 }
 
 int ymo_server_host(ymo_server_t *srv, char *buf, int cap) {
   if (srv == NULL || buf == NULL || cap < 1) return YMO_EINVAL;
-  if (srv->listen_fd < 0) return YMO_ENOTCONN;
-  struct sockaddr_storage ss;
-  socklen_t len = sizeof(ss);
-  if (getsockname(srv->listen_fd, (struct sockaddr *)&ss, &len) != 0)
-    return -errno;
-  const void *addr = ss.ss_family == AF_INET6
-                         ? (const void *)&((struct sockaddr_in6 *)&ss)->sin6_addr
-                         : (const void *)&((struct sockaddr_in *)&ss)->sin_addr;
-  if (inet_ntop(ss.ss_family, addr, buf, (socklen_t)cap) == NULL)
-    return YMO_ENOBUFS;
-  return (int)strlen(buf);
+  if (srv->host[0] == '\0') return YMO_ENOTCONN;
+  int len = (int)strlen(srv->host);
+  if (len >= cap) return YMO_ENOBUFS;
+  memcpy(buf, srv->host, (size_t)len + 1);
+  return len;
 }
 
 int ymo_server_connections(ymo_server_t *srv) {

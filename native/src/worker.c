@@ -45,14 +45,18 @@ ymo_out_t *ymo__out_new(ymo_exchange_t *ex, size_t len, int flags) {
   return out;
 }
 
-/* queue_in holds exchanges, and abort notices for exchanges: the same
- * pointer with its lowest bit set (exchanges are malloc-aligned). */
+/* queue_in holds exchanges, and notices about exchanges JS holds: the same
+ * pointer with a low bit set (exchanges are malloc-aligned), 1 for "the
+ * client went away", 2 for "the response has drained below the low-water
+ * mark". */
 #define ABORT_TAG ((uintptr_t)1)
+#define DRAIN_TAG ((uintptr_t)2)
+#define TAGS (ABORT_TAG | DRAIN_TAG)
 
-static bool is_abort(void *item) { return (uintptr_t)item & ABORT_TAG; }
+static uintptr_t tag_of(void *item) { return (uintptr_t)item & TAGS; }
 
 static ymo_exchange_t *untag(void *item) {
-  return (ymo_exchange_t *)((uintptr_t)item & ~ABORT_TAG);
+  return (ymo_exchange_t *)((uintptr_t)item & ~TAGS);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -202,6 +206,10 @@ int ymo__worker_add_abort(ymo_worker_t *w, ymo_exchange_t *ex) {
   return queue_in_push(w, ex, (void *)((uintptr_t)ex | ABORT_TAG));
 }
 
+int ymo__worker_add_drain(ymo_worker_t *w, ymo_exchange_t *ex) {
+  return queue_in_push(w, ex, (void *)((uintptr_t)ex | DRAIN_TAG));
+}
+
 static uint32_t slot_alloc(ymo_worker_t *w, ymo_exchange_t *ex) {
   uint32_t id = w->first_free;
   if (id == UINT32_MAX) {
@@ -246,69 +254,89 @@ static void put_u32(uint8_t *p, uint32_t v) {
 
 #define TAKE_BATCH 256
 
+/* One record picked for a take(): a request, or a notice for a held one. */
+typedef struct {
+  ymo_exchange_t *exchange;
+  uint32_t id, gen;
+  uint8_t notice; /* 0 for a request, else YMO_REQF_ABORT or _DRAIN. */
+} pick_t;
+
 int32_t ymo_worker_take(ymo_worker_t *w, uint8_t *buf, int32_t cap) {
   if (w == NULL || buf == NULL || cap < 0) return YMO_EINVAL;
-  ymo_exchange_t *batch[TAKE_BATCH];
+  pick_t picks[TAKE_BATCH];
   int n = 0;
   size_t total = 0, needed = 0;
-  /* Pick the exchanges that fit under the lock (pointer work only), copy
-   * after releasing it. */
-  ymo_exchange_t *dead[TAKE_BATCH];
-  int n_dead = 0;
+  /* Decide under the lock, in queue order, what this batch holds: handles
+   * are given out here, so a notice later in the same batch sees the
+   * exchange it is about as held. Items nobody will see (exchanges whose
+   * client left, notices for exchanges not held) are dropped here too, so a
+   * batch never comes back empty while the queue has work. The copying is
+   * done after the lock is released. The slot table is the JS thread's, and
+   * this is the JS thread. */
   ymo_worker_lock_in(w);
-  while (n < TAKE_BATCH && n_dead < TAKE_BATCH && w->queue_in.head != NULL) {
+  while (n < TAKE_BATCH && w->queue_in.head != NULL) {
     void *item = w->queue_in.head->item;
     ymo_exchange_t *ex = untag(item);
-    size_t size = is_abort(item) ? YMO_REQ_ABORT_SIZE : ex->req_len;
-    if (!is_abort(item) &&
-        atomic_load_explicit(&ex->aborted, memory_order_acquire)) {
-      /* Gone before JS saw it: drop it unseen. */
-      dead[n_dead++] = ymo__queue_pop(&w->queue_in);
+    uintptr_t tag = tag_of(item);
+    bool drop;
+    size_t size;
+    if (tag) {
+      ymo_slot_t *slot = ex->slot < w->n_slots ? &w->slots[ex->slot] : NULL;
+      drop = slot == NULL || slot->exchange != ex;
+      size = YMO_REQ_ABORT_SIZE;
+    } else {
+      drop = atomic_load_explicit(&ex->aborted, memory_order_acquire);
+      size = ex->req_len;
+    }
+    if (drop) {
+      ymo__queue_pop(&w->queue_in);
+      ymo__exchange_unref(ex); /* May free it: plain memory, fine here. */
       continue;
     }
     if (total + size > (size_t)cap) {
       if (n == 0) needed = size;
       break;
     }
-    batch[n++] = ymo__queue_pop(&w->queue_in);
-    total += size;
-  }
-  ymo_worker_unlock_in(w);
-  for (int i = 0; i < n_dead; i++) ymo__exchange_unref(dead[i]);
-
-  size_t off = 0;
-  for (int i = 0; i < n; i++) {
-    ymo_exchange_t *ex = untag(batch[i]);
-    if (is_abort(batch[i])) {
-      /* Only exchanges JS still holds: the notice came after the exchange
-       * in queue_in, so it has been taken (or dropped) by now. */
-      ymo_slot_t *slot = ex->slot < w->n_slots ? &w->slots[ex->slot] : NULL;
-      if (slot != NULL && slot->exchange == ex) {
-        memset(buf + off, 0, YMO_REQ_ABORT_SIZE);
-        put_u32(buf + off, YMO_REQ_ABORT_SIZE);
-        put_u32(buf + off + 4, ex->slot);
-        put_u32(buf + off + 8, slot->gen);
-        buf[off + 14] = YMO_REQF_ABORT;
-        off += YMO_REQ_ABORT_SIZE;
+    ymo__queue_pop(&w->queue_in);
+    pick_t *pick = &picks[n];
+    pick->exchange = ex;
+    if (tag) {
+      pick->notice = tag == ABORT_TAG ? YMO_REQF_ABORT : YMO_REQF_DRAIN;
+      pick->id = ex->slot;
+    } else {
+      pick->notice = 0;
+      pick->id = slot_alloc(w, ex);
+      if (pick->id == UINT32_MAX) {
+        /* Out of memory for the handle table: drop the request; its
+         * connection waits until the client gives up. */
+        ymo__exchange_unref(ex);
+        continue;
       }
-      ymo__exchange_unref(ex);
-      continue;
     }
-    uint32_t id = slot_alloc(w, ex);
-    if (id == UINT32_MAX) {
-      /* Out of memory for the handle table: drop the request; its
-       * connection waits for a response that never comes, until the
-       * client gives up. Only under memory exhaustion. */
-      ymo__exchange_unref(ex);
-      continue;
-    }
-    memcpy(buf + off, ex->req, ex->req_len);
-    put_u32(buf + off + 4, id);
-    put_u32(buf + off + 8, w->slots[id].gen);
-    off += ex->req_len;
+    pick->gen = w->slots[pick->id].gen;
+    n++;
+    total += size;
   }
   w->stat_takes++;
   w->stat_taken += (unsigned long)n;
+  ymo_worker_unlock_in(w);
+
+  size_t off = 0;
+  for (int i = 0; i < n; i++) {
+    pick_t *pick = &picks[i];
+    if (pick->notice) {
+      memset(buf + off, 0, YMO_REQ_ABORT_SIZE);
+      put_u32(buf + off, YMO_REQ_ABORT_SIZE);
+      buf[off + 14] = pick->notice;
+      /* The notice's own reference; the slot keeps the exchange alive. */
+      ymo__exchange_unref(pick->exchange);
+    } else {
+      memcpy(buf + off, pick->exchange->req, pick->exchange->req_len);
+    }
+    put_u32(buf + off + 4, pick->id);
+    put_u32(buf + off + 8, pick->gen);
+    off += pick->notice ? YMO_REQ_ABORT_SIZE : pick->exchange->req_len;
+  }
   if (n == 0 && needed > 0) return -(int32_t)needed;
   return (int32_t)off;
 }
@@ -458,6 +486,10 @@ int32_t ymo_worker_response_body_append(ymo_worker_t *w, uint32_t id,
   long long pending =
       atomic_load_explicit(&ex->unwritten, memory_order_relaxed) +
       (long long)out->len;
+  /* Past the high-water mark the caller waits for a drain notice; ask L
+   * for one before it can see this piece. */
+  if (!done && pending > YMO_RESP_HIGH_WATER)
+    atomic_store_explicit(&ex->want_drain, 1, memory_order_relaxed);
   push_out(w, out);
   return pending > INT32_MAX ? INT32_MAX : (int32_t)pending;
 }

@@ -103,6 +103,9 @@ struct ymo_exchange {
   bool resp_close;
   /* Bytes handed to L and not yet written, for backpressure (L decrements). */
   atomic_llong unwritten;
+  /* Set by the JS thread when it waits for the response to drain; L clears
+   * it and queues a drain notice once unwritten is at the low-water mark. */
+  atomic_int want_drain;
 };
 
 void ymo__exchange_ref(ymo_exchange_t *ex);
@@ -178,6 +181,8 @@ int ymo_worker_add_exchange(ymo_worker_t *worker, ymo_exchange_t *exchange);
 /* L: the client of a queued or taken exchange went away; JS learns it from
  * an abort record in its next take(). */
 int ymo__worker_add_abort(ymo_worker_t *worker, ymo_exchange_t *exchange);
+/* L: a response JS waits on has drained (see want_drain). */
+int ymo__worker_add_drain(ymo_worker_t *worker, ymo_exchange_t *exchange);
 /* L: the server stopped; release the waiter and call notify(1). */
 void ymo__worker_release_waiters(ymo_worker_t *worker);
 /* L: watchers on and off the loop. */
@@ -234,7 +239,8 @@ struct ymo_server {
   pthread_mutex_t state_lock;  /* Serialises start/stop/join callers. */
 
   int listen_fd;
-  int port;
+  int port;                    /* Saved at listen; never changes after. */
+  char host[64];               /* The bound address as text, likewise. */
   ev_io accept_watcher;
   ev_async control;            /* Shutdown and stop requests. */
   ev_timer grace_timer;
