@@ -23,6 +23,8 @@ import { pathToFileURL } from "node:url";
 import { loadNative } from "./ffi/native.ts";
 import { staticBody } from "./ffi/_static_body.ts";
 import type { Native, NotifyCallback, Pointer } from "./ffi/_types.ts";
+
+export type { Pointer };
 import {
   decodeRequests,
   HeaderWriter,
@@ -192,6 +194,8 @@ export class YmoError extends Error {
   /** The negative error code from ymo.h, e.g. -98 for EADDRINUSE. */
   readonly code: number;
   /**
+   * Makes the error, with the library's text for `code` after the message.
+   *
    * @param message What failed.
    * @param code The native error code.
    */
@@ -259,6 +263,8 @@ export class Exchange {
   #controller: AbortController | null = null;
 
   /**
+   * Wraps the handle of an exchange that `worker` took.
+   *
    * @param worker The worker that took the request.
    * @param id The exchange's slot in the worker.
    * @param gen The slot's generation when the request was taken.
@@ -444,6 +450,9 @@ export class Worker {
   #inflight = new Map<number, Exchange>();
 
   /**
+   * Wraps a native worker; {@linkcode Worker.start} makes this thread
+   * drive it.
+   *
    * @param server What the worker serves: the app, and the address.
    * @param pointer The native ymo_worker_t.
    */

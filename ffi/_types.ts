@@ -7,7 +7,10 @@
  */
 import type { symbols } from "./symbols.ts";
 
-/** An opaque native pointer: a `Deno.PointerObject` or a Bun number. */
+/**
+ * An opaque native pointer: a `Deno.PointerObject` on Deno, a number on Bun.
+ * Only ever handed back to ymo's own FFI calls.
+ */
 export type Pointer = unknown;
 
 // deno-lint-ignore no-explicit-any

@@ -4,6 +4,7 @@
 #   setup   scripts/setup.sh (packages, npm ci, native Release build)
 #   publish deno publish --dry-run: the JSR package type-checks (with JSR's
 #           rules) and has its files; runs offline
+#   doc     deno doc --lint mod.ts: every export documented, no private types
 #   native  the C tests, ctest in native/build
 #   tsan    the C tests again, built with ThreadSanitizer (native/build-tsan)
 #   deno    the TypeScript suite under Deno: deno test -A tests/
@@ -17,7 +18,7 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 export PATH="$PWD/node_modules/.bin:$PATH"
 
-STEPS=(setup publish native tsan deno bun)
+STEPS=(setup publish doc native tsan deno bun)
 
 step_setup() {
   bash scripts/setup.sh
@@ -25,6 +26,10 @@ step_setup() {
 
 step_publish() {
   deno publish --dry-run --allow-dirty
+}
+
+step_doc() {
+  deno doc --lint mod.ts
 }
 
 step_native() {
