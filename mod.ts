@@ -151,6 +151,14 @@ export interface ServeOptions {
    */
   reusePort?: boolean;
   /**
+   * Fixed responses served by the native loop thread itself, without
+   * calling into JavaScript: request target (path and query, matched
+   * exactly) to Response, for GET and HEAD, like Bun's `static`. Their
+   * bodies are read once, before the server starts accepting; they must
+   * end (a fixed string, bytes, or a finite stream).
+   */
+  static?: Record<string, Response>;
+  /**
    * Listen on this already-listening socket instead of `hostname`/`port`,
    * for example one inherited from systemd (`LISTEN_FDS`, fd 3). The server
    * owns it from then on.
@@ -914,6 +922,24 @@ function validateOptions(options: ServeOptions): void {
       `Invalid fd: ${String(options.fd)} (expected a file descriptor number)`,
     );
   }
+  if (options.static !== undefined) {
+    if (options.static === null || typeof options.static !== "object") {
+      throw new TypeError("Invalid static: expected an object of Responses");
+    }
+    for (const [path, response] of Object.entries(options.static)) {
+      if (!path.startsWith("/") || /[\s\0]/.test(path)) {
+        throw new TypeError(
+          `Invalid static: "${path}" is not a request path (it must start with "/")`,
+        );
+      }
+      if (!(response instanceof Response)) {
+        throw new TypeError(`Invalid static: "${path}" must map to a Response`);
+      }
+      if (response.bodyUsed) {
+        throw new TypeError(`Invalid static: the body of "${path}" is already read`);
+      }
+    }
+  }
   const { workers, module } = options;
   if (workers !== undefined) {
     if (!Number.isInteger(workers) || workers < 1 || workers > 256) {
@@ -955,6 +981,7 @@ export class Server implements WorkerHost {
   #shutdownTimeout: number;
   #finished: Promise<void>;
   #stopping = false;
+  #started = false;
   #freed = false;
 
   /**
@@ -1032,7 +1059,10 @@ export class Server implements WorkerHost {
           moduleUrl(options.module!),
         );
       }
-      check(lib.ymo_server_start(pointer), "Cannot start server");
+      if (options.static === undefined) {
+        check(lib.ymo_server_start(pointer), "Cannot start server");
+        this.#started = true;
+      }
     } catch (error) {
       lib.ymo_server_stop(pointer);
       for (const worker of this.#workers) worker.close();
@@ -1048,12 +1078,49 @@ export class Server implements WorkerHost {
       : this.#workers.map((w) => w.stopped);
     this.#finished = Promise.all(stopped).then(() => this.#free());
     const onListen = options.onListen ?? defaultOnListen;
-    onListen({ ...this.#addr });
+    if (this.#started) {
+      onListen({ ...this.#addr });
+    } else {
+      // The port is bound already (clients queue in the backlog); accepting
+      // starts once the static bodies are read and handed to C.
+      this.#startWithRoutes(options.static!).then(
+        () => onListen({ ...this.#addr }),
+        (error) => {
+          console.error("ymo: cannot start the server:", error);
+          this.stopNow();
+        },
+      );
+    }
     const signal = options.signal;
     if (signal !== undefined) {
       if (signal.aborted) this.shutdown();
       else signal.addEventListener("abort", () => this.shutdown(), { once: true });
     }
+  }
+
+  async #startWithRoutes(routes: Record<string, Response>): Promise<void> {
+    const writer = new HeaderWriter();
+    for (const [path, response] of Object.entries(routes)) {
+      const [head, headLength] = writer.write(response.headers);
+      const headers = head.slice(0, headLength);
+      const body = new Uint8Array(await response.arrayBuffer());
+      if (this.#stopping) return;
+      check(
+        lib.ymo_server_add_static(
+          this.#pointer,
+          encoder.encode(path + "\0"),
+          response.status,
+          headers,
+          headers.byteLength,
+          body,
+          body.byteLength,
+        ),
+        `Cannot add static route ${path}`,
+      );
+    }
+    if (this.#stopping) return;
+    check(lib.ymo_server_start(this.#pointer), "Cannot start server");
+    this.#started = true;
   }
 
   /** The address the server listens on. */
@@ -1115,10 +1182,14 @@ export class Server implements WorkerHost {
   shutdown(): Promise<void> {
     if (!this.#stopping && !this.#freed) {
       this.#stopping = true;
-      lib.ymo_server_shutdown(
-        this.#pointer,
-        Math.min(this.#shutdownTimeout, 2 ** 31 - 1),
-      );
+      if (this.#started) {
+        lib.ymo_server_shutdown(
+          this.#pointer,
+          Math.min(this.#shutdownTimeout, 2 ** 31 - 1),
+        );
+      } else {
+        lib.ymo_server_stop(this.#pointer); // Releases the waiters.
+      }
     }
     return this.#finished;
   }

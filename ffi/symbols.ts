@@ -34,6 +34,13 @@ export const symbols = {
   ymo_server_port: { parameters: ["pointer"], result: "i32" },
   /** int ymo_server_host(ymo_server_t *server, char *buf, int cap) */
   ymo_server_host: { parameters: ["pointer", "buffer", "i32"], result: "i32" },
+  /** int ymo_server_add_static(ymo_server_t *server, const char *path,
+   *   int status, const uint8_t *headers, int32_t headers_len,
+   *   const uint8_t *body, int32_t body_len) */
+  ymo_server_add_static: {
+    parameters: ["pointer", "buffer", "i32", "buffer", "i32", "buffer", "i32"],
+    result: "i32",
+  },
   /** int ymo_server_start(ymo_server_t *server) */
   ymo_server_start: { parameters: ["pointer"], result: "i32" },
   /** int ymo_server_shutdown(ymo_server_t *server, int grace_ms) */

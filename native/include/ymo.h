@@ -128,6 +128,16 @@ YMO_EXTERN int ymo_server_port(ymo_server_t *server);
  * given with ymo_server_listen_fd(). */
 YMO_EXTERN int ymo_server_host(ymo_server_t *server, char *buf, int cap);
 
+/* Serve GET and HEAD requests for `path` (a NUL-terminated request target,
+ * matched exactly, query included) from the loop thread itself, with a fixed
+ * response: status, header lines ("Name: value\r\n" each, without Date,
+ * Content-Length or Connection, which ymo adds) and body. JavaScript never
+ * sees these requests. Before start; a later route for the same path wins. */
+YMO_EXTERN int ymo_server_add_static(ymo_server_t *server, const char *path,
+                                     int status, const uint8_t *headers,
+                                     int32_t headers_len, const uint8_t *body,
+                                     int32_t body_len);
+
 /* Start the loop thread L. */
 YMO_EXTERN int ymo_server_start(ymo_server_t *server);
 

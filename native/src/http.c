@@ -289,6 +289,59 @@ static void fifo_push(ymo_session_t *s, ymo_exchange_t *ex) {
   s->fifo_len++;
 }
 
+/* The static route for a GET or HEAD request, if one matches its target. */
+static const ymo_static_route_t *static_route_for(ymo_session_t *s,
+                                                  ymo_exchange_t *ex,
+                                                  parse_state_t *ps) {
+  const uint8_t *method = ex->req + YMO_REQ_FIXED_SIZE;
+  bool get = ps->method_len == 3 && memcmp(method, "GET", 3) == 0;
+  if (!get && !(ex->req_flags & YMO_REQF_HEAD)) return NULL;
+  return ymo__static_route(s->server, method + ps->method_len, ps->url_len);
+}
+
+/* Answers ex from a static route, on L: the response goes in the FIFO like
+ * any other, so pipelined order holds; it is written after the parse. */
+static bool answer_static(ymo_session_t *s, ymo_exchange_t *ex,
+                          const ymo_static_route_t *route) {
+  ymo_server_t *srv = s->server;
+  bool keepalive = ex->req_flags & YMO_REQF_KEEPALIVE;
+  bool http10 = ex->http_minor == 0;
+  bool close = !keepalive || atomic_load(&srv->draining);
+  bool no_body = (ex->req_flags & YMO_REQF_HEAD) || route->status == 204 ||
+                 route->status == 304;
+  size_t date_len = ymo__date_line(&srv->date_sec, srv->date);
+  char head[256];
+  int64_t length = route->status == 204 || route->status == 304
+                       ? -1
+                       : (int64_t)route->body_len;
+  size_t head_len =
+      ymo__format_head(head, sizeof(head), route->status, srv->date, date_len,
+                       length, false, close, http10 && !close);
+  size_t body_len = no_body ? 0 : route->body_len;
+  size_t len = head_len + route->headers_len + 2 + body_len;
+  ymo_out_t *out = ymo__out_new(
+      ex, len, YMO_RESP_DONE | (close ? YMO_RESP_CLOSE : 0));
+  if (out == NULL || head_len == 0) {
+    free(out);
+    return false;
+  }
+  uint8_t *p = out->data;
+  memcpy(p, head, head_len);
+  p += head_len;
+  memcpy(p, route->headers, route->headers_len);
+  p += route->headers_len;
+  memcpy(p, "\r\n", 2);
+  memcpy(p + 2, route->body, body_len);
+  ymo__exchange_ref(ex); /* The piece's reference. */
+  ex->local = true;
+  ex->out_head = ex->out_tail = out;
+  atomic_fetch_add(&ex->unwritten, (long long)len);
+  ex->response_done = true;
+  ex->close_after = close;
+  s->flush_owed = true;
+  return true;
+}
+
 static int on_message_complete(llhttp_t *p) {
   ymo_session_t *s = p->data;
   ymo_exchange_t *ex = s->cur;
@@ -326,7 +379,11 @@ static int on_message_complete(llhttp_t *p) {
   ps->continue_owed = false;
   s->cur = NULL;
   fifo_push(s, ex);
-  if (ymo_worker_add_exchange(s->worker, ex) != 0) {
+  const ymo_static_route_t *route =
+      s->server->n_routes > 0 ? static_route_for(s, ex, ps) : NULL;
+  if (route != NULL) {
+    if (!answer_static(s, ex, route)) return fail(s, 503);
+  } else if (ymo_worker_add_exchange(s->worker, ex) != 0) {
     /* Cannot queue it: it stays in the FIFO, answered by nothing, and a 503
      * follows it so earlier responses keep their order. */
     ex->response_done = true;
@@ -496,6 +553,13 @@ static void resume_parsing(ymo_session_t *s) {
 /* Parses data; returns false when the session was closed. */
 static bool session_parse(ymo_session_t *s, const uint8_t *data, size_t len) {
   llhttp_errno_t err = llhttp_execute(&s->parser, (const char *)data, len);
+  if (s->flush_owed && err != HPE_USER) {
+    /* Static responses queued by the parse: write them now that llhttp is
+     * done with this session's state. */
+    s->flush_owed = false;
+    ymo__session_flush(s);
+    if (s->closed) return false;
+  }
   if (err == HPE_OK) return true;
   if (err == HPE_PAUSED || err == HPE_PAUSED_UPGRADE) {
     stop_reading(s);

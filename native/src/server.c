@@ -143,6 +143,51 @@ int ymo_server_listen(ymo_server_t *srv, const char *host, int port) {
 
 /* Both read what was saved when the socket was bound: the loop thread
  * closes listen_fd at shutdown, so it must not be looked at from here. */
+int ymo_server_add_static(ymo_server_t *srv, const char *path, int status,
+                          const uint8_t *headers, int32_t headers_len,
+                          const uint8_t *body, int32_t body_len) {
+  if (srv == NULL || path == NULL || path[0] == '\0' || status < 200 ||
+      status > 999 || headers_len < 0 || body_len < 0 ||
+      (headers_len > 0 && headers == NULL) || (body_len > 0 && body == NULL))
+    return YMO_EINVAL;
+  if (srv->thread_started) return YMO_EALREADY;
+  ymo_static_route_t route = {0};
+  route.path_len = strlen(path);
+  route.path = malloc(route.path_len + 1);
+  route.headers = malloc((size_t)headers_len + 1);
+  route.body = malloc((size_t)body_len + 1);
+  ymo_static_route_t *routes =
+      realloc(srv->routes, (srv->n_routes + 1) * sizeof(*routes));
+  if (routes != NULL) srv->routes = routes;
+  if (route.path == NULL || route.headers == NULL || route.body == NULL ||
+      routes == NULL) {
+    free(route.path);
+    free(route.headers);
+    free(route.body);
+    return YMO_ENOMEM;
+  }
+  memcpy(route.path, path, route.path_len + 1);
+  route.status = status;
+  if (headers_len > 0) memcpy(route.headers, headers, (size_t)headers_len);
+  route.headers_len = (size_t)headers_len;
+  if (body_len > 0) memcpy(route.body, body, (size_t)body_len);
+  route.body_len = (size_t)body_len;
+  /* Newest first, so a later route for the same path wins. */
+  memmove(srv->routes + 1, srv->routes, srv->n_routes * sizeof(*routes));
+  srv->routes[0] = route;
+  srv->n_routes++;
+  return 0;
+}
+
+const ymo_static_route_t *ymo__static_route(ymo_server_t *srv,
+                                           const uint8_t *target, size_t len) {
+  for (size_t i = 0; i < srv->n_routes; i++) {
+    const ymo_static_route_t *r = &srv->routes[i];
+    if (r->path_len == len && memcmp(r->path, target, len) == 0) return r;
+  }
+  return NULL;
+}
+
 int ymo_server_port(ymo_server_t *srv) {
   if (srv == NULL) return YMO_EINVAL;
   return srv->host[0] != '\0' ? srv->port : YMO_ENOTCONN;
@@ -335,6 +380,12 @@ void ymo_server_free(ymo_server_t *srv) {
     ymo__worker_destroy(srv->workers[i]);
     free(srv->workers[i]);
   }
+  for (size_t i = 0; i < srv->n_routes; i++) {
+    free(srv->routes[i].path);
+    free(srv->routes[i].headers);
+    free(srv->routes[i].body);
+  }
+  free(srv->routes);
   pthread_mutex_destroy(&srv->state_lock);
   ev_loop_destroy(srv->loop);
   free(srv->read_buf);

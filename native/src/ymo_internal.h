@@ -224,6 +224,7 @@ struct ymo_session {
   bool paused;                 /* Parser paused; pending holds the rest. */
   bool no_more_requests;       /* Parse nothing more from this client. */
   bool closed;
+  bool flush_owed;             /* A parse callback queued a response. */
   struct sockaddr_storage peer;
   ymo_session_t *prev, *next;
 };
@@ -231,6 +232,18 @@ struct ymo_session {
 /* ---------------------------------------------------------------------------
  * Server.
  * ------------------------------------------------------------------------- */
+
+/* A fixed response served by L (ymo_server_add_static); immutable once the
+ * server has started. */
+typedef struct ymo_static_route {
+  char *path;
+  size_t path_len;
+  int status;
+  uint8_t *headers;
+  size_t headers_len;
+  uint8_t *body;
+  size_t body_len;
+} ymo_static_route_t;
 struct ymo_server {
   struct ev_loop *loop;
   pthread_t thread;
@@ -250,6 +263,8 @@ struct ymo_server {
   atomic_int connections;
 
   int64_t options[16];
+  ymo_static_route_t *routes;
+  size_t n_routes;
 
   ymo_session_t *sessions;     /* L only. */
   ymo_session_t *closed_sessions; /* L only: freed in the reaper. */
@@ -282,6 +297,10 @@ void ymo__sessions_drain(ymo_server_t *server);
 /* Free sessions closed during the last loop iteration. */
 void ymo__sessions_reap(ymo_server_t *server);
 size_t ymo__read_buf_size(void);
+
+/* L: the static route for a request target, or NULL. */
+const ymo_static_route_t *ymo__static_route(ymo_server_t *server,
+                                           const uint8_t *target, size_t len);
 
 /* Builds a response head for status into buf (cap bytes); returns length. */
 size_t ymo__format_head(char *buf, size_t cap, int status, const char *date,
