@@ -8,10 +8,9 @@
  * Runs unchanged under `deno test -A tests/conformance_test.ts` and
  * `bun test tests/conformance_test.ts`.
  *
- * Tests of limits and timeouts set through serve() options are written
- * against the option names proposed for mod.ts and skipped until it has them
- * (see `optionTest`); the default timeouts take 5 and 10 s, so their test
- * runs only with YMO_SLOW_TESTS=1.
+ * Limits and timeouts are tested twice: at their C defaults where that is
+ * quick, and set low through serve() options. The default timeouts take 5
+ * and 10 s, so their test runs only with YMO_SLOW_TESTS=1.
  */
 
 import assert from "node:assert/strict";
@@ -1137,28 +1136,28 @@ slowTest(
 );
 
 // ---------------------------------------------------------------------------
-// Limits and timeouts through serve() options: proposed names, skipped until
-// mod.ts exposes them (flip `optionTest` to `test` then).
+// Limits and timeouts through serve() options (mod.ts ServeOptions), each set
+// low so the test is quick.
 
-/** The serve() options proposed for the C limits in ymo.h. */
+/** The serve() options for the C limits in ymo.h (YMO_OPTION_MAP). */
 interface LimitOptions extends ServeOptions {
-  /** YMO_OPT_KEEPALIVE_TIMEOUT_MS, ms (default 5000). */
+  /** KEEPALIVE_TIMEOUT_MS: idle time between requests, ms. */
   keepAliveTimeout?: number;
-  /** YMO_OPT_HEADER_TIMEOUT_MS, ms (default 10000). */
-  headerTimeout?: number;
-  /** YMO_OPT_MAX_HEAD_SIZE, bytes (default 65536): 431 beyond. */
+  /** HEADER_TIMEOUT_MS: time to send a whole request once begun, ms: 408. */
+  requestTimeout?: number;
+  /** MAX_HEAD_SIZE, bytes: 431 beyond. */
   maxHeaderSize?: number;
-  /** YMO_OPT_MAX_URL_SIZE, bytes (default 8192): 414 beyond. */
+  /** MAX_HEADERS: 431 beyond. */
+  maxHeaderCount?: number;
+  /** MAX_URL_SIZE, bytes: 414 beyond. */
   maxUrlLength?: number;
-  /** YMO_OPT_MAX_HEADERS (default 100): 431 beyond. */
-  maxHeaders?: number;
-  /** YMO_OPT_MAX_BODY_SIZE, bytes (default 64 MiB): 413 beyond. */
+  /** MAX_BODY_SIZE, bytes: 413 beyond. */
   maxBodySize?: number;
-  /** YMO_OPT_MAX_CONNECTIONS (default 10000): closed at accept beyond. */
+  /** MAX_CONNECTIONS: closed at accept beyond. */
   maxConnections?: number;
+  /** MAX_PIPELINE: requests waiting for answers before reading stops. */
+  maxPipelineDepth?: number;
 }
-
-const optionTest = test.skip;
 
 function withLimits<T>(
   options: LimitOptions,
@@ -1167,7 +1166,7 @@ function withLimits<T>(
   return withApp(fn, options);
 }
 
-optionTest(
+test(
   "serve({ keepAliveTimeout }) closes an idle keep-alive connection after it, without a response",
   async () => {
     await withLimits({ keepAliveTimeout: 300 }, async (server) => {
@@ -1191,10 +1190,10 @@ optionTest(
   },
 );
 
-optionTest(
-  "serve({ headerTimeout }) answers a head still incomplete after it with 408 and a close, however the bytes dribble in",
+test(
+  "serve({ requestTimeout }) answers a head still incomplete after it with 408 and a close, however the bytes dribble in",
   async () => {
-    await withLimits({ headerTimeout: 500 }, async (server, app) => {
+    await withLimits({ requestTimeout: 500 }, async (server, app) => {
       const conn = await RawConnection.open(server.port);
       const bytes = head(
         "GET / HTTP/1.1",
@@ -1228,7 +1227,7 @@ optionTest(
   },
 );
 
-optionTest(
+test(
   "serve({ maxHeaderSize }) answers a larger head with 431 and accepts one within it",
   async () => {
     await withLimits({ maxHeaderSize: 1024 }, async (server, app) => {
@@ -1253,7 +1252,7 @@ optionTest(
   },
 );
 
-optionTest(
+test(
   "serve({ maxUrlLength }) answers a longer target with 414 and accepts one of exactly that length",
   async () => {
     await withLimits({ maxUrlLength: 100 }, async (server, app) => {
@@ -1278,10 +1277,10 @@ optionTest(
   },
 );
 
-optionTest(
-  "serve({ maxHeaders }) answers more fields with 431 and accepts exactly that many",
+test(
+  "serve({ maxHeaderCount }) answers more fields with 431 and accepts exactly that many",
   async () => {
-    await withLimits({ maxHeaders: 5 }, async (server, app) => {
+    await withLimits({ maxHeaderCount: 5 }, async (server, app) => {
       const ok = await exchange(
         server.port,
         head("GET / HTTP/1.1", "Host: a", ...manyHeaders(4)),
@@ -1303,7 +1302,7 @@ optionTest(
   },
 );
 
-optionTest(
+test(
   "serve({ maxBodySize }) answers a larger body with 413, by Content-Length or chunked, and accepts exactly that size",
   async () => {
     await withLimits({ maxBodySize: 1000 }, async (server, app) => {
@@ -1338,7 +1337,7 @@ optionTest(
   },
 );
 
-optionTest(
+test(
   "serve({ maxConnections }) closes connections beyond it at once and accepts again when one closes",
   async () => {
     await withLimits({ maxConnections: 2 }, async (server) => {
@@ -1374,6 +1373,50 @@ optionTest(
         a.destroy();
         b.destroy();
       }
+    });
+  },
+);
+
+test(
+  "serve({ requestTimeout }) also bounds a body that stops coming: 408 and a close",
+  async () => {
+    await withLimits({ requestTimeout: 500 }, async (server, app) => {
+      const conn = await RawConnection.open(server.port);
+      try {
+        await conn.write(post(["Content-Length: 10"], "12345"));
+        await conn.closed(5_000);
+        const ex = { ...parsePending(conn), closed: true };
+        assert.deepEqual(
+          ex.responses.map((r) => r.status),
+          [408],
+          describe(ex),
+        );
+        assert.deepEqual(app.calls, []);
+      } finally {
+        conn.destroy();
+      }
+    });
+  },
+);
+
+test(
+  "serve({ maxPipelineDepth }) stops reading past it and still answers every pipelined request in order",
+  async () => {
+    await withLimits({ maxPipelineDepth: 2 }, async (server, app) => {
+      const paths = ["/slow", "/a", "/slow", "/b", "/c", "/slow", "/d", "/e"];
+      const bytes = paths.map((p) => head(`GET ${p} HTTP/1.1`, "Host: a"))
+        .join("");
+      const ex = await exchange(server.port, bytes, {
+        until: paths.length,
+        timeoutMs: 10_000,
+      });
+      const context = describe(ex);
+      assert.deepEqual(
+        ex.responses.map((r) => r.text()),
+        paths.map((p) => p === "/slow" ? "slow" : "ok"),
+        context,
+      );
+      assert.deepEqual(app.calls, paths.map((p) => `GET ${p}`), context);
     });
   },
 );
