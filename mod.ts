@@ -316,9 +316,63 @@ export class Exchange {
     resolve?.();
   }
 
+  #body: ReadableStreamDefaultController<Uint8Array> | null = null;
+  #bodyUnacked = 0;
+
+  /**
+   * @internal The body of a request whose head came before its body: a
+   * stream fed by body records, acknowledged to C as it is read, so C stops
+   * reading the client while JavaScript does not keep up.
+   */
+  bodyStream(start: Uint8Array | null): ReadableStream<Uint8Array> {
+    return new ReadableStream<Uint8Array>({
+      start: (controller) => {
+        this.#body = controller;
+        if (start !== null) this.#enqueue(start);
+      },
+      pull: () => this.#ack(),
+      cancel: () => {
+        this.#body = null;
+        this.#ack();
+      },
+    }, { highWaterMark: 0 });
+  }
+
+  #enqueue(data: Uint8Array): void {
+    this.#bodyUnacked += data.byteLength;
+    this.#body!.enqueue(data);
+  }
+
+  #ack(): void {
+    const bytes = this.#bodyUnacked;
+    this.#bodyUnacked = 0;
+    if (bytes > 0 && this.#worker.alive) {
+      lib.ymo_worker_body_ack(this.#worker.pointer, this.#id, this.#gen, bytes);
+    }
+  }
+
+  /** @internal A piece of the request body arrived. */
+  bodyPiece(data: Uint8Array, end: boolean): void {
+    if (this.#body === null) {
+      // Nobody reads it (cancelled): let C go on at once.
+      this.#bodyUnacked += data.byteLength;
+      this.#ack();
+      return;
+    }
+    if (data.byteLength > 0) this.#enqueue(data);
+    if (end) {
+      this.#body.close();
+      this.#body = null;
+    }
+  }
+
   /** @internal C told us the client went away. */
   abort(): void {
     this.drain();
+    if (this.#body !== null) {
+      this.#body.error(clientGone());
+      this.#body = null;
+    }
     this.#open = false;
     this.#worker.forget(this.#id, this);
     this.#aborted = true;
@@ -627,6 +681,12 @@ export class Worker {
           if (flag === REQF_ABORT) exchange.abort();
           else exchange.drain();
         },
+        (id, gen, data, end) => {
+          const exchange = this.#inflight.get(id);
+          if (exchange !== undefined && exchange.gen === gen) {
+            exchange.bodyPiece(data, end);
+          }
+        },
       );
     }
   }
@@ -844,6 +904,18 @@ function buildRequest(
     : target;
   const method = rec.method;
   const hasBody = method !== "GET" && method !== "HEAD";
+  if (rec.stream) {
+    const body = exchange.bodyStream(rec.body);
+    // GET and HEAD may not have a body in a Request: theirs is read and
+    // dropped, which also keeps the connection moving.
+    if (!hasBody) body.cancel();
+    return new ServerRequest(url, {
+      method,
+      headers,
+      body: hasBody ? body : null,
+      duplex: "half",
+    } as RequestInit, exchange);
+  }
   return new ServerRequest(url, {
     method,
     headers,

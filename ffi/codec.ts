@@ -16,6 +16,12 @@ export const REQF_HEAD = 2;
 export const REQF_ABORT = 4;
 /** Record flag: not a request, but notice that its response has drained. */
 export const REQF_DRAIN = 8;
+/** Request flag: the body is not complete; body records follow. */
+export const REQF_STREAM = 16;
+/** Record flag: a piece of a streaming request body. */
+export const REQF_BODY = 32;
+/** Record flag: the last piece of a streaming request body. */
+export const REQF_END = 64;
 /** Above this many unwritten bytes a streamed response waits for a drain. */
 export const RESP_HIGH_WATER = 1024 * 1024;
 
@@ -29,8 +35,10 @@ export interface RequestRecord {
   target: string;
   /** Header names and values, in order: [name0, value0, name1, ...]. */
   headers: string[];
-  /** A copy of the body, or null when the request had none. */
+  /** A copy of the body (or of its start, with `stream`), or null. */
   body: Uint8Array<ArrayBuffer> | null;
+  /** The rest of the body comes in body records. */
+  stream: boolean;
   remoteHostname: string;
   remotePort: number;
 }
@@ -60,8 +68,9 @@ function remoteHostname(buf: Uint8Array, at: number, family: number): string {
 }
 
 /**
- * Calls `each` for every request record in `buf[0, length)`, and `notice`
- * for every abort or drain record. Records refer to `buf` only during the call;
+ * Calls `each` for every request record in `buf[0, length)`, `notice` for
+ * every abort or drain record, and `body` for every piece of a streaming
+ * request body. Records refer to `buf` only during the call;
  * bodies are copied.
  */
 export function decodeRequests(
@@ -70,11 +79,23 @@ export function decodeRequests(
   length: number,
   each: (record: RequestRecord) => void,
   notice: (id: number, gen: number, flag: number) => void,
+  body: (id: number, gen: number, data: Uint8Array, end: boolean) => void,
 ): void {
   let at = 0;
   while (at < length) {
     const size = view.getUint32(at, true);
     const flags = buf[at + 14];
+    if (flags & REQF_BODY) {
+      const end = at + size - buf[at + 15];
+      body(
+        view.getUint32(at + 4, true),
+        view.getUint32(at + 8, true),
+        buf.slice(at + 16, end),
+        (flags & REQF_END) !== 0,
+      );
+      at += size;
+      continue;
+    }
     if (flags & (REQF_ABORT | REQF_DRAIN)) {
       notice(
         view.getUint32(at + 4, true),
@@ -116,6 +137,7 @@ export function decodeRequests(
       target,
       headers,
       body: bodyLen > 0 ? buf.slice(p, p + bodyLen) : null,
+      stream: (buf[at + 14] & REQF_STREAM) !== 0,
       remoteHostname: remoteHostname(buf, at + 36, buf[at + 34]),
       remotePort: view.getUint16(at + 32, true),
     });

@@ -93,6 +93,12 @@ export const symbols = {
     parameters: ["pointer", "u32", "u32", "buffer", "i32", "i32"],
     result: "i32",
   },
+  /** int ymo_worker_body_ack(ymo_worker_t *worker, uint32_t id, uint32_t gen,
+   *   int32_t bytes) */
+  ymo_worker_body_ack: {
+    parameters: ["pointer", "u32", "u32", "i32"],
+    result: "i32",
+  },
   /** int ymo_worker_release(ymo_worker_t *worker, uint32_t id, uint32_t gen) */
   ymo_worker_release: { parameters: ["pointer", "u32", "u32"], result: "i32" },
   /** int ymo_worker_aborted(ymo_worker_t *worker, uint32_t id, uint32_t gen) */
@@ -113,6 +119,7 @@ export const Option = {
   MAX_CONNECTIONS: 8,
   REUSE_PORT: 9,
   MAX_PIPELINE: 10,
+  STREAM_BODY_MIN: 11,
 } as const;
 
 /** Flags of ymo_worker_respond() and ymo_worker_response_body_append(). */

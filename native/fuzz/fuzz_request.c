@@ -19,7 +19,8 @@
  *  2. The responses answer the requests the server handed over, in order,
  *     with the status and body the harness gave them, up to the first
  *     response that closes the connection; after that nothing follows and the
- *     connection is closed.
+ *     connection is closed. Two static routes (/s: 200 "static", /z: 204)
+ *     are answered by L itself, in their place in that order.
  *  3. A response the server made itself (400, 413, 414, 431, ...) comes
  *     after every earlier response, says Connection: close, and is the last
  *     thing on the connection, which is then closed.
@@ -230,6 +231,12 @@ static void setup(void) {
   ymo__worker_attach(worker);
   ev_prepare_init(&reaper, on_reap);
   ev_prepare_start(server->loop, &reaper);
+  /* Static routes, answered by L without a record; X-Static marks them. */
+  static const char hdr[] = "X-Static: 1\r\n";
+  ymo_server_add_static(server, "/s", 200, (const uint8_t *)hdr,
+                        sizeof(hdr) - 1, (const uint8_t *)"static", 6);
+  ymo_server_add_static(server, "/z", 204, (const uint8_t *)hdr,
+                        sizeof(hdr) - 1, NULL, 0);
   take_cap = 1 << 16;
   take_buf = malloc(take_cap);
 }
@@ -567,6 +574,7 @@ static long line_len(const cursor_t *c) {
 typedef struct {
   int status;
   bool date, close, chunked, has_length;
+  bool from_route; /* X-Static: a static route's answer, made by L. */
   uint64_t length;
   const uint8_t *body;
   size_t body_len;
@@ -621,6 +629,8 @@ static void parse_head(cursor_t *c, response_t *r, size_t index) {
     const uint8_t *v = colon + 1, *v_end = line + n;
     while (v < v_end && (*v == ' ' || *v == '\t')) v++;
     size_t vl = (size_t)(v_end - v);
+    if (nl == 8 && strncasecmp((const char *)line, "x-static", 8) == 0)
+      r->from_route = true;
     if (nl == 4 && strncasecmp((const char *)line, "date", 4) == 0) {
       CHECK(!r->date, "response %zu: two Date fields", index);
       /* IMF-fixdate: "Sun, 06 Nov 1994 08:49:37 GMT". */
@@ -721,6 +731,24 @@ static void check_reply(play_t *p) {
     parse_head(&c, &r, index);
     if (r.status == 100) {
       CHECK(!r.has_length && !r.chunked, "100 Continue with a body");
+      index++;
+      continue;
+    }
+    if (r.from_route) {
+      /* A static route's answer (GET or HEAD of /s or /z): the request was
+       * never handed over, so whether it was HEAD shows in the bytes. */
+      CHECK(r.status == 200 || r.status == 204,
+            "response %zu: static route status %d", index, r.status);
+      if (r.status == 204) {
+        CHECK(!r.has_length && !r.chunked,
+              "response %zu: 204 with Content-Length or Transfer-Encoding",
+              index);
+      } else {
+        CHECK(r.has_length && r.length == 6 && !r.chunked,
+              "response %zu: static route framing", index);
+        if (c.end - c.p >= 6 && memcmp(c.p, "static", 6) == 0) c.p += 6;
+      }
+      if (r.close) closed_by_response = true;
       index++;
       continue;
     }

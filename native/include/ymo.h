@@ -93,7 +93,11 @@ typedef struct ymo_exchange ymo_exchange_t;
   X(REUSE_PORT, 9, 0)                                                       \
   /* Most requests a connection may have waiting for their responses;      \
    * past it the server stops reading that connection until some finish. */ \
-  X(MAX_PIPELINE, 10, 16)
+  X(MAX_PIPELINE, 10, 16)                                                   \
+  /* Request bodies up to this many bytes reach JS whole, in the request   \
+   * record; a larger one (by Content-Length, or a chunked one once it has \
+   * passed this size) is handed over as it arrives (YMO_REQF_STREAM). */ \
+  X(STREAM_BODY_MIN, 11, 65536)
 
 enum ymo_option {
 #define YMO__OPT_ENUM(name, value, dflt) YMO_OPT_##name = value,
@@ -232,6 +236,12 @@ YMO_EXTERN int32_t ymo_worker_response_body_append(ymo_worker_t *worker,
                                                    int32_t body_len,
                                                    int flags);
 
+/* Tell the server that JS has read `bytes` more of exchange (id, gen)'s
+ * streamed request body, so it may read more from the client. JS thread
+ * only. Returns 0 or YMO_ESTALE. */
+YMO_EXTERN int ymo_worker_body_ack(ymo_worker_t *worker, uint32_t id,
+                                   uint32_t gen, int32_t bytes);
+
 /* Give up an exchange without (finishing) a response: the connection gets a
  * 500 if nothing was sent yet, or is closed. JS thread only. */
 YMO_EXTERN int ymo_worker_release(ymo_worker_t *worker, uint32_t id,
@@ -273,6 +283,18 @@ YMO_EXTERN int ymo_worker_join(ymo_worker_t *worker);
  * returned more than YMO_RESP_HIGH_WATER has been written down to
  * YMO_RESP_LOW_WATER; the producer may go on. */
 #define YMO_REQF_DRAIN 8
+/* A request record whose body is not complete: the rest comes in body
+ * records. A body record is a 16-byte record of the same shape with
+ * YMO_REQF_BODY in its flags (and YMO_REQF_END on the last one), followed by
+ * the bytes; its u8 method_len field holds the padding, so the data is
+ * record_len - 16 - padding bytes. Read bytes are handed back with
+ * ymo_worker_body_ack(): while more than YMO_BODY_HIGH_WATER are unread the
+ * server stops reading that connection. */
+#define YMO_REQF_STREAM 16
+#define YMO_REQF_BODY 32
+#define YMO_REQF_END 64
+#define YMO_BODY_HIGH_WATER (1024 * 1024)
+#define YMO_BODY_LOW_WATER (256 * 1024)
 #define YMO_RESP_HIGH_WATER (1024 * 1024)
 #define YMO_RESP_LOW_WATER (256 * 1024)
 

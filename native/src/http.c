@@ -18,6 +18,9 @@
 enum timer_state { TIMER_OFF, TIMER_HEAD, TIMER_IDLE };
 
 static void on_readable(struct ev_loop *loop, ev_io *w, int revents);
+static void set_error_response(ymo_session_t *s, ymo_exchange_t *ex,
+                               int status);
+static bool bare_lf(ymo_session_t *s, const char *end);
 static void on_writable(struct ev_loop *loop, ev_io *w, int revents);
 static void on_timeout(struct ev_loop *loop, ev_timer *w, int revents);
 static bool session_parse(ymo_session_t *s, const uint8_t *data, size_t len);
@@ -84,6 +87,11 @@ typedef struct {
   bool in_trailers;
   /* A 100 Continue is owed once the responses ahead are written. */
   bool continue_owed;
+  /* Transfer-Encoding seen, and whether every coding in it was "chunked". */
+  bool te_seen, te_only_chunked;
+  bool bad_host;
+  /* Where the last header value callback ended, to spot obs-fold. */
+  const char *value_end;
 } parse_state_t;
 
 /* The session carries one parse_state_t; kept beside it to keep the struct
@@ -107,7 +115,9 @@ typedef struct {
 static void arm_timer(ymo_session_t *s) {
   ymo_server_t *srv = s->server;
   int state;
-  if (s->cur != NULL)
+  if (s->cur != NULL && s->cur->streaming && !s->reading)
+    state = TIMER_OFF; /* Waiting for JS to read the body, not the client. */
+  else if (s->cur != NULL)
     state = TIMER_HEAD;
   else if (s->fifo_len > 0)
     state = TIMER_OFF;
@@ -184,10 +194,25 @@ static int on_url(llhttp_t *p, const char *at, size_t len) {
   return 0;
 }
 
+static int on_version(llhttp_t *p, const char *at, size_t len) {
+  ymo_session_t *s = p->data;
+  if (check_head(s, len)) return HPE_USER;
+  PS(s)->value_end = at + len; /* Checked when the version is complete. */
+  return 0;
+}
+
+static int on_version_complete(llhttp_t *p) {
+  ymo_session_t *s = p->data;
+  if (bare_lf(s, PS(s)->value_end)) return fail(s, 400);
+  PS(s)->value_end = NULL;
+  return 0;
+}
+
 static int on_header_field(llhttp_t *p, const char *at, size_t len) {
   ymo_session_t *s = p->data;
   ymo_exchange_t *ex = s->cur;
   if (check_head(s, len)) return HPE_USER;
+  PS(s)->value_end = NULL;
   if (PS(s)->in_trailers) return 0;
   if (ex->n_headers == 0 || s->in_value) {
     if (ex->n_headers == 0) ex->headers_start = ex->req_len;
@@ -207,8 +232,16 @@ static int on_header_field(llhttp_t *p, const char *at, size_t len) {
 static int on_header_value(llhttp_t *p, const char *at, size_t len) {
   ymo_session_t *s = p->data;
   ymo_exchange_t *ex = s->cur;
+  parse_state_t *ps = PS(s);
   if (check_head(s, len)) return HPE_USER;
-  if (PS(s)->in_trailers) return 0;
+  /* llhttp 8.1 joins an obs-fold continuation line onto the value; its
+   * second piece then starts after a gap in the same buffer. RFC 9112
+   * section 5.2 lets a server reject it, and ymo does (DESIGN.md). */
+  if (ps->value_end != NULL && at != ps->value_end && at > s->exec_start &&
+      at <= s->exec_end)
+    return fail(s, 400);
+  ps->value_end = at + len;
+  if (ps->in_trailers) return 0;
   s->in_value = true;
   if (!req_append(ex, at, len)) return fail(s, 503);
   uint8_t *lens = ex->req + PS(s)->header_at;
@@ -218,15 +251,62 @@ static int on_header_value(llhttp_t *p, const char *at, size_t len) {
 
 /* A header value with no field name starts the value; an empty value never
  * calls on_header_value, so the "value" state is entered here as well. */
+/* RFC 9110 section 7.2 / RFC 3986 3.2.2-3.2.3: uri-host [ ":" port ]:
+ * a reg-name or IP literal, with no "/", "@", spaces or controls. */
+static bool valid_host(const uint8_t *v, size_t len) {
+  for (size_t i = 0; i < len; i++) {
+    uint8_t c = v[i];
+    bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+              (c >= '0' && c <= '9') || strchr("-._~!$&'()*+,;=:[]%", c);
+    if (!ok || c == 0) return false;
+  }
+  return true;
+}
+
+/* Whether a Transfer-Encoding value lists only "chunked" codings: ymo
+ * applies no other (RFC 9112 section 6.1 asks for 501 then). */
+static bool only_chunked(const uint8_t *v, size_t len) {
+  size_t i = 0;
+  while (i < len) {
+    while (i < len && (v[i] == ' ' || v[i] == '\t' || v[i] == ',')) i++;
+    size_t start = i;
+    while (i < len && v[i] != ',' && v[i] != ' ' && v[i] != '\t') i++;
+    if (i > start &&
+        !(i - start == 7 && strncasecmp((const char *)v + start, "chunked",
+                                        7) == 0))
+      return false;
+  }
+  return true;
+}
+
+/* A line must end in CRLF (RFC 9112 section 2.2): llhttp 8.1 also takes a
+ * bare LF, which ymo refuses, as DESIGN.md says. `end` is where the line's
+ * content ended, if it is in this read's buffer. */
+static bool bare_lf(ymo_session_t *s, const char *end) {
+  return end != NULL && end >= s->exec_start && end < s->exec_end &&
+         *end == '\n';
+}
+
 static int on_header_value_complete(llhttp_t *p) {
   ymo_session_t *s = p->data;
   ymo_exchange_t *ex = s->cur;
+  if (bare_lf(s, PS(s)->value_end)) return fail(s, 400);
+  PS(s)->value_end = NULL;
   if (PS(s)->in_trailers) return 0;
   s->in_value = true;
   const uint8_t *h = ex->req + PS(s)->header_at;
   uint32_t name_len = get_u32(h), value_len = get_u32(h + 4);
   const char *name = (const char *)h + 8, *value = name + name_len;
-  if (name_len == 4 && strncasecmp(name, "host", 4) == 0) PS(s)->hosts++;
+  if (name_len == 4 && strncasecmp(name, "host", 4) == 0) {
+    PS(s)->hosts++;
+    if (!valid_host((const uint8_t *)value, value_len)) PS(s)->bad_host = true;
+  }
+  if (name_len == 17 && strncasecmp(name, "transfer-encoding", 17) == 0) {
+    if (!PS(s)->te_seen) PS(s)->te_only_chunked = true;
+    PS(s)->te_seen = true;
+    if (!only_chunked((const uint8_t *)value, value_len))
+      PS(s)->te_only_chunked = false;
+  }
   if (name_len == 6 && strncasecmp(name, "expect", 6) == 0 &&
       value_len == 12 && strncasecmp(value, "100-continue", 12) == 0)
     PS(s)->expect_continue = true;
@@ -251,10 +331,19 @@ static int on_headers_complete(llhttp_t *p) {
   ps->in_trailers = true;
   ex->http_major = llhttp_get_http_major(p);
   ex->http_minor = llhttp_get_http_minor(p);
-  /* RFC 9112 section 3.2: exactly one Host in HTTP/1.1. */
-  if (ex->http_major == 1 && ex->http_minor == 1 && ps->hosts != 1)
-    return fail(s, 400);
-  if (ps->hosts > 1) return fail(s, 400);
+  /* RFC 9110 section 15.6.6: only HTTP/1.0 and 1.1 are spoken here. */
+  if (ex->http_major != 1 || ex->http_minor > 1) return fail(s, 505);
+  /* RFC 9112 section 3.2: exactly one valid Host in HTTP/1.1. */
+  if (ex->http_minor == 1 && ps->hosts != 1) return fail(s, 400);
+  if (ps->hosts > 1 || ps->bad_host) return fail(s, 400);
+  if (ps->te_seen) {
+    /* RFC 9112 section 6.1: an HTTP/1.0 message with Transfer-Encoding has
+     * faulty framing; a coding other than chunked is not implemented. */
+    if (ex->http_minor == 0) return fail(s, 400);
+    /* Chunked not last: the length cannot be known (section 6.3), 400. */
+    if (!(p->flags & F_CHUNKED)) return fail(s, 400);
+    if (!ps->te_only_chunked) return fail(s, 501);
+  }
   bool has_body = (p->flags & F_CHUNKED) ||
                   ((p->flags & F_CONTENT_LENGTH) && p->content_length > 0);
   if ((p->flags & F_CONTENT_LENGTH) &&
@@ -272,10 +361,19 @@ static int on_headers_complete(llhttp_t *p) {
 
 static int on_body(llhttp_t *p, const char *at, size_t len) {
   ymo_session_t *s = p->data;
+  ymo_exchange_t *ex = s->cur;
   PS(s)->body_len += len;
   if (PS(s)->body_len > (size_t)YMO_OPT(s->server, MAX_BODY_SIZE))
     return fail(s, 413);
-  if (!req_append(s->cur, at, len)) return fail(s, 503);
+  if (ex->streaming) {
+    /* The head went to JS already: pass the bytes on as they come. */
+    if (ymo__worker_add_body(ex->worker, ex, (const uint8_t *)at, len,
+                             false) != 0)
+      return fail(s, 503);
+    TIMER_STATE(s) = TIMER_OFF; /* Progress: restart the body timer. */
+    return 0;
+  }
+  if (!req_append(ex, at, len)) return fail(s, 503);
   return 0;
 }
 
@@ -342,14 +440,11 @@ static bool answer_static(ymo_session_t *s, ymo_exchange_t *ex,
   return true;
 }
 
-static int on_message_complete(llhttp_t *p) {
-  ymo_session_t *s = p->data;
-  ymo_exchange_t *ex = s->cur;
+/* Writes the fixed part of ex's request record and pads it (ymo.h). */
+static bool finish_record(ymo_session_t *s, ymo_exchange_t *ex) {
   parse_state_t *ps = PS(s);
-  bool keepalive = llhttp_should_keep_alive(p);
-  if (keepalive) ex->req_flags |= YMO_REQF_KEEPALIVE;
   size_t padded = (ex->req_len + 7) & ~(size_t)7;
-  if (!req_reserve(ex, padded - ex->req_len)) return fail(s, 503);
+  if (!req_reserve(ex, padded - ex->req_len)) return false;
   memset(ex->req + ex->req_len, 0, padded - ex->req_len);
   uint8_t *h = ex->req;
   put_u32(h, (uint32_t)padded);
@@ -360,7 +455,7 @@ static int on_message_complete(llhttp_t *p) {
   put_u32(h + 16, (uint32_t)ps->url_len);
   put_u32(h + 20, ex->n_headers);
   put_u32(h + 24, (uint32_t)(ex->body_start - ex->headers_start));
-  put_u32(h + 28, (uint32_t)ps->body_len);
+  put_u32(h + 28, (uint32_t)(ex->req_len - ex->body_start));
   const struct sockaddr_storage *peer = &s->peer;
   if (peer->ss_family == AF_INET) {
     const struct sockaddr_in *in = (const struct sockaddr_in *)peer;
@@ -376,11 +471,17 @@ static int on_message_complete(llhttp_t *p) {
     memcpy(h + 36, &in6->sin6_addr, 16);
   }
   ex->req_len = padded;
-  ps->continue_owed = false;
-  s->cur = NULL;
+  return true;
+}
+
+/* Puts ex in the connection's FIFO and gives it to a static route or to the
+ * worker. Returns 0, or an llhttp error code. */
+static int hand_off(ymo_session_t *s, ymo_exchange_t *ex) {
   fifo_push(s, ex);
   const ymo_static_route_t *route =
-      s->server->n_routes > 0 ? static_route_for(s, ex, ps) : NULL;
+      s->server->n_routes > 0 && !ex->streaming
+          ? static_route_for(s, ex, PS(s))
+          : NULL;
   if (route != NULL) {
     if (!answer_static(s, ex, route)) return fail(s, 503);
   } else if (ymo_worker_add_exchange(s->worker, ex) != 0) {
@@ -388,6 +489,50 @@ static int on_message_complete(llhttp_t *p) {
      * follows it so earlier responses keep their order. */
     ex->response_done = true;
     return fail(s, 503);
+  }
+  return 0;
+}
+
+/* After a read: a request whose body is still coming goes to JS now, with
+ * what came so far; the rest follows as body records (ymo_worker_take). So a
+ * large upload never sits whole in memory, and JS can start on it early. */
+static int stream_body(ymo_session_t *s) {
+  ymo_exchange_t *ex = s->cur;
+  if (ex == NULL || ex->streaming || !PS(s)->in_trailers) return 0;
+  uint64_t min = (uint64_t)YMO_OPT(s->server, STREAM_BODY_MIN);
+  bool big = (s->parser.flags & F_CONTENT_LENGTH)
+                 ? PS(s)->body_len + s->parser.content_length > min
+                 : PS(s)->body_len > min;
+  if (!big) return 0; /* Small enough to wait for whole. */
+  if (llhttp_should_keep_alive(&s->parser))
+    ex->req_flags |= YMO_REQF_KEEPALIVE;
+  ex->req_flags |= YMO_REQF_STREAM;
+  ex->streaming = true;
+  if (!finish_record(s, ex)) return fail(s, 503);
+  return hand_off(s, ex);
+}
+
+static int on_message_complete(llhttp_t *p) {
+  ymo_session_t *s = p->data;
+  ymo_exchange_t *ex = s->cur;
+  parse_state_t *ps = PS(s);
+  bool keepalive = llhttp_should_keep_alive(p);
+  ps->continue_owed = false;
+  if (ex->streaming) {
+    /* The head and the body so far went to JS already: end the body. */
+    s->cur = NULL;
+    if (ymo__worker_add_body(ex->worker, ex, NULL, 0, true) != 0)
+      return fail(s, 503);
+  } else {
+    /* An Upgrade ymo does not switch for ends the connection after the
+     * response (the client may send the new protocol next), so the
+     * response says Connection: close. */
+    if (keepalive && !llhttp_get_upgrade(p))
+      ex->req_flags |= YMO_REQF_KEEPALIVE;
+    if (!finish_record(s, ex)) return fail(s, 503);
+    s->cur = NULL;
+    int err = hand_off(s, ex);
+    if (err != 0) return err;
   }
   arm_timer(s);
   if (!keepalive || llhttp_get_upgrade(p)) {
@@ -406,6 +551,8 @@ static void init_settings(void) {
   parser_settings.on_message_begin = on_message_begin;
   parser_settings.on_method = on_method;
   parser_settings.on_url = on_url;
+  parser_settings.on_version = on_version;
+  parser_settings.on_version_complete = on_version_complete;
   parser_settings.on_header_field = on_header_field;
   parser_settings.on_header_value = on_header_value;
   parser_settings.on_header_value_complete = on_header_value_complete;
@@ -468,7 +615,8 @@ void ymo__session_close(ymo_session_t *s) {
   ev_io_stop(srv->loop, &s->wio);
   ev_timer_stop(srv->loop, &s->timer);
   close(s->fd);
-  if (s->cur != NULL) ymo__exchange_unref(s->cur);
+  /* A streaming request is in the FIFO already, which holds its reference. */
+  if (s->cur != NULL && !s->cur->streaming) ymo__exchange_unref(s->cur);
   ymo_exchange_t *ex = s->fifo_head;
   while (ex != NULL) {
     ymo_exchange_t *next = ex->fifo_next;
@@ -498,6 +646,25 @@ void ymo__session_close(ymo_session_t *s) {
  * read nothing more from this client. */
 static void respond_local(ymo_session_t *s, int status) {
   ymo_exchange_t *ex = s->cur;
+  if (ex != NULL && ex->streaming) {
+    /* JS has this request and its half-read body. If it has sent nothing
+     * yet, the error answers the request in its place (JS sees an abort
+     * and what it sends later is dropped); otherwise the connection ends. */
+    ymo__worker_drain(ex->worker);
+    if (s->closed) return;
+    if (ex->out_head != NULL || ex->response_done) {
+      ymo__session_close(s);
+      return;
+    }
+    atomic_store_explicit(&ex->aborted, 1, memory_order_release);
+    ymo__worker_add_abort(ex->worker, ex);
+    s->cur = NULL;
+    s->no_more_requests = true;
+    stop_reading(s);
+    set_error_response(s, ex, status);
+    ymo__session_flush(s);
+    return;
+  }
   s->cur = NULL;
   if (ex != NULL) ymo__exchange_unref(ex);
   s->no_more_requests = true;
@@ -509,6 +676,15 @@ static void respond_local(ymo_session_t *s, int status) {
   }
   atomic_init(&ex->refs, 1);
   ex->session = s;
+  fifo_push(s, ex);
+  set_error_response(s, ex, status);
+  ymo__session_flush(s);
+}
+
+/* Makes ex, already in the FIFO, answered by L with a plain error page and
+ * a close. */
+static void set_error_response(ymo_session_t *s, ymo_exchange_t *ex,
+                               int status) {
   ex->local = true;
   const char *reason = ymo__reason(status);
   size_t body_len = strlen(reason);
@@ -520,21 +696,15 @@ static void respond_local(ymo_session_t *s, int status) {
   static const char type[] = "Content-Type: text/plain;charset=UTF-8\r\n\r\n";
   size_t len = head_len + sizeof(type) - 1 + body_len;
   ymo_out_t *out = ymo__out_new(ex, len, YMO_RESP_DONE | YMO_RESP_CLOSE);
-  if (out == NULL) {
-    free(ex);
-    ymo__session_close(s);
-    return;
-  }
+  ex->response_done = true;
+  ex->close_after = true;
+  if (out == NULL) return; /* Out of memory: it just closes. */
   memcpy(out->data, head, head_len);
   memcpy(out->data + head_len, type, sizeof(type) - 1);
   memcpy(out->data + head_len + sizeof(type) - 1, reason, body_len);
   ymo__exchange_ref(ex); /* The piece's reference. */
   ex->out_head = ex->out_tail = out;
   atomic_fetch_add(&ex->unwritten, (long long)len);
-  ex->response_done = true;
-  ex->close_after = true;
-  fifo_push(s, ex);
-  ymo__session_flush(s);
 }
 
 static void resume_parsing(ymo_session_t *s) {
@@ -550,8 +720,35 @@ static void resume_parsing(ymo_session_t *s) {
   if (alive && !s->paused && !s->no_more_requests) start_reading(s);
 }
 
+/* Stops reading while JS holds more of the current body than it has read
+ * (backpressure for uploads). Whoever clears want_resume resumes: this
+ * thread here if JS caught up meanwhile, else ymo_worker_body_ack(). */
+static void pause_for_body(ymo_session_t *s) {
+  ymo_exchange_t *ex = s->cur;
+  if (ex == NULL || !ex->streaming ||
+      atomic_load(&ex->body_unacked) <= YMO_BODY_HIGH_WATER)
+    return;
+  atomic_store(&ex->want_resume, 1);
+  if (atomic_load(&ex->body_unacked) <= YMO_BODY_LOW_WATER &&
+      atomic_exchange(&ex->want_resume, 0))
+    return;
+  stop_reading(s);
+  TIMER_STATE(s) = TIMER_HEAD; /* Let arm_timer() switch it off. */
+  arm_timer(s);
+}
+
+void ymo__session_resume_body(ymo_session_t *s) {
+  if (s->closed || s->paused || s->no_more_requests) return;
+  start_reading(s);
+  TIMER_STATE(s) = TIMER_OFF;
+  arm_timer(s);
+}
+
 /* Parses data; returns false when the session was closed. */
 static bool session_parse(ymo_session_t *s, const uint8_t *data, size_t len) {
+  s->exec_start = (const char *)data;
+  s->exec_end = (const char *)data + len;
+  PS(s)->value_end = NULL; /* Pointers into an earlier buffer mean nothing. */
   llhttp_errno_t err = llhttp_execute(&s->parser, (const char *)data, len);
   if (s->flush_owed && err != HPE_USER) {
     /* Static responses queued by the parse: write them now that llhttp is
@@ -560,7 +757,15 @@ static bool session_parse(ymo_session_t *s, const uint8_t *data, size_t len) {
     ymo__session_flush(s);
     if (s->closed) return false;
   }
-  if (err == HPE_OK) return true;
+  if (err == HPE_OK) {
+    if (stream_body(s) != 0) {
+      respond_local(s, ERROR_STATUS(s) ? ERROR_STATUS(s) : 503);
+      return false;
+    }
+    pause_for_body(s);
+    if (TIMER_STATE(s) == TIMER_OFF) arm_timer(s);
+    return true;
+  }
   if (err == HPE_PAUSED || err == HPE_PAUSED_UPGRADE) {
     stop_reading(s);
     if (s->no_more_requests || err == HPE_PAUSED_UPGRADE) {
@@ -629,7 +834,19 @@ static void on_timeout(struct ev_loop *loop, ev_timer *w, int revents) {
 void ymo__deliver_out(ymo_out_t *out) {
   ymo_exchange_t *ex = out->exchange;
   ymo_session_t *s = ex->session;
-  if (s == NULL) {
+  if (out->flags & YMO__OUT_RESUME) {
+    if (s != NULL && s->cur == ex) ymo__session_resume_body(s);
+    ymo__exchange_unref(ex);
+    free(out);
+    return;
+  }
+  if (s != NULL && (out->flags & YMO_RESP_DONE) && s->cur == ex) {
+    /* Answered before its body was all read: the rest of the body would
+     * have to be read and thrown away; closing is simpler and safe. */
+    out->flags |= YMO_RESP_CLOSE;
+  }
+  if (s == NULL || ex->local) {
+    /* The client is gone, or L answered this request itself. */
     atomic_fetch_sub_explicit(&ex->unwritten, (long long)out->len,
                               memory_order_relaxed);
     ymo__exchange_unref(ex);

@@ -45,18 +45,44 @@ ymo_out_t *ymo__out_new(ymo_exchange_t *ex, size_t len, int flags) {
   return out;
 }
 
-/* queue_in holds exchanges, and notices about exchanges JS holds: the same
- * pointer with a low bit set (exchanges are malloc-aligned), 1 for "the
- * client went away", 2 for "the response has drained below the low-water
- * mark". */
+/* queue_in holds exchanges, and items about exchanges JS holds, told apart
+ * by the low bits of the pointer (all are malloc-aligned): 1 is an abort
+ * notice and 2 a drain notice (both the exchange itself), 3 a piece of a
+ * streaming request body (a ymo_body_t). */
 #define ABORT_TAG ((uintptr_t)1)
 #define DRAIN_TAG ((uintptr_t)2)
-#define TAGS (ABORT_TAG | DRAIN_TAG)
+#define BODY_TAG ((uintptr_t)3)
+#define TAGS ((uintptr_t)3)
+
+typedef struct {
+  ymo_exchange_t *exchange; /* Holds a reference. */
+  size_t len;
+  bool last;
+  uint8_t data[];
+} ymo_body_t;
 
 static uintptr_t tag_of(void *item) { return (uintptr_t)item & TAGS; }
 
+static void *untag_ptr(void *item) {
+  return (void *)((uintptr_t)item & ~TAGS);
+}
+
+/* The exchange an item of queue_in is about. */
 static ymo_exchange_t *untag(void *item) {
-  return (ymo_exchange_t *)((uintptr_t)item & ~TAGS);
+  void *p = untag_ptr(item);
+  return tag_of(item) == BODY_TAG ? ((ymo_body_t *)p)->exchange
+                                  : (ymo_exchange_t *)p;
+}
+
+/* Lets go of an item of queue_in that nobody will see. */
+static void drop_item(void *item) {
+  ymo_exchange_t *ex = untag(item);
+  if (tag_of(item) == BODY_TAG) {
+    ymo_body_t *body = untag_ptr(item);
+    atomic_fetch_sub(&ex->body_unacked, (long long)body->len);
+    free(body);
+  }
+  ymo__exchange_unref(ex);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -97,8 +123,7 @@ void ymo__worker_destroy(ymo_worker_t *w) {
             w->stat_drains);
   /* Only after L has been joined and no JS thread drives the worker. */
   void *item;
-  while ((item = ymo__queue_pop(&w->queue_in)) != NULL)
-    ymo__exchange_unref(untag(item));
+  while ((item = ymo__queue_pop(&w->queue_in)) != NULL) drop_item(item);
   ymo_out_t *out;
   while ((out = ymo__queue_pop(&w->queue_out)) != NULL) {
     ymo__exchange_unref(out->exchange);
@@ -210,6 +235,23 @@ int ymo__worker_add_drain(ymo_worker_t *w, ymo_exchange_t *ex) {
   return queue_in_push(w, ex, (void *)((uintptr_t)ex | DRAIN_TAG));
 }
 
+int ymo__worker_add_body(ymo_worker_t *w, ymo_exchange_t *ex,
+                         const uint8_t *data, size_t len, bool last) {
+  ymo_body_t *body = malloc(sizeof(*body) + len);
+  if (body == NULL) return YMO_ENOMEM;
+  body->exchange = ex;
+  body->len = len;
+  body->last = last;
+  if (len > 0) memcpy(body->data, data, len);
+  atomic_fetch_add(&ex->body_unacked, (long long)len);
+  int err = queue_in_push(w, ex, (void *)((uintptr_t)body | BODY_TAG));
+  if (err != 0) {
+    atomic_fetch_sub(&ex->body_unacked, (long long)len);
+    free(body);
+  }
+  return err;
+}
+
 static uint32_t slot_alloc(ymo_worker_t *w, ymo_exchange_t *ex) {
   uint32_t id = w->first_free;
   if (id == UINT32_MAX) {
@@ -254,11 +296,14 @@ static void put_u32(uint8_t *p, uint32_t v) {
 
 #define TAKE_BATCH 256
 
-/* One record picked for a take(): a request, or a notice for a held one. */
+/* One record picked for a take(): a request, or a notice or body piece for
+ * a held one. */
 typedef struct {
   ymo_exchange_t *exchange;
+  ymo_body_t *body; /* For body pieces. */
   uint32_t id, gen;
-  uint8_t notice; /* 0 for a request, else YMO_REQF_ABORT or _DRAIN. */
+  uint8_t notice; /* 0 for a request, else YMO_REQF_ABORT, _DRAIN, _BODY. */
+  size_t size;
 } pick_t;
 
 int32_t ymo_worker_take(ymo_worker_t *w, uint8_t *buf, int32_t cap) {
@@ -284,13 +329,15 @@ int32_t ymo_worker_take(ymo_worker_t *w, uint8_t *buf, int32_t cap) {
       ymo_slot_t *slot = ex->slot < w->n_slots ? &w->slots[ex->slot] : NULL;
       drop = slot == NULL || slot->exchange != ex;
       size = YMO_REQ_ABORT_SIZE;
+      if (tag == BODY_TAG)
+        size += (((ymo_body_t *)untag_ptr(item))->len + 7) & ~(size_t)7;
     } else {
       drop = atomic_load_explicit(&ex->aborted, memory_order_acquire);
       size = ex->req_len;
     }
     if (drop) {
       ymo__queue_pop(&w->queue_in);
-      ymo__exchange_unref(ex); /* May free it: plain memory, fine here. */
+      drop_item(item); /* May free it: plain memory, fine here. */
       continue;
     }
     if (total + size > (size_t)cap) {
@@ -300,8 +347,12 @@ int32_t ymo_worker_take(ymo_worker_t *w, uint8_t *buf, int32_t cap) {
     ymo__queue_pop(&w->queue_in);
     pick_t *pick = &picks[n];
     pick->exchange = ex;
+    pick->size = size;
+    pick->body = tag == BODY_TAG ? untag_ptr(item) : NULL;
     if (tag) {
-      pick->notice = tag == ABORT_TAG ? YMO_REQF_ABORT : YMO_REQF_DRAIN;
+      pick->notice = tag == ABORT_TAG   ? YMO_REQF_ABORT
+                     : tag == DRAIN_TAG ? YMO_REQF_DRAIN
+                                        : YMO_REQF_BODY;
       pick->id = ex->slot;
     } else {
       pick->notice = 0;
@@ -325,17 +376,25 @@ int32_t ymo_worker_take(ymo_worker_t *w, uint8_t *buf, int32_t cap) {
   for (int i = 0; i < n; i++) {
     pick_t *pick = &picks[i];
     if (pick->notice) {
-      memset(buf + off, 0, YMO_REQ_ABORT_SIZE);
-      put_u32(buf + off, YMO_REQ_ABORT_SIZE);
+      memset(buf + off, 0, pick->size);
+      put_u32(buf + off, (uint32_t)pick->size);
       buf[off + 14] = pick->notice;
-      /* The notice's own reference; the slot keeps the exchange alive. */
+      ymo_body_t *body = pick->body;
+      if (body != NULL) {
+        if (body->last) buf[off + 14] |= YMO_REQF_END;
+        size_t data = YMO_REQ_ABORT_SIZE + body->len;
+        buf[off + 15] = (uint8_t)(pick->size - data); /* Padding. */
+        memcpy(buf + off + YMO_REQ_ABORT_SIZE, body->data, body->len);
+        free(body);
+      }
+      /* The item's own reference; the slot keeps the exchange alive. */
       ymo__exchange_unref(pick->exchange);
     } else {
       memcpy(buf + off, pick->exchange->req, pick->exchange->req_len);
     }
     put_u32(buf + off + 4, pick->id);
     put_u32(buf + off + 8, pick->gen);
-    off += pick->notice ? YMO_REQ_ABORT_SIZE : pick->exchange->req_len;
+    off += pick->size;
   }
   if (n == 0 && needed > 0) return -(int32_t)needed;
   return (int32_t)off;
@@ -494,9 +553,6 @@ int32_t ymo_worker_response_body_append(ymo_worker_t *w, uint32_t id,
   return pending > INT32_MAX ? INT32_MAX : (int32_t)pending;
 }
 
-/* Internal flag on an output piece: close the connection without finishing
- * the response (its framing is broken). */
-#define YMO__OUT_ABORT 64
 
 int ymo_worker_release(ymo_worker_t *w, uint32_t id, uint32_t gen) {
   ymo_exchange_t *ex = slot_get(w, id, gen);
@@ -517,6 +573,21 @@ int ymo_worker_release(ymo_worker_t *w, uint32_t id, uint32_t gen) {
     return YMO_ENOMEM;
   }
   push_out(w, out);
+  return 0;
+}
+
+int ymo_worker_body_ack(ymo_worker_t *w, uint32_t id, uint32_t gen,
+                        int32_t bytes) {
+  ymo_exchange_t *ex = slot_get(w, id, gen);
+  if (ex == NULL) return YMO_ESTALE;
+  if (bytes <= 0) return 0;
+  long long left = atomic_fetch_sub(&ex->body_unacked, bytes) - bytes;
+  if (left <= YMO_BODY_LOW_WATER && atomic_exchange(&ex->want_resume, 0)) {
+    ymo_out_t *out = ymo__out_new(ex, 0, YMO__OUT_RESUME);
+    if (out == NULL) return YMO_ENOMEM;
+    ymo__exchange_ref(ex);
+    push_out(w, out);
+  }
   return 0;
 }
 
@@ -582,6 +653,8 @@ static void drain_out(ymo_worker_t *w) {
   /* Responses tend to come in bursts: poll once more before sleeping. */
   ev_idle_start(w->loop, &w->idle_watcher);
 }
+
+void ymo__worker_drain(ymo_worker_t *w) { drain_out(w); }
 
 static void on_event_out(struct ev_loop *loop, ev_async *a, int revents) {
   (void)loop;

@@ -52,6 +52,12 @@ void ymo__queue_destroy(ymo_queue_t *q);
  * Output: one piece of response bytes on its way from a JS thread to L, and
  * then, on L, in its exchange's list of bytes to write.
  * ------------------------------------------------------------------------- */
+/* Internal flags on an output piece, beside YMO_RESP_DONE and _CLOSE:
+ * ABORT closes the connection without finishing the response; RESUME
+ * carries no bytes and asks L to read the connection's body again. */
+#define YMO__OUT_ABORT 64
+#define YMO__OUT_RESUME 128
+
 typedef struct ymo_out {
   struct ymo_out *next;  /* L only: the exchange's pending-write list. */
   ymo_exchange_t *exchange;
@@ -106,6 +112,13 @@ struct ymo_exchange {
   /* Set by the JS thread when it waits for the response to drain; L clears
    * it and queues a drain notice once unwritten is at the low-water mark. */
   atomic_int want_drain;
+  /* Request body bytes queued for JS and not yet read by it (L adds, the JS
+   * thread subtracts in ymo_worker_body_ack), and the flag that says L
+   * stopped reading because of them (see pause_for_body in http.c). */
+  atomic_llong body_unacked;
+  atomic_int want_resume;
+  /* L only: the head went to JS before the body was complete. */
+  bool streaming;
 };
 
 void ymo__exchange_ref(ymo_exchange_t *ex);
@@ -181,12 +194,20 @@ int ymo_worker_add_exchange(ymo_worker_t *worker, ymo_exchange_t *exchange);
 /* L: the client of a queued or taken exchange went away; JS learns it from
  * an abort record in its next take(). */
 int ymo__worker_add_abort(ymo_worker_t *worker, ymo_exchange_t *exchange);
+/* L: a piece of a streaming request's body (data NULL, len 0 and last set
+ * for its end), copied into queue_in for JS. */
+int ymo__worker_add_body(ymo_worker_t *worker, ymo_exchange_t *exchange,
+                         const uint8_t *data, size_t len, bool last);
+/* L: JS read enough of a body for the connection to be read again. */
+void ymo__session_resume_body(ymo_session_t *s);
 /* L: a response JS waits on has drained (see want_drain). */
 int ymo__worker_add_drain(ymo_worker_t *worker, ymo_exchange_t *exchange);
 /* L: the server stopped; release the waiter and call notify(1). */
 void ymo__worker_release_waiters(ymo_worker_t *worker);
 /* L: watchers on and off the loop. */
 void ymo__worker_attach(ymo_worker_t *worker);
+/* L: deliver what queue_out holds now. */
+void ymo__worker_drain(ymo_worker_t *worker);
 void ymo__worker_detach(ymo_worker_t *worker);
 
 static inline int ymo_worker_lock_in(ymo_worker_t *w) {
@@ -225,6 +246,8 @@ struct ymo_session {
   bool no_more_requests;       /* Parse nothing more from this client. */
   bool closed;
   bool flush_owed;             /* A parse callback queued a response. */
+  const char *exec_start;      /* The buffer llhttp is parsing now. */
+  const char *exec_end;
   struct sockaddr_storage peer;
   ymo_session_t *prev, *next;
 };
@@ -262,7 +285,7 @@ struct ymo_server {
   atomic_int grace_ms;
   atomic_int connections;
 
-  int64_t options[16];
+  int64_t options[16]; /* Indexed by enum ymo_option. */
   ymo_static_route_t *routes;
   size_t n_routes;
 
