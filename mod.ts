@@ -508,8 +508,9 @@ export class Worker {
     return this.#scratch.subarray(0, written);
   }
 
-  /** Exchanges taken and not finished, by slot id, for abort notices. */
-  #inflight = new Map<number, Exchange>();
+  /** Exchanges taken and not finished, by slot id (C reuses low ids), for
+   * the notices and body pieces that name them. */
+  #inflight: (Exchange | undefined)[] = [];
 
   /**
    * Wraps a native worker; {@linkcode Worker.start} makes this thread
@@ -647,8 +648,8 @@ export class Worker {
   close(): void {
     this.#alive = false;
     // Producers waiting for a drain that will never come can end now.
-    for (const exchange of this.#inflight.values()) exchange.drain();
-    this.#inflight.clear();
+    for (const exchange of this.#inflight) exchange?.drain();
+    this.#inflight = [];
     // The server is stopped and joined: C calls the callback no more.
     this.#notify?.close();
     this.#notify = null;
@@ -676,13 +677,13 @@ export class Worker {
         n,
         (rec) => this.#handle(rec),
         (id, gen, flag) => {
-          const exchange = this.#inflight.get(id);
+          const exchange = this.#inflight[id];
           if (exchange === undefined || exchange.gen !== gen) return;
           if (flag === REQF_ABORT) exchange.abort();
           else exchange.drain();
         },
         (id, gen, data, end) => {
-          const exchange = this.#inflight.get(id);
+          const exchange = this.#inflight[id];
           if (exchange !== undefined && exchange.gen === gen) {
             exchange.bodyPiece(data, end);
           }
@@ -693,12 +694,12 @@ export class Worker {
 
   /** @internal An exchange is finished: stop tracking it. */
   forget(id: number, exchange: Exchange): void {
-    if (this.#inflight.get(id) === exchange) this.#inflight.delete(id);
+    if (this.#inflight[id] === exchange) this.#inflight[id] = undefined;
   }
 
   #handle(rec: RequestRecord): void {
     const exchange = new Exchange(this, rec.id, rec.gen);
-    this.#inflight.set(rec.id, exchange);
+    this.#inflight[rec.id] = exchange;
     let request: Request;
     try {
       request = buildRequest(rec, exchange, this.#server.defaultHost);
@@ -882,20 +883,8 @@ function buildRequest(
   exchange: Exchange,
   defaultHost: string,
 ): Request {
-  // A plain record is the cheapest init for Headers on both runtimes;
-  // repeated names are joined as RFC 9110 section 5.3 allows.
-  const headers: Record<string, string> = Object.create(null);
-  let host = "";
-  const h = rec.headers;
-  for (let i = 0; i < h.length; i += 2) {
-    const name = h[i];
-    const seen = headers[name];
-    headers[name] = seen === undefined ? h[i + 1] : `${seen}, ${h[i + 1]}`;
-    if (host === "" && name.length === 4 && name.toLowerCase() === "host") {
-      host = h[i + 1];
-    }
-  }
-  if (host === "") host = defaultHost;
+  const headers = rec.headers;
+  const host = rec.host === "" ? defaultHost : rec.host;
   const target = rec.target;
   const url = target.charCodeAt(0) === 47 /* "/" */
     ? `http://${host}${target}`
