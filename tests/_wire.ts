@@ -41,6 +41,8 @@ export interface ExchangeOptions {
   until?: number | "close";
   /** Give up waiting after this long, in ms (default 5000). */
   timeoutMs?: number;
+  /** Pause between writes, in ms (default 20), so each is its own read. */
+  gapMs?: number;
 }
 
 /** Shows bytes or a string as a JSON string literal, shortened. */
@@ -100,7 +102,7 @@ export async function exchange(
   const conn = await RawConnection.open(port);
   try {
     for (let i = 0; i < parts.length; i++) {
-      if (i > 0) await delay(20);
+      if (i > 0) await delay(opts.gapMs ?? 20);
       // A server that closed early makes later writes fail; that is what the
       // test checks, not an error of the test.
       await conn.write(parts[i]).catch(() => {});
