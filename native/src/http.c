@@ -420,7 +420,7 @@ static bool answer_static(ymo_session_t *s, ymo_exchange_t *ex,
   ymo_out_t *out = ymo__out_new(
       ex, len, YMO_RESP_DONE | (close ? YMO_RESP_CLOSE : 0));
   if (out == NULL || head_len == 0) {
-    free(out);
+    ymo__out_free(out);
     return false;
   }
   uint8_t *p = out->data;
@@ -601,7 +601,7 @@ static void free_out_list(ymo_exchange_t *ex) {
     atomic_fetch_sub_explicit(&ex->unwritten, (long long)(out->len - out->off),
                               memory_order_relaxed);
     ymo__exchange_unref(ex);
-    free(out);
+    ymo__out_free(out);
     out = next;
   }
   ex->out_head = ex->out_tail = NULL;
@@ -837,7 +837,7 @@ void ymo__deliver_out(ymo_out_t *out) {
   if (out->flags & YMO__OUT_RESUME) {
     if (s != NULL && s->cur == ex) ymo__session_resume_body(s);
     ymo__exchange_unref(ex);
-    free(out);
+    ymo__out_free(out);
     return;
   }
   if (s != NULL && (out->flags & YMO_RESP_DONE) && s->cur == ex) {
@@ -850,7 +850,7 @@ void ymo__deliver_out(ymo_out_t *out) {
     atomic_fetch_sub_explicit(&ex->unwritten, (long long)out->len,
                               memory_order_relaxed);
     ymo__exchange_unref(ex);
-    free(out);
+    ymo__out_free(out);
     return;
   }
   if (ex->out_tail != NULL)
@@ -925,7 +925,7 @@ void ymo__session_flush(ymo_session_t *s) {
       if (o->off < o->len) break;
       ex->out_head = o->next;
       if (ex->out_head == NULL) ex->out_tail = NULL;
-      free(o);
+      ymo__out_free(o);
       ymo__exchange_unref(ex);
     }
     if (atomic_load_explicit(&ex->want_drain, memory_order_relaxed) &&

@@ -34,15 +34,52 @@ void ymo__exchange_unref(ymo_exchange_t *ex) {
   }
 }
 
+/* Pieces between these sizes come from the spares (a 16 KiB stream chunk
+ * with its framing fits); smaller ones are cheap for malloc, larger rare. */
+#define OUT_POOLED_MIN 1024
+#define OUT_POOLED 65600
+#define OUT_SPARES_MAX 32
+
 ymo_out_t *ymo__out_new(ymo_exchange_t *ex, size_t len, int flags) {
-  ymo_out_t *out = malloc(sizeof(*out) + len);
+  ymo_worker_t *w = ex->worker;
+  ymo_out_t *out = NULL;
+  bool pooled = w != NULL && len > OUT_POOLED_MIN && len <= OUT_POOLED;
+  if (pooled) {
+    ymo_worker_lock_out(w);
+    out = w->spare;
+    if (out != NULL) {
+      w->spare = out->next;
+      w->n_spare--;
+    }
+    ymo_worker_unlock_out(w);
+    if (out == NULL) out = malloc(sizeof(*out) + OUT_POOLED);
+  } else {
+    out = malloc(sizeof(*out) + len);
+  }
   if (out == NULL) return NULL;
   out->next = NULL;
   out->exchange = ex;
+  out->pool = pooled ? w : NULL;
   out->flags = flags;
   out->len = len;
   out->off = 0;
   return out;
+}
+
+void ymo__out_free(ymo_out_t *out) {
+  ymo_worker_t *w = out->pool;
+  if (w != NULL) {
+    ymo_worker_lock_out(w);
+    bool keep = w->n_spare < OUT_SPARES_MAX;
+    if (keep) {
+      out->next = w->spare;
+      w->spare = out;
+      w->n_spare++;
+    }
+    ymo_worker_unlock_out(w);
+    if (keep) return;
+  }
+  free(out);
 }
 
 /* queue_in holds exchanges, and items about exchanges JS holds, told apart
@@ -127,10 +164,15 @@ void ymo__worker_destroy(ymo_worker_t *w) {
   ymo_out_t *out;
   while ((out = ymo__queue_pop(&w->queue_out)) != NULL) {
     ymo__exchange_unref(out->exchange);
-    free(out);
+    ymo__out_free(out);
   }
   release_slots(w);
   free(w->slots);
+  while (w->spare != NULL) {
+    ymo_out_t *next = w->spare->next;
+    free(w->spare);
+    w->spare = next;
+  }
   pthread_cond_destroy(&w->ready_in);
   pthread_mutex_destroy(&w->lock_out);
   pthread_mutex_destroy(&w->lock_in);
@@ -414,7 +456,7 @@ static void push_out(ymo_worker_t *w, ymo_out_t *out) {
      * go on as if it were sent. Mark the exchange aborted; L closes it. */
     atomic_store(&out->exchange->aborted, 1);
     ymo__exchange_unref(out->exchange);
-    free(out);
+    ymo__out_free(out);
     return;
   }
   ev_async_send(w->loop, &w->event_out);
@@ -642,7 +684,7 @@ static void drain_out(ymo_worker_t *w) {
       ymo_exchange_t *ex = out->exchange;
       if (ex->session != NULL) ymo__session_close(ex->session);
       ymo__exchange_unref(ex);
-      free(out);
+      ymo__out_free(out);
       continue;
     }
     ymo__deliver_out(out);

@@ -61,6 +61,7 @@ void ymo__queue_destroy(ymo_queue_t *q);
 typedef struct ymo_out {
   struct ymo_out *next;  /* L only: the exchange's pending-write list. */
   ymo_exchange_t *exchange;
+  ymo_worker_t *pool;    /* The worker whose spares it returns to, or NULL. */
   int flags;             /* YMO_RESP_DONE, YMO_RESP_CLOSE. */
   size_t len;
   size_t off;            /* L only: bytes already written. */
@@ -177,6 +178,14 @@ struct ymo_worker {
   /* Counters for YMO_STATS=1 (printed when the server is freed): waits and
    * takes by the JS thread, exchanges taken, drains of queue_out by L. */
   unsigned long stat_waits, stat_takes, stat_taken, stat_drains;
+
+  /* Spare output pieces of YMO__OUT_POOLED bytes, reused instead of a
+   * malloc and free per response: glibc gives memory freed at the top of
+   * the heap back to the system, so 16 KiB bodies allocated on the JS thread
+   * and freed on L made the heap shrink and grow, page faults included, on
+   * every request. Protected by lock_out. */
+  ymo_out_t *spare;
+  size_t n_spare;
 
   /* JS thread only. */
   ymo_slot_t *slots;
@@ -331,6 +340,9 @@ size_t ymo__format_head(char *buf, size_t cap, int status, const char *date,
                         bool chunked, bool close, bool keepalive_10);
 const char *ymo__reason(int status);
 
+/* An output piece for len bytes, from ex's worker's spares when it fits;
+ * give it back with ymo__out_free() on any thread. */
 ymo_out_t *ymo__out_new(ymo_exchange_t *ex, size_t len, int flags);
+void ymo__out_free(ymo_out_t *out);
 
 #endif /* YMO_INTERNAL_H */
