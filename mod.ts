@@ -91,6 +91,13 @@ export interface ServeOptions {
   /** Aborting it shuts the server down, as {@linkcode Server.shutdown}. */
   signal?: AbortSignal;
   /**
+   * Milliseconds a handler may take to produce its Response; past it the
+   * client gets 503 Service Unavailable, `request.signal` is aborted, and
+   * whatever the handler returns later is dropped. Without it a handler may
+   * take as long as it likes, as with `Deno.serve`.
+   */
+  handlerTimeout?: number;
+  /**
    * How long {@linkcode Server.shutdown} lets in-flight requests run before
    * closing their connections, in milliseconds.
    * @default {10000}
@@ -220,6 +227,9 @@ function check(code: number, what: string): number {
 }
 
 const EMPTY = new Uint8Array(0);
+const TIMEOUT_HEADERS = new TextEncoder().encode(
+  "content-type: text/plain;charset=UTF-8\r\n",
+);
 const encoder = new TextEncoder();
 
 function toBytes(chunk: unknown): Uint8Array {
@@ -267,6 +277,10 @@ export class Exchange {
   #gen: number;
   #open = true;
   #aborted = false;
+  /** When the handler was given the request (only with handlerTimeout). */
+  started = 0;
+  /** Whether respond() was called. */
+  responded = false;
   /** Made on first use of `signal`: most handlers never look at it. */
   #controller: AbortController | null = null;
 
@@ -418,6 +432,7 @@ export class Exchange {
     close = false,
   ): number {
     if (!this.open) return EPIPE;
+    this.responded = true;
     const rc: number = lib.ymo_worker_respond(
       this.#worker.pointer,
       this.#id,
@@ -478,6 +493,8 @@ export interface WorkerHost {
   readonly defaultHost: string;
   /** Whether the server is shutting down. */
   readonly stopping: boolean;
+  /** Milliseconds before an unanswered request gets 503, if set. */
+  readonly handlerTimeout?: number;
 }
 
 /**
@@ -540,8 +557,33 @@ export class Worker {
     return this.#stopped;
   }
 
+  #sweep: ReturnType<typeof setInterval> | undefined;
+
+  /** Answers 503 for requests whose handler ran past handlerTimeout. */
+  #sweepTimeouts(timeout: number): void {
+    const now = performance.now();
+    for (const exchange of this.#inflight) {
+      if (
+        exchange === undefined || exchange.responded ||
+        now - exchange.started < timeout
+      ) continue;
+      const body = encoder.encode("Service Unavailable");
+      exchange.respond(503, TIMEOUT_HEADERS, TIMEOUT_HEADERS.length, body, true);
+      exchange.abort();
+    }
+  }
+
   /** Starts taking requests on this thread. */
   start(): void {
+    const timeout = this.#server.handlerTimeout;
+    if (timeout !== undefined) {
+      // One sweep a quarter of the timeout, not a timer per request.
+      this.#sweep = setInterval(
+        () => this.#sweepTimeouts(timeout),
+        Math.max(10, timeout / 4),
+      );
+      unrefTimer(this.#sweep);
+    }
     check(lib.ymo_worker_start(this.#pointer), "Cannot start worker");
     if (native.canWait) {
       this.#pump();
@@ -623,6 +665,8 @@ export class Worker {
   }
 
   #onReleased(): void {
+    if (this.#sweep !== undefined) clearInterval(this.#sweep);
+    this.#sweep = undefined;
     if (this.#notify !== null) {
       lib.ymo_worker_set_notify(this.#pointer, null);
     }
@@ -699,6 +743,7 @@ export class Worker {
 
   #handle(rec: RequestRecord): void {
     const exchange = new Exchange(this, rec.id, rec.gen);
+    if (this.#sweep !== undefined) exchange.started = performance.now();
     this.#inflight[rec.id] = exchange;
     let request: Request;
     try {
@@ -952,6 +997,16 @@ function validateOptions(options: ServeOptions): void {
   if (hostname !== undefined && typeof hostname !== "string") {
     throw new TypeError(`Invalid hostname: expected a string`);
   }
+  const { handlerTimeout } = options;
+  if (
+    handlerTimeout !== undefined &&
+    (typeof handlerTimeout !== "number" || !(handlerTimeout > 0) ||
+      handlerTimeout > 2 ** 31 - 1)
+  ) {
+    throw new RangeError(
+      `Invalid handlerTimeout: ${String(handlerTimeout)} (expected milliseconds > 0)`,
+    );
+  }
   if (
     shutdownTimeout !== undefined &&
     (typeof shutdownTimeout !== "number" || !(shutdownTimeout >= 0))
@@ -1040,6 +1095,7 @@ export class Server implements WorkerHost {
   #handler: ServeHandler;
   #onError: (error: unknown) => Response | Promise<Response>;
   #shutdownTimeout: number;
+  #handlerTimeout: number | undefined;
   #finished: Promise<void>;
   #stopping = false;
   #started = false;
@@ -1065,6 +1121,7 @@ export class Server implements WorkerHost {
     this.#handler = handler ?? (() => new Response(null, { status: 500 }));
     this.#onError = options.onError ?? defaultOnError;
     this.#shutdownTimeout = options.shutdownTimeout ?? 10_000;
+    this.#handlerTimeout = options.handlerTimeout;
     const hostname = options.hostname ?? "0.0.0.0";
     const err = new Int32Array(1);
     const pointer = lib.ymo_server_create(
@@ -1223,6 +1280,11 @@ export class Server implements WorkerHost {
     return this.#handler;
   }
 
+  /** @internal Milliseconds before an unanswered request gets 503. */
+  get handlerTimeout(): number | undefined {
+    return this.#handlerTimeout;
+  }
+
   /** @internal "host:port" for requests without a Host header. */
   get defaultHost(): string {
     const host = this.#addr.hostname;
@@ -1359,6 +1421,7 @@ class ThreadPool {
       pointer: native.pointerValue(lib.ymo_server_worker(this.#server, i)),
       module: this.#module,
       defaultHost: this.#host.defaultHost,
+      handlerTimeout: this.#host.handlerTimeout,
     });
   }
 

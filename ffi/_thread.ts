@@ -38,10 +38,11 @@ scope.addEventListener("unhandledrejection", (event) => {
 });
 
 scope.onmessage = async (event: MessageEvent) => {
-  const { pointer, module, defaultHost } = event.data as {
+  const { pointer, module, defaultHost, handlerTimeout } = event.data as {
     pointer: bigint | number;
     module: string;
     defaultHost: string;
+    handlerTimeout?: number;
   };
   const app = (await import(module)).default;
   if (typeof app?.fetch !== "function") {
@@ -54,6 +55,7 @@ scope.onmessage = async (event: MessageEvent) => {
     onError: typeof app.onError === "function" ? app.onError.bind(app) : undefined,
     defaultHost,
     stopping: false,
+    handlerTimeout,
   };
   worker = new Worker(host, native.pointerFrom(pointer));
   const current = worker;
