@@ -20,7 +20,6 @@ enum timer_state { TIMER_OFF, TIMER_HEAD, TIMER_IDLE };
 static void on_readable(struct ev_loop *loop, ev_io *w, int revents);
 static void set_error_response(ymo_session_t *s, ymo_exchange_t *ex,
                                int status);
-static bool bare_lf(ymo_session_t *s, const char *end);
 static void on_writable(struct ev_loop *loop, ev_io *w, int revents);
 static void on_timeout(struct ev_loop *loop, ev_timer *w, int revents);
 static bool session_parse(ymo_session_t *s, const uint8_t *data, size_t len);
@@ -90,8 +89,10 @@ typedef struct {
   /* Transfer-Encoding seen, and whether every coding in it was "chunked". */
   bool te_seen, te_only_chunked;
   bool bad_host;
-  /* Where the last header value callback ended, to spot obs-fold. */
-  const char *value_end;
+  /* The line-end check (see check_lines): its state, and where the last
+   * span llhttp reported ended, if in the buffer being parsed. */
+  int line_state;
+  const char *span_end;
 } parse_state_t;
 
 /* The session carries one parse_state_t; kept beside it to keep the struct
@@ -194,17 +195,70 @@ static int on_url(llhttp_t *p, const char *at, size_t len) {
   return 0;
 }
 
+/* Line ends in the head, checked on the bytes llhttp consumed between the
+ * spans it reports. llhttp 8.1 in strict mode still takes a bare LF as a
+ * line end, and joins an obs-fold continuation line onto a header value;
+ * RFC 9112 sections 2.2 and 5.2 let a server refuse both, and DESIGN.md asks
+ * ymo to. The state carries over from one read to the next, so a line split
+ * anywhere, down to one byte per read, is judged the same. */
+enum line_state {
+  LINE_OFF,      /* Not in a head (or its end was seen). */
+  LINE_FIELD,    /* After a field name: the ":" comes next. */
+  LINE_TOKEN,    /* After a version or a value (or ":"): OWS, then CR. */
+  LINE_CR,       /* CR seen: LF must follow. */
+  LINE_START,    /* A line ended: a field, or the CR of the blank line. */
+  LINE_FINAL_CR, /* The blank line's CR: its LF ends the head. */
+  LINE_BAD
+};
+
+static void scan_lines(ymo_session_t *s, const char *from, const char *to) {
+  parse_state_t *ps = PS(s);
+  for (const char *c = from; c < to; c++) {
+    switch (ps->line_state) {
+      case LINE_OFF:
+      case LINE_BAD:
+        return;
+      case LINE_FIELD:
+        if (*c == ':') ps->line_state = LINE_TOKEN;
+        break;
+      case LINE_TOKEN:
+        if (*c == '\r') ps->line_state = LINE_CR;
+        else if (*c == '\n') ps->line_state = LINE_BAD; /* Bare LF. */
+        break;
+      case LINE_CR:
+        ps->line_state = *c == '\n' ? LINE_START : LINE_BAD;
+        break;
+      case LINE_START:
+        if (*c == '\r') ps->line_state = LINE_FINAL_CR;
+        else if (*c == ' ' || *c == '\t' || *c == '\n')
+          ps->line_state = LINE_BAD; /* obs-fold, or a bare LF. */
+        else
+          ps->line_state = LINE_OFF; /* A field starts; its span says so. */
+        break;
+      case LINE_FINAL_CR:
+        ps->line_state = *c == '\n' ? LINE_OFF : LINE_BAD;
+        return; /* The head ends here: what follows is body. */
+    }
+  }
+}
+
+/* Checks the bytes between the last span and `at`, where a span starts. */
+static bool lines_ok_until(ymo_session_t *s, const char *at) {
+  parse_state_t *ps = PS(s);
+  scan_lines(s, ps->span_end != NULL ? ps->span_end : s->exec_start, at);
+  return ps->line_state != LINE_BAD;
+}
+
+/* A span ends at `end`; the line state after it is `state`. */
+static void span_ends(ymo_session_t *s, const char *end, int state) {
+  PS(s)->span_end = end;
+  PS(s)->line_state = state;
+}
+
 static int on_version(llhttp_t *p, const char *at, size_t len) {
   ymo_session_t *s = p->data;
   if (check_head(s, len)) return HPE_USER;
-  PS(s)->value_end = at + len; /* Checked when the version is complete. */
-  return 0;
-}
-
-static int on_version_complete(llhttp_t *p) {
-  ymo_session_t *s = p->data;
-  if (bare_lf(s, PS(s)->value_end)) return fail(s, 400);
-  PS(s)->value_end = NULL;
+  span_ends(s, at + len, LINE_TOKEN);
   return 0;
 }
 
@@ -212,8 +266,9 @@ static int on_header_field(llhttp_t *p, const char *at, size_t len) {
   ymo_session_t *s = p->data;
   ymo_exchange_t *ex = s->cur;
   if (check_head(s, len)) return HPE_USER;
-  PS(s)->value_end = NULL;
   if (PS(s)->in_trailers) return 0;
+  if (!lines_ok_until(s, at)) return fail(s, 400);
+  span_ends(s, at + len, LINE_FIELD);
   if (ex->n_headers == 0 || s->in_value) {
     if (ex->n_headers == 0) ex->headers_start = ex->req_len;
     if (++ex->n_headers > (uint32_t)YMO_OPT(s->server, MAX_HEADERS))
@@ -234,14 +289,16 @@ static int on_header_value(llhttp_t *p, const char *at, size_t len) {
   ymo_exchange_t *ex = s->cur;
   parse_state_t *ps = PS(s);
   if (check_head(s, len)) return HPE_USER;
-  /* llhttp 8.1 joins an obs-fold continuation line onto the value; its
-   * second piece then starts after a gap in the same buffer. RFC 9112
-   * section 5.2 lets a server reject it, and ymo does (DESIGN.md). */
-  if (ps->value_end != NULL && at != ps->value_end && at > s->exec_start &&
-      at <= s->exec_end)
-    return fail(s, 400);
-  ps->value_end = at + len;
   if (ps->in_trailers) return 0;
+  /* A value that goes on after a line end is an obs-fold continuation
+   * (llhttp hands it over as more of the same value, from its SP or HTAB).
+   * An empty value comes as an empty span placed after its line end, so it
+   * says nothing about line ends. */
+  if (len > 0) {
+    if (!lines_ok_until(s, at) || ps->line_state == LINE_START)
+      return fail(s, 400);
+    span_ends(s, at + len, LINE_TOKEN);
+  }
   s->in_value = true;
   if (!req_append(ex, at, len)) return fail(s, 503);
   uint8_t *lens = ex->req + PS(s)->header_at;
@@ -279,19 +336,9 @@ static bool only_chunked(const uint8_t *v, size_t len) {
   return true;
 }
 
-/* A line must end in CRLF (RFC 9112 section 2.2): llhttp 8.1 also takes a
- * bare LF, which ymo refuses, as DESIGN.md says. `end` is where the line's
- * content ended, if it is in this read's buffer. */
-static bool bare_lf(ymo_session_t *s, const char *end) {
-  return end != NULL && end >= s->exec_start && end < s->exec_end &&
-         *end == '\n';
-}
-
 static int on_header_value_complete(llhttp_t *p) {
   ymo_session_t *s = p->data;
   ymo_exchange_t *ex = s->cur;
-  if (bare_lf(s, PS(s)->value_end)) return fail(s, 400);
-  PS(s)->value_end = NULL;
   if (PS(s)->in_trailers) return 0;
   s->in_value = true;
   const uint8_t *h = ex->req + PS(s)->header_at;
@@ -326,6 +373,11 @@ static int on_headers_complete(llhttp_t *p) {
   ymo_session_t *s = p->data;
   ymo_exchange_t *ex = s->cur;
   parse_state_t *ps = PS(s);
+  /* The head's last line ends were consumed just now, in this buffer. */
+  scan_lines(s, ps->span_end != NULL ? ps->span_end : s->exec_start,
+             s->exec_end);
+  if (ps->line_state == LINE_BAD) return fail(s, 400);
+  ps->line_state = LINE_OFF;
   if (ex->n_headers == 0) ex->headers_start = ex->req_len;
   ex->body_start = ex->req_len;
   ps->in_trailers = true;
@@ -366,8 +418,10 @@ static int on_body(llhttp_t *p, const char *at, size_t len) {
   if (PS(s)->body_len > (size_t)YMO_OPT(s->server, MAX_BODY_SIZE))
     return fail(s, 413);
   if (ex->streaming) {
-    /* The head went to JS already: pass the bytes on as they come. */
-    if (ymo__worker_add_body(ex->worker, ex, (const uint8_t *)at, len,
+    /* The head went to JS already: pass the bytes on as they come, unless
+     * the request was answered already, when they are only read past. */
+    if (!ex->response_done &&
+        ymo__worker_add_body(ex->worker, ex, (const uint8_t *)at, len,
                              false) != 0)
       return fail(s, 503);
     TIMER_STATE(s) = TIMER_OFF; /* Progress: restart the body timer. */
@@ -508,6 +562,7 @@ static int stream_body(ymo_session_t *s) {
     ex->req_flags |= YMO_REQF_KEEPALIVE;
   ex->req_flags |= YMO_REQF_STREAM;
   ex->streaming = true;
+  ymo__exchange_ref(ex); /* s->cur keeps one while the body comes. */
   if (!finish_record(s, ex)) return fail(s, 503);
   return hand_off(s, ex);
 }
@@ -521,8 +576,11 @@ static int on_message_complete(llhttp_t *p) {
   if (ex->streaming) {
     /* The head and the body so far went to JS already: end the body. */
     s->cur = NULL;
-    if (ymo__worker_add_body(ex->worker, ex, NULL, 0, true) != 0)
-      return fail(s, 503);
+    int err = ex->response_done
+                  ? 0
+                  : ymo__worker_add_body(ex->worker, ex, NULL, 0, true);
+    ymo__exchange_unref(ex); /* s->cur's reference. */
+    if (err != 0) return fail(s, 503);
   } else {
     /* An Upgrade ymo does not switch for ends the connection after the
      * response (the client may send the new protocol next), so the
@@ -552,7 +610,6 @@ static void init_settings(void) {
   parser_settings.on_method = on_method;
   parser_settings.on_url = on_url;
   parser_settings.on_version = on_version;
-  parser_settings.on_version_complete = on_version_complete;
   parser_settings.on_header_field = on_header_field;
   parser_settings.on_header_value = on_header_value;
   parser_settings.on_header_value_complete = on_header_value_complete;
@@ -615,8 +672,7 @@ void ymo__session_close(ymo_session_t *s) {
   ev_io_stop(srv->loop, &s->wio);
   ev_timer_stop(srv->loop, &s->timer);
   close(s->fd);
-  /* A streaming request is in the FIFO already, which holds its reference. */
-  if (s->cur != NULL && !s->cur->streaming) ymo__exchange_unref(s->cur);
+  if (s->cur != NULL) ymo__exchange_unref(s->cur);
   ymo_exchange_t *ex = s->fifo_head;
   while (ex != NULL) {
     ymo_exchange_t *next = ex->fifo_next;
@@ -659,6 +715,7 @@ static void respond_local(ymo_session_t *s, int status) {
     atomic_store_explicit(&ex->aborted, 1, memory_order_release);
     ymo__worker_add_abort(ex->worker, ex);
     s->cur = NULL;
+    ymo__exchange_unref(ex); /* s->cur's reference; the FIFO keeps one. */
     s->no_more_requests = true;
     stop_reading(s);
     set_error_response(s, ex, status);
@@ -725,7 +782,7 @@ static void resume_parsing(ymo_session_t *s) {
  * thread here if JS caught up meanwhile, else ymo_worker_body_ack(). */
 static void pause_for_body(ymo_session_t *s) {
   ymo_exchange_t *ex = s->cur;
-  if (ex == NULL || !ex->streaming ||
+  if (ex == NULL || !ex->streaming || ex->response_done ||
       atomic_load(&ex->body_unacked) <= YMO_BODY_HIGH_WATER)
     return;
   atomic_store(&ex->want_resume, 1);
@@ -748,8 +805,18 @@ void ymo__session_resume_body(ymo_session_t *s) {
 static bool session_parse(ymo_session_t *s, const uint8_t *data, size_t len) {
   s->exec_start = (const char *)data;
   s->exec_end = (const char *)data + len;
-  PS(s)->value_end = NULL; /* Pointers into an earlier buffer mean nothing. */
+  PS(s)->span_end = NULL; /* Pointers into an earlier buffer mean nothing. */
   llhttp_errno_t err = llhttp_execute(&s->parser, (const char *)data, len);
+  if (err == HPE_OK && s->cur != NULL && !PS(s)->in_trailers) {
+    /* A head still coming: check the line ends read so far, carrying the
+     * state to the next read. */
+    scan_lines(s, PS(s)->span_end != NULL ? PS(s)->span_end : s->exec_start,
+               s->exec_end);
+    if (PS(s)->line_state == LINE_BAD) {
+      respond_local(s, 400);
+      return false;
+    }
+  }
   if (s->flush_owed && err != HPE_USER) {
     /* Static responses queued by the parse: write them now that llhttp is
      * done with this session's state. */
@@ -840,10 +907,13 @@ void ymo__deliver_out(ymo_out_t *out) {
     ymo__out_free(out);
     return;
   }
-  if (s != NULL && (out->flags & YMO_RESP_DONE) && s->cur == ex) {
-    /* Answered before its body was all read: the rest of the body would
-     * have to be read and thrown away; closing is simpler and safe. */
-    out->flags |= YMO_RESP_CLOSE;
+  if (s != NULL && (out->flags & YMO_RESP_DONE) && s->cur == ex &&
+      !ex->local) {
+    /* Answered before its body was all read: the rest is read and thrown
+     * away (RFC 9112 section 9.3 keeps the connection usable), so reading
+     * must not stay paused for a handler that no longer reads. */
+    ex->response_done = true;
+    ymo__session_resume_body(s);
   }
   if (s == NULL || ex->local) {
     /* The client is gone, or L answered this request itself. */
