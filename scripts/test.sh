@@ -7,6 +7,8 @@
 #   doc     deno doc --lint mod.ts: every export documented, no private types
 #   native  the C tests, ctest in native/build
 #   tsan    the C tests again, built with ThreadSanitizer (native/build-tsan)
+#   fuzz    the libFuzzer target over the request path, with ASan and UBSan,
+#           for a bounded 60 s (scripts/fuzz.sh)
 #   deno    the TypeScript suite under Deno: deno test -A tests/
 #   bun     the same suite under Bun: bun test (root from bunfig.toml)
 #
@@ -18,7 +20,7 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 export PATH="$PWD/node_modules/.bin:$PATH"
 
-STEPS=(setup publish doc native tsan deno bun)
+STEPS=(setup publish doc native tsan fuzz deno bun)
 
 step_setup() {
   bash scripts/setup.sh
@@ -45,6 +47,10 @@ step_tsan() {
     --log-level=WARNING
   cmake --build native/build-tsan -j2
   run_ctest native/build-tsan
+}
+
+step_fuzz() {
+  bash scripts/fuzz.sh 60
 }
 
 step_deno() {

@@ -363,14 +363,19 @@ test("RFC 9112 7.1.1: chunk extensions are accepted and ignored", async () => {
   });
 });
 
-test("RFC 9112 7.1.1, RFC 9110 5.6.3: whitespace (BWS) before a chunk extension is accepted", async () => {
+test("RFC 9112 7.1.1, RFC 9110 5.6.3 (deviation): whitespace (BWS) before a chunk extension gets 400 and a close", async () => {
   // chunk-ext = *( BWS ";" BWS chunk-ext-name [ BWS "=" BWS chunk-ext-val ] )
-  // and "a recipient MUST parse for such bad whitespace and remove it".
-  await withApp(async (server) => {
+  // and "a recipient MUST parse for such bad whitespace and remove it". ymo
+  // deliberately does not: llhttp's strict mode refuses it and loosening the
+  // chunk-size parser to take it is how framing differences creep in; no
+  // common client sends it. Documented in README ("Known differences"); this
+  // test pins the behaviour so a change is a decision, not an accident.
+  await withApp(async (server, app) => {
     const bytes = chunked("5 ;a=b\r\nhello\r\n0\r\n\r\n");
-    const ex = await exchange(server.port, bytes, { until: 1 });
-    assert.equal(ex.responses[0]?.status, 200, describe(ex));
-    assert.equal(JSON.parse(ex.responses[0].text()).body, "hello");
+    const ex = await exchange(server.port, bytes, { until: "close" });
+    assert.deepEqual(ex.responses.map((r) => r.status), [400], describe(ex));
+    assert.ok(ex.closed, `connection closed; ${describe(ex)}`);
+    assert.deepEqual(app.calls, []);
   });
 });
 

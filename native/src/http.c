@@ -344,6 +344,9 @@ static int on_header_value_complete(llhttp_t *p) {
   const uint8_t *h = ex->req + PS(s)->header_at;
   uint32_t name_len = get_u32(h), value_len = get_u32(h + 4);
   const char *name = (const char *)h + 8, *value = name + name_len;
+  /* RFC 9110 section 5.1: a field name is a token, never empty (llhttp
+   * 8.1 passes ": value" on as a field with no name). */
+  if (name_len == 0) return fail(s, 400);
   if (name_len == 4 && strncasecmp(name, "host", 4) == 0) {
     PS(s)->hosts++;
     if (!valid_host((const uint8_t *)value, value_len)) PS(s)->bad_host = true;
