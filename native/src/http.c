@@ -933,7 +933,11 @@ void ymo__deliver_out(ymo_out_t *out) {
   ex->out_tail = out;
   if (out->flags & YMO_RESP_DONE) ex->response_done = true;
   if (out->flags & YMO_RESP_CLOSE) ex->close_after = true;
-  if (ex == s->fifo_head) ymo__session_flush(s);
+  if (ex == s->fifo_head && !s->flush_listed) {
+    s->flush_listed = true;
+    s->flush_next = s->server->to_flush;
+    s->server->to_flush = s;
+  }
 }
 
 /* Drops the head exchange once its response is written. Returns false when
@@ -1043,6 +1047,18 @@ void ymo__sessions_drain(ymo_server_t *srv) {
       s->no_more_requests = true;
       stop_reading(s);
     }
+    s = next;
+  }
+}
+
+void ymo__flush_delivered(ymo_server_t *srv) {
+  ymo_session_t *s = srv->to_flush;
+  srv->to_flush = NULL;
+  while (s != NULL) {
+    ymo_session_t *next = s->flush_next;
+    s->flush_listed = false;
+    /* Closed sessions stay allocated until the reaper runs, after this. */
+    if (!s->closed) ymo__session_flush(s);
     s = next;
   }
 }

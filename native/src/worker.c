@@ -682,6 +682,8 @@ static void drain_out(ymo_worker_t *w) {
     ymo_out_t *out = n->item;
     if (out->flags & YMO__OUT_ABORT) {
       ymo_exchange_t *ex = out->exchange;
+      /* What came before the abort is written first. */
+      ymo__flush_delivered(w->server);
       if (ex->session != NULL) ymo__session_close(ex->session);
       ymo__exchange_unref(ex);
       ymo__out_free(out);
@@ -689,6 +691,7 @@ static void drain_out(ymo_worker_t *w) {
     }
     ymo__deliver_out(out);
   }
+  ymo__flush_delivered(w->server);
   ymo_worker_lock_out(w);
   ymo__queue_recycle(&w->queue_out, list);
   ymo_worker_unlock_out(w);

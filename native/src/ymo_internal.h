@@ -255,6 +255,8 @@ struct ymo_session {
   bool no_more_requests;       /* Parse nothing more from this client. */
   bool closed;
   bool flush_owed;             /* A parse callback queued a response. */
+  bool flush_listed;           /* On the server's list of sessions to write. */
+  ymo_session_t *flush_next;
   const char *exec_start;      /* The buffer llhttp is parsing now. */
   const char *exec_end;
   struct sockaddr_storage peer;
@@ -300,6 +302,7 @@ struct ymo_server {
 
   ymo_session_t *sessions;     /* L only. */
   ymo_session_t *closed_sessions; /* L only: freed in the reaper. */
+  ymo_session_t *to_flush;     /* L only: sessions given output in a drain. */
   ev_prepare reaper;
   size_t next_worker;          /* L only: round robin. */
   uint8_t *read_buf;           /* L only: one read buffer for the loop. */
@@ -321,8 +324,11 @@ void ymo__session_start(ymo_server_t *server, int fd,
                         const struct sockaddr_storage *peer);
 void ymo__session_close(ymo_session_t *s);
 void ymo__session_flush(ymo_session_t *s);
-/* L: move out pieces into their exchanges and write. */
+/* L: move an out piece into its exchange; the session is written by
+ * ymo__flush_delivered() once the whole drain is delivered, so several
+ * pieces for one connection go out in one writev. */
 void ymo__deliver_out(ymo_out_t *out);
+void ymo__flush_delivered(ymo_server_t *server);
 void ymo__server_session_closed(ymo_server_t *server);
 /* Graceful shutdown: close idle sessions, let busy ones finish. */
 void ymo__sessions_drain(ymo_server_t *server);
