@@ -306,8 +306,6 @@ static int on_header_value(llhttp_t *p, const char *at, size_t len) {
   return 0;
 }
 
-/* A header value with no field name starts the value; an empty value never
- * calls on_header_value, so the "value" state is entered here as well. */
 /* RFC 9110 section 7.2 / RFC 3986 3.2.2-3.2.3: uri-host [ ":" port ]:
  * a reg-name or IP literal, with no "/", "@", spaces or controls. */
 static bool valid_host(const uint8_t *v, size_t len) {
@@ -336,6 +334,8 @@ static bool only_chunked(const uint8_t *v, size_t len) {
   return true;
 }
 
+/* Ends a header value; also entered for an empty value, so in_value is set
+ * here too, and the next field name starts a new header. */
 static int on_header_value_complete(llhttp_t *p) {
   ymo_session_t *s = p->data;
   ymo_exchange_t *ex = s->cur;

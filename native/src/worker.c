@@ -701,29 +701,18 @@ static void drain_out(ymo_worker_t *w) {
 
 void ymo__worker_drain(ymo_worker_t *w) { drain_out(w); }
 
-static void on_event_out(struct ev_loop *loop, ev_async *a, int revents) {
-  (void)loop;
-  (void)revents;
-  drain_out(a->data);
-}
-
-static void on_prepare(struct ev_loop *loop, ev_prepare *p, int revents) {
-  (void)loop;
-  (void)revents;
-  drain_out(p->data);
-}
-
-static void on_check(struct ev_loop *loop, ev_check *c, int revents) {
-  (void)loop;
-  (void)revents;
-  drain_out(c->data);
-}
-
-static void on_idle(struct ev_loop *loop, ev_idle *i, int revents) {
-  (void)loop;
-  (void)revents;
-  drain_out(i->data);
-}
+/* The four watchers that drain queue_out differ only in their type. */
+#define DRAIN_CALLBACK(name, type)                                   \
+  static void name(struct ev_loop *loop, type *watcher, int revents) { \
+    (void)loop;                                                      \
+    (void)revents;                                                   \
+    drain_out(watcher->data);                                        \
+  }
+DRAIN_CALLBACK(on_event_out, ev_async)
+DRAIN_CALLBACK(on_prepare, ev_prepare)
+DRAIN_CALLBACK(on_check, ev_check)
+DRAIN_CALLBACK(on_idle, ev_idle)
+#undef DRAIN_CALLBACK
 
 void ymo__worker_attach(ymo_worker_t *w) {
   ev_async_init(&w->event_out, on_event_out);
@@ -745,5 +734,5 @@ void ymo__worker_detach(ymo_worker_t *w) {
   ev_check_stop(w->loop, &w->check_watcher);
   ev_idle_stop(w->loop, &w->idle_watcher);
   drain_out(w);
-  ev_idle_stop(w->loop, &w->idle_watcher);
+  ev_idle_stop(w->loop, &w->idle_watcher); /* drain_out may start it. */
 }
