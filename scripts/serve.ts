@@ -5,6 +5,11 @@
  *     deno run -A scripts/serve.ts [APP] [--port N] [--hostname H] [--workers N]
  *     bun scripts/serve.ts [APP] [--port N] [--hostname H] [--workers N]
  *
+ * The default export may also have `static: { "/path": Response }`: fixed
+ * responses that the native loop thread answers without calling `fetch`
+ * (`serve({ static })`). With `--workers`, the module is then imported on
+ * the main thread too, to read them.
+ *
  * `--workers N` runs the app on N JavaScript threads (Web Workers);
  * `--processes N` starts N processes sharing the port (SO_REUSEPORT) and
  * forwards SIGINT and SIGTERM to them. Under systemd socket activation
@@ -95,7 +100,13 @@ function appUrl(app: string | undefined): string {
   return /^[a-z][a-z0-9+.-]*:/i.test(app) ? app : pathToFileURL(resolve(app)).href;
 }
 
-async function loadApp(url: string): Promise<ServeHandler> {
+/** What serve.ts takes from an app module's default export. */
+interface App {
+  fetch: ServeHandler;
+  static?: Record<string, Response>;
+}
+
+async function loadApp(url: string): Promise<App> {
   const mod = await import(url);
   const fetch = mod.default?.fetch;
   if (typeof fetch !== "function") {
@@ -103,7 +114,8 @@ async function loadApp(url: string): Promise<ServeHandler> {
       `Invalid app: ${url} must export default an object with a fetch(request) method`,
     );
   }
-  return fetch.bind(mod.default);
+  // serve() validates `static` itself (an object of path to Response).
+  return { fetch: fetch.bind(mod.default), static: mod.default.static };
 }
 
 /** The socket systemd passed us (fd 3), if it passed one to this process. */
@@ -168,14 +180,18 @@ async function main(): Promise<void> {
     return;
   }
   const url = appUrl(args.app);
+  // With workers each thread imports the app itself; this import is for
+  // `static`, which the main thread hands to the server.
+  const app = await loadApp(url);
   const options = {
     port: args.port,
     hostname: args.hostname,
     reusePort: args.reusePort,
     fd: inheritedSocket(),
+    ...(app.static === undefined ? {} : { static: app.static }),
   };
   const server = args.workers === undefined
-    ? serve(options, await loadApp(url))
+    ? serve(options, app.fetch)
     : serve({ ...options, workers: args.workers, module: url });
   let signals = 0;
   const onSignal = () => {

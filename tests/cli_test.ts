@@ -1,5 +1,6 @@
 // scripts/serve.ts, run as a user would: the demo app, --workers,
-// --processes with signal forwarding, and systemd socket activation.
+// --processes with signal forwarding, systemd socket activation, and an app
+// module's `static` routes.
 import assert from "node:assert/strict";
 import { type ChildProcess, spawn, spawnSync } from "node:child_process";
 import * as net from "node:net";
@@ -7,6 +8,7 @@ import process from "node:process";
 import { isBun, test } from "./_shim.ts";
 
 const SCRIPT = new URL("../scripts/serve.ts", import.meta.url).pathname;
+const STATIC_APP = new URL("./_static_app.ts", import.meta.url).pathname;
 const RUNTIME = isBun ? [SCRIPT] : ["run", "-A", SCRIPT];
 
 function freePort(): Promise<number> {
@@ -101,6 +103,35 @@ test("--processes 2 starts two servers on one port and forwards SIGTERM", async 
     const server = net.createServer().on("error", reject);
     server.listen(port, "127.0.0.1", () => server.close(() => resolve()));
   });
+});
+
+test("the CLI serves an app's static routes without calling its fetch", async () => {
+  const port = await freePort();
+  const run = start(process.execPath, [...RUNTIME, STATIC_APP, "--port", String(port), "--hostname", "127.0.0.1"]);
+  assert.equal(await get(port, "/static"), "from static");
+  assert.equal(await get(port, "/static"), "from static");
+  assert.equal(await get(port, "/other"), "from fetch /other");
+  // Only /other and this request reached the handler.
+  assert.equal(await get(port, "/calls"), "2");
+  assert.equal(await stop(run.child, run.exited), 0, run.output());
+});
+
+test("the CLI serves an app's static routes with --workers 2", async () => {
+  const port = await freePort();
+  const run = start(process.execPath, [...RUNTIME, STATIC_APP, "--workers", "2", "--port", String(port), "--hostname", "127.0.0.1"]);
+  assert.equal(await get(port, "/static"), "from static");
+  assert.equal(await get(port, "/other"), "from fetch /other");
+  assert.equal(await stop(run.child, run.exited), 0, run.output());
+});
+
+test("the CLI rejects an app whose static is not made of Responses", () => {
+  const bad = spawnSync(process.execPath, [...RUNTIME, STATIC_APP, "--port", "0", "--hostname", "127.0.0.1"], {
+    encoding: "utf8",
+    env: { ...process.env, YMO_TEST_BAD_STATIC: "1" },
+    timeout: 30_000,
+  });
+  assert.notEqual(bad.status, 0, bad.stderr);
+  assert.match(bad.stderr, /Invalid static: "\/static" must map to a Response/);
 });
 
 const hasPython = spawnSync("python3", ["--version"]).status === 0;
