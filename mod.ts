@@ -21,7 +21,7 @@
 import { resolve } from "node:path";
 import { pathToFileURL } from "node:url";
 import { loadNative } from "./ffi/native.ts";
-import { staticBody } from "./ffi/_static_body.ts";
+import { fastRequest, headerList, staticBody } from "./ffi/_deno_inner.ts";
 import type { Native, NotifyCallback, Pointer } from "./ffi/_types.ts";
 
 export type { Pointer };
@@ -255,8 +255,14 @@ function clientGone(): DOMException {
 class ServerRequest extends Request {
   #exchange: Exchange;
 
-  constructor(url: string, init: RequestInit, exchange: Exchange) {
-    super(url, init);
+  /** `input` is a URL, or on Deno the brand that makes an empty Request
+   * for `fastRequest.fill()`. */
+  constructor(
+    input: string | symbol,
+    init: RequestInit | undefined,
+    exchange: Exchange,
+  ) {
+    super(input as string, init);
     this.#exchange = exchange;
   }
 
@@ -568,7 +574,13 @@ export class Worker {
         now - exchange.started < timeout
       ) continue;
       const body = encoder.encode("Service Unavailable");
-      exchange.respond(503, TIMEOUT_HEADERS, TIMEOUT_HEADERS.length, body, true);
+      exchange.respond(
+        503,
+        TIMEOUT_HEADERS,
+        TIMEOUT_HEADERS.length,
+        body,
+        true,
+      );
       exchange.abort();
     }
   }
@@ -786,9 +798,8 @@ export class Worker {
     let response: unknown;
     try {
       const host = this.#server;
-      response = await (host.onError
-        ? host.onError(error)
-        : defaultOnError(error));
+      response =
+        await (host.onError ? host.onError(error) : defaultOnError(error));
     } catch (second) {
       console.error("ymo: onError threw:", second);
     }
@@ -810,14 +821,18 @@ export class Worker {
         return;
       }
       const error = new TypeError(
-        `Handler must return a Response, not ${Object.prototype.toString.call(response)}`,
+        `Handler must return a Response, not ${
+          Object.prototype.toString.call(response)
+        }`,
       );
       return this.#fail(exchange, error, rec);
     }
     const status = response.status;
     // Read the headers before touching the body: Bun drops a Blob body's
     // implied Content-Type once `body` is read.
-    const [head, headLength] = this.#headerWriter.write(response.headers);
+    const [head, headLength] = this.#headerWriter.write(
+      headerList(response) ?? response.headers,
+    );
     const fixed = staticBody(response);
     if (fixed !== undefined) {
       const bytes = typeof fixed === "string" ? this.#encode(fixed) : fixed;
@@ -928,7 +943,6 @@ function buildRequest(
   exchange: Exchange,
   defaultHost: string,
 ): Request {
-  const headers = rec.headers;
   const host = rec.host === "" ? defaultHost : rec.host;
   const target = rec.target;
   const url = target.charCodeAt(0) === 47 /* "/" */
@@ -938,23 +952,47 @@ function buildRequest(
     : target;
   const method = rec.method;
   const hasBody = method !== "GET" && method !== "HEAD";
+  let body: Uint8Array<ArrayBuffer> | ReadableStream<Uint8Array> | null = rec
+    .body as Uint8Array<ArrayBuffer> | null;
   if (rec.stream) {
-    const body = exchange.bodyStream(rec.body);
+    body = exchange.bodyStream(rec.body);
     // GET and HEAD may not have a body in a Request: theirs is read and
     // dropped, which also keeps the connection moving.
     if (!hasBody) body.cancel();
-    return new ServerRequest(url, {
-      method,
-      headers,
-      body: hasBody ? body : null,
-      duplex: "half",
-    } as RequestInit, exchange);
+  }
+  if (!hasBody) body = null;
+  if (fastRequest !== undefined) {
+    // The URL is parsed and serialized as the constructor would (it throws
+    // on one the platform refuses); C's parser already checked the method
+    // and the fields. Like Deno.serve and Bun, this passes CONNECT and
+    // TRACE to the handler, where Deno's constructor refuses them.
+    const href = new URL(url).href;
+    const request = new ServerRequest(fastRequest.brand, undefined, exchange);
+    fastRequest.fill(request, method, href, rec.fields, body);
+    return request;
   }
   return new ServerRequest(url, {
     method,
-    headers,
-    body: hasBody ? rec.body as Uint8Array<ArrayBuffer> | null : null,
-  }, exchange);
+    headers: fieldRecord(rec.fields),
+    body,
+    duplex: "half",
+  } as RequestInit, exchange);
+}
+
+/**
+ * Header fields as a record, the cheapest init for Headers: a name repeated
+ * with the same spelling has its values joined with ", " (RFC 9110 section
+ * 5.3); Headers joins the ones spelt differently.
+ */
+function fieldRecord(fields: readonly string[]): Record<string, string> {
+  const record: Record<string, string> = Object.create(null);
+  for (let i = 0; i < fields.length; i += 2) {
+    const seen = record[fields[i]];
+    record[fields[i]] = seen === undefined
+      ? fields[i + 1]
+      : `${seen}, ${fields[i + 1]}`;
+  }
+  return record;
 }
 
 function unrefTimer(timer: ReturnType<typeof setInterval>): void {
@@ -1004,7 +1042,9 @@ function validateOptions(options: ServeOptions): void {
       handlerTimeout > 2 ** 31 - 1)
   ) {
     throw new RangeError(
-      `Invalid handlerTimeout: ${String(handlerTimeout)} (expected milliseconds > 0)`,
+      `Invalid handlerTimeout: ${
+        String(handlerTimeout)
+      } (expected milliseconds > 0)`,
     );
   }
   if (
@@ -1012,7 +1052,9 @@ function validateOptions(options: ServeOptions): void {
     (typeof shutdownTimeout !== "number" || !(shutdownTimeout >= 0))
   ) {
     throw new RangeError(
-      `Invalid shutdownTimeout: ${String(shutdownTimeout)} (expected a number >= 0)`,
+      `Invalid shutdownTimeout: ${
+        String(shutdownTimeout)
+      } (expected a number >= 0)`,
     );
   }
   for (const [name] of NATIVE_OPTIONS) {
@@ -1027,12 +1069,15 @@ function validateOptions(options: ServeOptions): void {
       );
     }
   }
-  if (options.reusePort !== undefined && typeof options.reusePort !== "boolean") {
+  if (
+    options.reusePort !== undefined && typeof options.reusePort !== "boolean"
+  ) {
     throw new TypeError("Invalid reusePort: expected a boolean");
   }
   if (
     options.fd !== undefined &&
-    (!Number.isInteger(options.fd) || options.fd < 0 || options.fd > 2 ** 31 - 1)
+    (!Number.isInteger(options.fd) || options.fd < 0 ||
+      options.fd > 2 ** 31 - 1)
   ) {
     throw new RangeError(
       `Invalid fd: ${String(options.fd)} (expected a file descriptor number)`,
@@ -1052,7 +1097,9 @@ function validateOptions(options: ServeOptions): void {
         throw new TypeError(`Invalid static: "${path}" must map to a Response`);
       }
       if (response.bodyUsed) {
-        throw new TypeError(`Invalid static: the body of "${path}" is already read`);
+        throw new TypeError(
+          `Invalid static: the body of "${path}" is already read`,
+        );
       }
     }
   }
@@ -1060,7 +1107,9 @@ function validateOptions(options: ServeOptions): void {
   if (workers !== undefined) {
     if (!Number.isInteger(workers) || workers < 1 || workers > 256) {
       throw new RangeError(
-        `Invalid workers: ${String(workers)} (expected an integer from 1 to 256)`,
+        `Invalid workers: ${
+          String(workers)
+        } (expected an integer from 1 to 256)`,
       );
     }
     if (module === undefined) {
@@ -1128,7 +1177,9 @@ export class Server implements WorkerHost {
       threads ?? 1,
       new Uint8Array(err.buffer),
     );
-    if (native.isNull(pointer)) throw new YmoError("Cannot create server", err[0]);
+    if (native.isNull(pointer)) {
+      throw new YmoError("Cannot create server", err[0]);
+    }
     this.#pointer = pointer;
     try {
       for (const [name, option] of NATIVE_OPTIONS) {
@@ -1212,7 +1263,9 @@ export class Server implements WorkerHost {
     const signal = options.signal;
     if (signal !== undefined) {
       if (signal.aborted) this.shutdown();
-      else signal.addEventListener("abort", () => this.shutdown(), { once: true });
+      else {signal.addEventListener("abort", () => this.shutdown(), {
+          once: true,
+        });}
     }
   }
 
@@ -1354,7 +1407,10 @@ export class Server implements WorkerHost {
 
 function boundHost(server: Pointer): string {
   const buf = new Uint8Array(64);
-  const len = check(lib.ymo_server_host(server, buf, buf.length), "Cannot read address");
+  const len = check(
+    lib.ymo_server_host(server, buf, buf.length),
+    "Cannot read address",
+  );
   return new TextDecoder().decode(buf.subarray(0, len));
 }
 
@@ -1470,7 +1526,9 @@ class ThreadPool {
 }
 
 function defaultOnListen(addr: NetAddr): void {
-  const host = addr.hostname.includes(":") ? `[${addr.hostname}]` : addr.hostname;
+  const host = addr.hostname.includes(":")
+    ? `[${addr.hostname}]`
+    : addr.hostname;
   console.error(`Listening on http://${host}:${addr.port}/`);
 }
 
@@ -1535,7 +1593,9 @@ export function serve(init: ServeInit): Server;
  * @param options The options, with `workers` and `module`.
  * @returns The running server.
  */
-export function serve(options: ServeOptions & { workers: number; module: string | URL }): Server;
+export function serve(
+  options: ServeOptions & { workers: number; module: string | URL },
+): Server;
 export function serve(
   a: ServeHandler | ServeOptions | ServeInit,
   b?: ServeHandler,

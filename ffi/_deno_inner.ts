@@ -1,0 +1,327 @@
+/**
+ * Shortcuts through Deno's own Request and Response internals, the ones
+ * Deno.serve uses, for the three costliest steps of a request on Deno:
+ *
+ * - **Making the Request.** `new Request(url, init)` costs ~4.5 us and ~3 KB
+ *   of garbage on Deno 2.9 (init dictionary conversion, URL parsing, header
+ *   validation). Deno.serve instead makes an empty branded Request and hangs
+ *   an "inner request" on it whose method, URL and header list are produced
+ *   only when read. {@linkcode fastRequest} does the same with an inner
+ *   request of ours (~0.1 us).
+ * - **Reading the response headers.** Iterating `response.headers` sorts and
+ *   combines them into new arrays (~1 us, ~2 KB); the response's inner header
+ *   list is already what goes on the wire ({@linkcode headerList}).
+ * - **Reading a fixed body.** A string or bytes body is in the response's
+ *   inner state; reading it through a ReadableStream costs several times the
+ *   rest of the response ({@linkcode staticBody}).
+ *
+ * None of this is public API. Every shortcut is checked when this module
+ * loads, on probe objects, against the standard path; if Deno moves anything
+ * (or on Bun, whose Request and Response are native) the shortcut is off and
+ * the standard path is taken. tests/deno_inner_test.ts fails if a shortcut is
+ * off on Deno, so an upgrade that breaks one is noticed, not just slower.
+ *
+ * @module
+ */
+
+type Slots = Record<symbol, unknown>;
+
+const onDeno = typeof (globalThis as { Deno?: unknown }).Deno !== "undefined";
+
+function symbolOf(object: object, description: string): symbol | undefined {
+  return Object.getOwnPropertySymbols(object).find((s) =>
+    s.description === description
+  );
+}
+
+// ------------------------------------------------------------ fixed bodies
+
+type StaticBody = string | Uint8Array;
+
+interface InnerBody {
+  streamOrStatic?: { body?: unknown; consumed?: unknown };
+}
+
+interface InnerResponse {
+  body?: InnerBody;
+  headerList?: unknown;
+}
+
+/** The symbol under which Deno keeps the inner response, checked on a probe
+ * whose body Deno materializes (one with headers). */
+function findInnerSymbol(): symbol | undefined {
+  const probe = new Response("probe", { headers: { "x-probe": "1" } });
+  const sym = symbolOf(probe, "response");
+  if (sym === undefined) return undefined;
+  const inner = (probe as unknown as Slots)[sym] as InnerResponse | undefined;
+  const fixed = inner?.body?.streamOrStatic;
+  return fixed?.body === "probe" && fixed.consumed === false ? sym : undefined;
+}
+
+/** The symbol under which Deno keeps a string body it has not yet wrapped
+ * (a Response made from a string with no init). */
+function findLazySymbol(): symbol | undefined {
+  const probe = new Response("probe");
+  const sym = symbolOf(probe, "lazy static body");
+  return sym !== undefined && (probe as unknown as Slots)[sym] === "probe"
+    ? sym
+    : undefined;
+}
+
+const INNER = onDeno ? findInnerSymbol() : undefined;
+const LAZY = onDeno ? findLazySymbol() : undefined;
+
+/**
+ * The body of `response` when it is a fixed string or bytes that nobody has
+ * read, else undefined (take the stream path).
+ */
+export function staticBody(response: Response): StaticBody | undefined {
+  if (INNER === undefined || response.bodyUsed) return undefined;
+  const slots = response as unknown as Slots;
+  if (LAZY !== undefined) {
+    const lazy = slots[LAZY];
+    if (typeof lazy === "string") return lazy;
+  }
+  const inner = slots[INNER] as InnerResponse | undefined;
+  const fixed = inner?.body?.streamOrStatic;
+  if (fixed === undefined || fixed.consumed !== false) return undefined;
+  const body = fixed.body;
+  if (typeof body === "string" || body instanceof Uint8Array) return body;
+  return undefined;
+}
+
+/** Whether the fixed-body shortcut is available on this runtime. */
+export const hasStaticBody: boolean = INNER !== undefined;
+
+// -------------------------------------------------------- response headers
+
+/** Header fields as [name, value] pairs, names in any case. */
+export type HeaderPairs = readonly (readonly [string, string])[];
+
+const TEXT_PLAIN = "text/plain;charset=UTF-8";
+
+/** A lazy response (string body, no init) keeps its Content-Type aside
+ * until someone reads its headers; null there means text/plain. */
+const LAZY_TYPE = (() => {
+  if (LAZY === undefined) return undefined;
+  const sym = symbolOf(new Response("probe"), "lazy static content type");
+  if (sym === undefined) return undefined;
+  const json = Response.json(1) as unknown as Slots;
+  const text = new Response("probe") as unknown as Slots;
+  return json[sym] === "application/json" && text[sym] === null &&
+      typeof json[LAZY] === "string"
+    ? sym
+    : undefined;
+})();
+
+function innerHeaderList(response: Response): HeaderPairs | undefined {
+  const slots = response as unknown as Slots;
+  const list = (slots[INNER!] as InnerResponse | undefined)?.headerList;
+  if (!Array.isArray(list)) return undefined;
+  if (LAZY !== undefined && typeof slots[LAZY] === "string") {
+    if (LAZY_TYPE === undefined || list.length > 0) return undefined;
+    const type = slots[LAZY_TYPE];
+    return [["content-type", typeof type === "string" ? type : TEXT_PLAIN]];
+  }
+  return list as HeaderPairs;
+}
+
+/** The same fields, compared as sets: names lowercased, sorted. */
+function sameFields(a: HeaderPairs, b: Headers): boolean {
+  const norm = (pairs: Iterable<readonly [string, string]>) =>
+    [...pairs].map(([n, v]) => `${n.toLowerCase()}: ${v}`).sort().join("\n");
+  return norm(a) === norm(b);
+}
+
+/** Checks the inner header list against `headers` on probe responses. */
+function checkHeaderList(): boolean {
+  if (INNER === undefined) return false;
+  const dup = new Headers();
+  dup.append("Set-Cookie", "a=1");
+  dup.append("set-cookie", "b=2");
+  dup.append("X-Dup", "1");
+  dup.append("x-dup", "2");
+  const probes: (() => Response)[] = [
+    () => new Response("probe"),
+    () => Response.json({ a: 1 }),
+    () => new Response("probe", { headers: { "X-Up": "A" } }),
+    () => new Response(new Uint8Array(3), { headers: dup }),
+    () => new Response(null, { status: 204 }),
+    () => Response.redirect("http://probe/", 302),
+  ];
+  for (const make of probes) {
+    const list = innerHeaderList(make());
+    if (list === undefined || !sameFields(list, make().headers)) return false;
+  }
+  return true;
+}
+
+const HEADER_LIST = onDeno && checkHeaderList();
+
+/**
+ * The header fields `response` will send, without iterating its Headers
+ * (which sorts and copies them), or undefined: read `response.headers`.
+ */
+export function headerList(response: Response): HeaderPairs | undefined {
+  return HEADER_LIST ? innerHeaderList(response) : undefined;
+}
+
+/** Whether the header-list shortcut is available on this runtime. */
+export const hasHeaderList: boolean = HEADER_LIST;
+
+// ---------------------------------------------------------------- requests
+
+/** A request body as C handed it over: whole bytes, a stream, or none. */
+export type RequestBody = Uint8Array<ArrayBuffer> | ReadableStream | null;
+
+type InnerBodyClass = new (body: unknown) => unknown;
+
+/**
+ * The inner request behind a fast Request: the members Deno's Request
+ * reads from the inner request Deno.serve gives it (method, url(),
+ * headerList, body), produced when first read.
+ */
+class ServerInnerRequest {
+  readonly method: string;
+  body: unknown;
+  #url: string;
+  #fields: readonly string[];
+  #list: [string, string][] | null = null;
+
+  constructor(
+    method: string,
+    url: string,
+    fields: readonly string[],
+    body: unknown,
+  ) {
+    this.method = method;
+    this.#url = url;
+    this.#fields = fields;
+    this.body = body;
+  }
+
+  url(): string {
+    return this.#url;
+  }
+
+  /** What a constructed Request reports (Deno.serve's say undefined). */
+  get redirectMode(): string {
+    return "follow";
+  }
+
+  get headerList(): [string, string][] {
+    if (this.#list === null) {
+      const fields = this.#fields;
+      const list: [string, string][] = [];
+      for (let i = 0; i < fields.length; i += 2) {
+        list.push([fields[i].toLowerCase(), fields[i + 1]]);
+      }
+      this.#list = list;
+    }
+    return this.#list;
+  }
+}
+
+/** Makes Requests the way Deno.serve does; see the module's notes. */
+export interface FastRequest {
+  /** Pass to `super()` in a Request subclass: an empty branded Request. */
+  readonly brand: symbol;
+  /**
+   * Gives `request` (made with `brand`) its method, URL, header fields
+   * (flat: name, value, name, value...) and body.
+   */
+  fill(
+    request: Request,
+    method: string,
+    url: string,
+    fields: readonly string[],
+    body: RequestBody,
+  ): void;
+}
+
+function makeFastRequest(): FastRequest | undefined {
+  const plain = new Request("http://probe/", { method: "POST", body: "x" });
+  const brand = symbolOf(plain, "[[webidl.brand]]");
+  const slot = symbolOf(plain, "request");
+  const guard = symbolOf(plain, "headers guard");
+  if (brand === undefined || slot === undefined || guard === undefined) {
+    return undefined;
+  }
+  const sample = (plain as unknown as Slots)[slot] as { body?: object };
+  const InnerBody = sample?.body?.constructor as InnerBodyClass | undefined;
+  if (typeof InnerBody !== "function") return undefined;
+  return {
+    brand,
+    fill(request, method, url, fields, body) {
+      const slots = request as unknown as Slots;
+      const inner = body === null ? null : new InnerBody(
+        body instanceof Uint8Array ? { body, consumed: false } : body,
+      );
+      slots[slot] = new ServerInnerRequest(method, url, fields, inner);
+      slots[guard] = "request";
+    },
+  };
+}
+
+const encoder = new TextEncoder();
+
+/** Checks a fast Request against what a standard one would do. */
+async function checkFastRequest(
+  kit: FastRequest,
+): Promise<FastRequest | undefined> {
+  class Probe extends Request {
+    constructor() {
+      super(kit.brand as unknown as string);
+    }
+  }
+  const make = (method: string, body: RequestBody) => {
+    const request = new Probe();
+    const fields = ["Host", "probe:1", "X-Dup", "1", "x-dup", "2"];
+    fields.push("Set-Cookie", "a=1", "Set-Cookie", "b=2");
+    kit.fill(request, method, "http://probe:1/p?q=1", fields, body);
+    return request;
+  };
+  const post = make("POST", encoder.encode("body"));
+  if (
+    post.method !== "POST" || post.url !== "http://probe:1/p?q=1" ||
+    post.headers.get("host") !== "probe:1" ||
+    post.headers.get("x-dup") !== "1, 2" ||
+    post.headers.getSetCookie().join() !== "a=1,b=2" ||
+    post.bodyUsed || !(post.body instanceof ReadableStream) ||
+    await post.clone().text() !== "body" || await post.text() !== "body" ||
+    !post.bodyUsed
+  ) return undefined;
+  const get = make("GET", null);
+  const copy = new Request(get);
+  if (
+    get.body !== null || copy.url !== get.url || copy.method !== "GET" ||
+    copy.headers.get("x-dup") !== "1, 2" ||
+    !(get.signal instanceof AbortSignal)
+  ) return undefined;
+  const streamed = make(
+    "PUT",
+    new ReadableStream({
+      start(controller) {
+        controller.enqueue(encoder.encode("str"));
+        controller.enqueue(encoder.encode("eam"));
+        controller.close();
+      },
+    }),
+  );
+  if (await streamed.text() !== "stream") return undefined;
+  return kit;
+}
+
+async function probeFastRequest(): Promise<FastRequest | undefined> {
+  try {
+    const kit = makeFastRequest();
+    return kit === undefined ? undefined : await checkFastRequest(kit);
+  } catch {
+    return undefined;
+  }
+}
+
+/** Deno.serve's way of making Requests, or undefined: use the constructor. */
+export const fastRequest: FastRequest | undefined = onDeno
+  ? await probeFastRequest()
+  : undefined;
