@@ -7,10 +7,16 @@
  * | route         | answer                                              |
  * |---------------|-----------------------------------------------------|
  * | `GET /`       | `Hello, World!` (13 bytes, text/plain)              |
+ * | `GET /static` | the same bytes, from `static` where the server can  |
  * | `POST /echo`  | the request body                                    |
  * | `GET /16k`    | 16 KiB                                              |
  * | `GET /stream` | 1 MiB as a ReadableStream of 64 chunks of 16 KiB    |
  * | `GET /cpu`    | hex SHA-256 after ~200 us of synchronous hashing    |
+ *
+ * `static` holds the responses that never change: ymo answers them from its
+ * C loop thread (`serve({ static })`) and Bun.serve from its `routes`, without
+ * calling `fetch`; Deno.serve and node:http have no such option, so `fetch`
+ * answers `/static` too, with the same bytes.
  *
  * @module
  */
@@ -56,9 +62,13 @@ async function echo(req: Request): Promise<Response> {
 }
 
 export default {
+  static: {
+    "/static": new Response(HELLO, { headers: TEXT }),
+  },
   fetch(req: Request): Response | Promise<Response> {
     switch (pathOf(req.url)) {
       case "/":
+      case "/static":
         return new Response(HELLO, { headers: TEXT });
       case "/echo":
         if (req.method !== "POST") break;

@@ -62,6 +62,7 @@ function handle(req, res) {
   const query = url.indexOf("?");
   switch (query < 0 ? url : url.slice(0, query)) {
     case "/":
+    case "/static":
       return send(res, 200, "text/plain;charset=UTF-8", HELLO);
     case "/echo":
       if (req.method !== "POST") break;

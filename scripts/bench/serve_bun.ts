@@ -1,5 +1,6 @@
 /**
- * The Bun.serve peer: serves app.ts with Bun's built-in server.
+ * The Bun.serve peer: serves app.ts with Bun's built-in server, its `static`
+ * responses as Bun `routes` (which Bun answers without calling `fetch`).
  *
  *   bun scripts/bench/serve_bun.ts --port 8000 [--hostname H] [--workers N]
  *
@@ -19,6 +20,7 @@ interface BunServe {
     port: number;
     hostname: string;
     reusePort: boolean;
+    routes: Record<string, Response>;
     fetch: (req: Request) => Response | Promise<Response>;
   }): unknown;
 }
@@ -42,4 +44,10 @@ if (workers > 1 && process.env.YMO_BENCH_CHILD !== "1") {
   }
 }
 
-Bun.serve({ port, hostname, reusePort: workers > 1, fetch: app.fetch });
+Bun.serve({
+  port,
+  hostname,
+  reusePort: workers > 1,
+  routes: app.static,
+  fetch: app.fetch,
+});

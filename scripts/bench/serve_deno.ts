@@ -1,5 +1,6 @@
 /**
- * The Deno.serve peer: serves app.ts with Deno's built-in server.
+ * The Deno.serve peer: serves app.ts with Deno's built-in server. Deno.serve
+ * has no static routes, so app.fetch answers `/static` as well.
  *
  *   deno run -A scripts/bench/serve_deno.ts --port 8000 [--hostname H]
  *                                           [--workers N]
