@@ -2,6 +2,9 @@
  * The ymo benchmark: wrk against ymo (on Deno and on Bun) and against
  * Deno.serve, Bun.serve and node:http, all serving the same app
  * (scripts/bench/app.ts; app_node.mjs for Node), over interleaved rounds.
+ * The `static` workload also runs a plain C server on libev
+ * (scripts/bench/plain_libev.c, built with gcc into bench/tmp/), the bound
+ * for ymo's static routes.
  *
  *   deno run -A scripts/bench.ts            # 3 rounds x 5 s, the full table
  *   deno run -A scripts/bench.ts --quick    # 1 round x 2 s, a smoke check
@@ -30,6 +33,8 @@ import {
 } from "./bench/_work.mjs";
 import { sampleGroup, sampleMachine } from "./bench/_proc.ts";
 import {
+  BASELINE_GOAL,
+  type Cell,
   formatRps,
   formatTime,
   markdown,
@@ -120,6 +125,18 @@ const WORKLOADS: Workload[] = [
     },
   },
   {
+    id: "static",
+    title:
+      "GET /static answering 13 bytes from a static route (ymo: the C loop thread; Bun.serve: routes; others: fetch)",
+    short: "static: GET /static → 13 B",
+    path: "/static",
+    byDefault: true,
+    async check(base) {
+      const { status, body } = await fetchBytes(`${base}/static`);
+      return expectBody(status, body, encoder.encode(HELLO));
+    },
+  },
+  {
     id: "echo",
     title: "POST /echo of 1 KiB, echoed back",
     short: "echo: POST 1 KiB → 1 KiB",
@@ -180,7 +197,8 @@ const HELP = `Usage: deno run -A scripts/bench.ts [options]
   --warmup S          seconds of wrk warm-up before each run, 0 for none (default 1)
   --connections LIST  wrk connection counts (default 50,256)
   --threads N         wrk threads (default 2)
-  --servers LIST      of ${SERVERS.map((s) => s.id).join(",")} (default all)
+  --servers LIST      of ${SERVERS.map((s) => s.id).join(",")} (default all;
+                      c-libev, a plain C server, runs only the static workload)
   --workloads LIST    of ${WORKLOADS.map((w) => w.id).join(",")} (default ${
   WORKLOADS.filter((w) => w.byDefault).map((w) => w.id).join(",")
 })
@@ -297,15 +315,54 @@ const workloads = pick(
   flags.workloads,
   (w) => w.byDefault,
 );
-const requested = pick("server", SERVERS, flags.servers, () => true);
+const requested = pick("server", SERVERS, flags.servers, () => true)
+  .filter((spec) => {
+    // A server limited to some workloads runs only when one of them does.
+    if (!spec.workloads || workloads.some((w) => runs(spec, w))) return true;
+    if (flags.servers !== undefined) {
+      console.error(
+        `Leaving out ${spec.label}: it only runs ${spec.workloads.join(", ")}`,
+      );
+    }
+    return false;
+  });
+
+/** Whether `spec` runs `workload`. */
+function runs(spec: ServerSpec, workload: { id: string }): boolean {
+  return !spec.workloads || spec.workloads.includes(workload.id);
+}
 
 /** Writes results.md and results.svg for `input` into `dir`. */
-function writeReport(input: ReportInput, dir: string): string {
+function writeReport(
+  input: ReportInput,
+  dir: string,
+): { md: string; cells: Cell[] } {
   const cells = summarize(input);
   const md = markdown(input, cells, "results.svg");
   writeFileSync(join(dir, "results.md"), md);
   writeFileSync(join(dir, "results.svg"), svg(input, cells));
-  return md;
+  return { md, cells };
+}
+
+/**
+ * ymo's requests/s ratios, for results.json: to the best peer and, where
+ * the plain C server ran, to it (median, min and max over the rounds).
+ */
+function ratios(cells: Cell[]) {
+  return cells.filter((c) => c.vsBest || c.vsBaseline).map((c) => ({
+    server: c.server.id,
+    workload: c.workload,
+    connections: c.connections,
+    workers: c.workers,
+    ...(c.vsBest
+      ? { rpsVsBestPeer: { ...c.vsBest.rps, peer: c.vsBest.bestPeer } }
+      : {}),
+    ...(c.vsBaseline
+      ? {
+        rpsVsBaseline: { ...c.vsBaseline.rps, baseline: c.vsBaseline.baseline },
+      }
+      : {}),
+  }));
 }
 
 // --from: render a saved results.json again, without measuring anything.
@@ -343,6 +400,7 @@ const paths: Paths = {
 
 const skipped: { label: string; reason: string }[] = [];
 const servers: ServerSpec[] = [];
+// unavailable() also builds what a server needs (the plain C server).
 for (const spec of requested) {
   const reason = spec.unavailable(paths);
   if (reason) {
@@ -397,7 +455,8 @@ if (workloads.some((w) => w.id === "cpu")) {
     bun: [paths.bun, script],
     node: [paths.node, script],
   };
-  for (const runtime of new Set(servers.map((s) => s.runtime))) {
+  const runtimes = servers.map((s) => s.runtime).filter((r) => r !== null);
+  for (const runtime of new Set(runtimes)) {
     const [command, ...args] = commands[runtime];
     // The median of three processes: one calibration on a busy machine can
     // be off by a third.
@@ -450,7 +509,11 @@ function about(completedRounds: number): string[] {
     `Method: ${completedRounds} of ${options.rounds} round${
       options.rounds > 1 ? "s" : ""
     }; ` +
-    `in each round every server runs every workload, the server order rotating from round to round. ` +
+    `in each round every server runs every workload${
+      servers.filter((s) => s.workloads).map((s) =>
+        ` (${s.label}: only ${s.workloads!.join(", ")})`
+      ).join("")
+    }, the server order rotating from round to round. ` +
     `Each run starts a fresh server (its own process group), waits until \`GET /\` answers, ` +
     `checks one response of the workload byte for byte, warms up for ${options.warmup} s ` +
     `with the same load, then measures \`${wrk}\`.`,
@@ -463,6 +526,22 @@ function about(completedRounds: number): string[] {
     `is the CPU time used during a run by processes other than the server, wrk and this ` +
     `harness, in cores (max over the rounds); above ${NOISE_CORES} the figures are disturbed.`,
   ];
+  if (workloads.some((w) => w.id === "static")) {
+    const baseline = servers.find((s) => s.kind === "baseline");
+    lines.push(
+      "static workload: ymo answers `GET /static` from a static route " +
+        "(`serve({ static })`, in its C loop thread) and Bun.serve from its " +
+        "`routes`, neither calling the handler; Deno.serve and node:http have " +
+        "no such option and answer from the handler." +
+        (baseline
+          ? ` ${baseline.label} is scripts/bench/plain_libev.c built with ` +
+            "`gcc -O2 -lev`: one C thread (one process per worker) answering " +
+            "every request with the bytes of ymo's static route (status " +
+            "line, Date, Content-Length, content-type, 13-byte body); ymo's " +
+            `ratio to it is the goal of static routes (at least ${BASELINE_GOAL}×).`
+          : ""),
+    );
+  }
   if (Object.keys(cpuRounds).length) {
     lines.push(
       `cpu workload: SHA-256 rounds per request calibrated to ~200 µs per runtime: ` +
@@ -548,7 +627,7 @@ async function measure(
     logDir,
     `${spec.id}-${workload.id}-c${connections}-w${workers}-r${round}.log`,
   );
-  const rounds = cpuRounds[spec.runtime] ?? 0;
+  const rounds = spec.runtime ? cpuRounds[spec.runtime] ?? 0 : 0;
   const env: Record<string, string> = rounds
     ? { YMO_BENCH_CPU_ROUNDS: String(rounds) }
     : {};
@@ -648,11 +727,18 @@ function report(): string {
     skipped,
     noiseCores: NOISE_CORES,
   };
-  const md = writeReport(input, options.out);
+  const { md, cells } = writeReport(input, options.out);
   writeFileSync(
     join(options.out, "results.json"),
     JSON.stringify(
-      { options, cpuRounds, about: input.about, skipped, records },
+      {
+        options,
+        cpuRounds,
+        about: input.about,
+        skipped,
+        ratios: ratios(cells),
+        records,
+      },
       null,
       1,
     ) + "\n",
@@ -678,8 +764,10 @@ process.on("SIGINT", () => {
   process.exit(130);
 });
 
-const perRound = workloads.length * options.connections.length *
-  options.workers.length * servers.length;
+const perRound = workloads.reduce(
+  (sum, w) => sum + servers.filter((s) => runs(s, w)).length,
+  0,
+) * options.connections.length * options.workers.length;
 const estimate = options.rounds * perRound *
   (options.duration + options.warmup + 1);
 console.error(
@@ -701,7 +789,7 @@ for (let round = 1; round <= options.rounds; round++) {
   for (const workload of workloads) {
     for (const connections of options.connections) {
       for (const workers of options.workers) {
-        for (const spec of order) {
+        for (const spec of order.filter((s) => runs(s, workload))) {
           n++;
           const record = await measure(
             spec,

@@ -27,11 +27,14 @@ export interface RunRecord {
   flags: string[];
 }
 
-/** A server as the report names it. */
+/**
+ * A server as the report names it. A baseline (the plain C server) is not a
+ * peer: ymo's ratio to it is reported on its own.
+ */
 export interface ServerInfo {
   id: string;
   label: string;
-  kind: "ymo" | "peer";
+  kind: "ymo" | "peer" | "baseline";
 }
 
 /** A workload as the report names it. */
@@ -111,7 +114,19 @@ export interface Cell {
     /** The peer with the most requests/s in most rounds. */
     bestPeer: string;
   };
+  /** ymo only: this server's requests/s over the baseline's, round by round. */
+  vsBaseline?: {
+    rps: Spread;
+    /** The baseline's label. */
+    baseline: string;
+  };
 }
+
+/**
+ * ymo's requests/s as a share of the plain C server's that static routes
+ * aim for.
+ */
+export const BASELINE_GOAL = 0.95;
 
 function key(workload: string, connections: number, workers: number): string {
   return `${workload}|${connections}|${workers}`;
@@ -181,15 +196,27 @@ function addRatios(
     const rps: number[] = [],
       p99: number[] = [],
       cpu: number[] = [],
-      rss: number[] = [];
+      rss: number[] = [],
+      toBaseline: number[] = [];
     const bestCount = new Map<string, number>();
+    let baseline = "";
     for (let round = 1; round <= input.rounds; round++) {
       const runs = rounds.get(
         `${key(cell.workload, cell.connections, cell.workers)}|${round}`,
       ) ?? [];
       const mine = runs.find((r) => r.server === cell.server.id);
+      if (!mine) continue;
+      const bound = runs.filter((r) =>
+        byServer.get(r.server)?.kind === "baseline"
+      ).sort((a, b) =>
+        b.wrk!.requestsPerSec - a.wrk!.requestsPerSec
+      )[0];
+      if (bound) {
+        toBaseline.push(mine.wrk!.requestsPerSec / bound.wrk!.requestsPerSec);
+        baseline = byServer.get(bound.server)?.label ?? bound.server;
+      }
       const peers = runs.filter((r) => byServer.get(r.server)?.kind === "peer");
-      if (!mine || peers.length === 0) continue;
+      if (peers.length === 0) continue;
       const best = peers.reduce((a, b) =>
         b.wrk!.requestsPerSec > a.wrk!.requestsPerSec ? b : a
       );
@@ -202,6 +229,9 @@ function addRatios(
         (mine.cpuUsPerRequest ?? NaN) / lowest((r) => r.cpuUsPerRequest),
       );
       rss.push((mine.peakRssKiB ?? NaN) / lowest((r) => r.peakRssKiB));
+    }
+    if (toBaseline.length) {
+      cell.vsBaseline = { rps: spread(toBaseline), baseline };
     }
     if (rps.length === 0) continue;
     const bestPeer = [...bestCount].sort((a, b) => b[1] - a[1])[0][0];
@@ -335,15 +365,52 @@ export function markdown(
     out.push("");
   }
 
+  const bounded = cells.filter((c) => c.vsBaseline);
+  if (bounded.length) {
+    const names = [...new Set(bounded.map((c) => c.vsBaseline!.baseline))];
+    out.push(`## ymo against the plain C server`, "");
+    out.push(
+      `${names.join(", ")}: scripts/bench/plain_libev.c, one C thread on ` +
+        "libev answering every request with the same bytes as ymo's static " +
+        "route. Each figure is ymo's requests/s over the C server's in the " +
+        "same round: median over the rounds, min–max in brackets. Static " +
+        "routes, answered by ymo's own C loop thread, aim for at least " +
+        `${BASELINE_GOAL.toFixed(2)}×.`,
+      "",
+    );
+    out.push(
+      `| workload | ${
+        manyWorkers ? "load" : "conns"
+      } | server | req/s × C server | at least ${BASELINE_GOAL.toFixed(2)}× |`,
+      "|---|--:|---|--:|---|",
+    );
+    for (const c of bounded) {
+      const v = c.vsBaseline!;
+      const warn = c.flags.length ? " ⚠" : "";
+      out.push(
+        `| ${c.workload} | ${
+          groupLabel(c.connections, c.workers, manyWorkers)
+        } | ${c.server.label}${warn} | ${formatRatio(v.rps)} | ${
+          v.rps.median >= BASELINE_GOAL ? "yes" : "no"
+        } |`,
+      );
+    }
+    out.push("");
+  }
+
   for (const workload of input.workloads) {
     const rows = cells.filter((c) => c.workload === workload.id);
     if (rows.length === 0) continue;
+    // A column for the ratio to the baseline where one ran.
+    const baseline = rows.find((c) => c.vsBaseline)?.vsBaseline?.baseline;
     out.push(`## ${workload.id}: ${workload.title}`, "");
     out.push(
       `| ${
         manyWorkers ? "load" : "conns"
-      } | server | req/s (median) | min–max | p50 | p99 | CPU time/req | peak RSS | errors | other load | req/s × best peer |`,
-      "|--:|---|--:|--:|--:|--:|--:|--:|---|--:|--:|",
+      } | server | req/s (median) | min–max | p50 | p99 | CPU time/req | peak RSS | errors | other load | req/s × best peer |${
+        baseline ? ` req/s × ${baseline} |` : ""
+      }`,
+      `|--:|---|--:|--:|--:|--:|--:|--:|---|--:|--:|${baseline ? "--:|" : ""}`,
     );
     for (const c of rows) {
       const name = c.server.kind === "ymo"
@@ -362,7 +429,10 @@ export function markdown(
           `${formatErrors(c)} | ${
             formatLoad(c.otherCores, input.noiseCores)
           } | ` +
-          `${c.vsBest ? formatRatio(c.vsBest.rps) : ""} |`,
+          `${c.vsBest ? formatRatio(c.vsBest.rps) : ""} |` +
+          (baseline
+            ? ` ${c.vsBaseline ? formatRatio(c.vsBaseline.rps) : ""} |`
+            : ""),
       );
     }
     out.push("");
@@ -416,6 +486,7 @@ const COLOURS: Record<string, string> = {
   deno: "#00798c",
   bun: "#7d5ba6",
   node: "#66a182",
+  "c-libev": "#4d4d4d",
 };
 const SPARE = ["#30638e", "#8d6a9f", "#a3a3a3"];
 
@@ -436,11 +507,45 @@ function niceMax(max: number): number {
   return 10 * power;
 }
 
+/** The notes under the chart, wrapped into lines that fit in `width`. */
+function footnotes(input: ReportInput, cells: Cell[], width: number): string[] {
+  const runs = input.records.filter((r) => r.wrk);
+  const noisy = runs.filter((r) => (r.otherCores ?? 0) > input.noiseCores);
+  const notes = ["⚠ marks a server with errors in some run (see results.md)."];
+  if (noisy.length) {
+    notes.push(
+      `${noisy.length} of ${runs.length} runs shared the CPU with other processes (> ${input.noiseCores} cores): figures disturbed.`,
+    );
+  }
+  const bound = cells.find((c) => c.vsBaseline)?.vsBaseline?.baseline;
+  if (bound) {
+    notes.push(
+      `% under a ymo bar: its req/s as a share of ${bound}'s (median over the rounds); ` +
+        `dashed line: ${
+          BASELINE_GOAL * 100
+        }% of ${bound}'s, the goal of ymo's static routes.`,
+    );
+  }
+  // About 5.8 px per character at 10.5 px.
+  const room = Math.floor((width - 32) / 5.8);
+  const lines: string[] = [];
+  for (const word of notes.join(" ").split(" ")) {
+    const last = lines.length - 1;
+    if (last >= 0 && lines[last].length + 1 + word.length <= room) {
+      lines[last] += ` ${word}`;
+    } else {
+      lines.push(word);
+    }
+  }
+  return lines;
+}
+
 /**
  * The SVG chart (bench/results.svg): one panel per workload, each with its
  * own requests/s axis; in a panel, one group of bars per connection count,
  * one bar per server (the median), with a line from the slowest to the
- * fastest round.
+ * fastest round. Where a baseline ran, a dashed line marks BASELINE_GOAL of
+ * its median and each ymo bar has its ratio to it below.
  */
 export function svg(input: ReportInput, cells: Cell[]): string {
   const workloads = input.workloads.filter((w) =>
@@ -464,8 +569,13 @@ export function svg(input: ReportInput, cells: Cell[]): string {
   const plotHeight = 220;
   const panelWidth = plotWidth + 70, panelHeight = plotHeight + 90;
   const top = 64;
-  const width = columns * panelWidth + 20,
-    height = top + rows * panelHeight + 30;
+  const legendWidth = servers.reduce(
+    (sum, s) => sum + 24 + s.label.length * 6.5,
+    32,
+  );
+  const width = Math.max(columns * panelWidth + 20, legendWidth, 600);
+  const notes = footnotes(input, cells, width);
+  const height = top + rows * panelHeight + 16 + 14 * notes.length;
 
   const out: string[] = [];
   out.push(
@@ -515,8 +625,32 @@ export function svg(input: ReportInput, cells: Cell[]): string {
         }" text-anchor="end" fill="#555">${formatShort(v)}</text>`,
       );
     }
+    const panelBounded = mine.some((c) => c.vsBaseline);
     loads.forEach((load, g) => {
       const gx = px + groupGap / 2 + g * (groupWidth + groupGap);
+      const inGroup = (c: Cell) =>
+        c.connections === load.connections && c.workers === load.workers;
+      const bound = mine.find((c) =>
+        c.server.kind === "baseline" && inGroup(c) &&
+        Number.isFinite(c.rps.median)
+      );
+      if (bound) {
+        const goalY = y(BASELINE_GOAL * bound.rps.median).toFixed(1);
+        out.push(
+          `<line x1="${gx - 2}" x2="${
+            gx + groupWidth + 2
+          }" y1="${goalY}" y2="${goalY}" stroke="#4d4d4d" stroke-width="1" stroke-dasharray="4 3"><title>${
+            escapeXml(
+              `${BASELINE_GOAL * 100}% of ${bound.server.label}: ${
+                formatRps(BASELINE_GOAL * bound.rps.median)
+              } req/s`,
+            )
+          }</title></line>`,
+          `<text x="${gx + groupWidth + 4}" y="${
+            (Number(goalY) + 3).toFixed(1)
+          }" font-size="8.5" fill="#4d4d4d">${BASELINE_GOAL * 100}%</text>`,
+        );
+      }
       servers.forEach((server, i) => {
         const cell = mine.find((c) =>
           c.server.id === server.id && c.connections === load.connections &&
@@ -560,10 +694,19 @@ export function svg(input: ReportInput, cells: Cell[]): string {
             formatShort(cell.rps.median)
           }${cell.flags.length ? "⚠" : ""}</text>`,
         );
+        if (cell.vsBaseline && Number.isFinite(cell.vsBaseline.rps.median)) {
+          out.push(
+            `<text x="${cx}" y="${
+              py + plotHeight + 11
+            }" text-anchor="middle" font-size="9" fill="#333">${
+              Math.round(cell.vsBaseline.rps.median * 100)
+            }%</text>`,
+          );
+        }
       });
       out.push(
         `<text x="${(gx + groupWidth / 2).toFixed(1)}" y="${
-          py + plotHeight + 16
+          py + plotHeight + (panelBounded ? 25 : 16)
         }" text-anchor="middle" fill="#333">${
           escapeXml(
             manyWorkers
@@ -574,19 +717,13 @@ export function svg(input: ReportInput, cells: Cell[]): string {
       );
     });
   });
-  const runs = input.records.filter((r) => r.wrk);
-  const noisy = runs.filter((r) => (r.otherCores ?? 0) > input.noiseCores);
-  const notes = ["⚠ marks a server with errors in some run (see results.md)."];
-  if (noisy.length) {
-    notes.push(
-      `${noisy.length} of ${runs.length} runs shared the CPU with other processes (> ${input.noiseCores} cores): figures disturbed.`,
+  notes.forEach((line, i) => {
+    out.push(
+      `<text x="16" y="${
+        height - 12 - 14 * (notes.length - 1 - i)
+      }" font-size="10.5" fill="#666">${escapeXml(line)}</text>`,
     );
-  }
-  out.push(
-    `<text x="16" y="${height - 12}" font-size="10.5" fill="#666">${
-      escapeXml(notes.join(" "))
-    }</text>`,
-  );
+  });
   out.push("</svg>", "");
   return out.join("\n");
 }

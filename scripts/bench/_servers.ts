@@ -7,8 +7,16 @@
  * @module
  */
 
-import { type ChildProcess, spawn } from "node:child_process";
-import { closeSync, existsSync, openSync, readFileSync } from "node:fs";
+import { type ChildProcess, spawn, spawnSync } from "node:child_process";
+import {
+  closeSync,
+  existsSync,
+  mkdirSync,
+  openSync,
+  readFileSync,
+  renameSync,
+  statSync,
+} from "node:fs";
 import { join } from "node:path";
 import process from "node:process";
 
@@ -30,13 +38,21 @@ export interface ServerSpec {
   id: string;
   /** Name in tables and charts. */
   label: string;
-  /** ymo is measured; peers are what it is compared with. */
-  kind: "ymo" | "peer";
-  /** The runtime that runs the handlers. */
-  runtime: Runtime;
+  /**
+   * ymo is measured; peers are what it is compared with; a baseline is a
+   * bound that is not a peer (no JavaScript), reported as its own ratio.
+   */
+  kind: "ymo" | "peer" | "baseline";
+  /** The runtime that runs the handlers (none for a baseline). */
+  runtime: Runtime | null;
+  /** The only workloads this server runs (default: every one). */
+  workloads?: string[];
   /** The command that serves the benchmark app. */
   command(paths: Paths, port: number, workers: number): string[];
-  /** Why this server cannot run here, or null when it can. */
+  /**
+   * Why this server cannot run here, or null when it can; builds what the
+   * server needs first, if anything.
+   */
   unavailable(paths: Paths): string | null;
 }
 
@@ -60,6 +76,46 @@ function listen(port: number, workers: number): string[] {
 }
 
 const here = new URL(".", import.meta.url).pathname;
+
+/** Where the plain C server's binary is built (git ignores bench/tmp/). */
+function plainLibevBinary(paths: Paths): string {
+  return join(paths.root, "bench/tmp/plain_libev");
+}
+
+/**
+ * Builds scripts/bench/plain_libev.c with `gcc -O2 ... -lev` when its binary
+ * is missing or older than the source; returns why it cannot, or null.
+ */
+function buildPlainLibev(paths: Paths): string | null {
+  const source = join(here, "plain_libev.c");
+  const binary = plainLibevBinary(paths);
+  if (
+    existsSync(binary) && statSync(binary).mtimeMs >= statSync(source).mtimeMs
+  ) {
+    return null;
+  }
+  mkdirSync(join(paths.root, "bench/tmp"), { recursive: true });
+  const partial = `${binary}.${process.pid}`;
+  const gcc = spawnSync(
+    "gcc",
+    ["-O2", "-Wall", "-o", partial, source, "-lev"],
+    { encoding: "utf8" },
+  );
+  if ((gcc.error as NodeJS.ErrnoException | undefined)?.code === "ENOENT") {
+    return "gcc not found on PATH (apt-get install gcc)";
+  }
+  if (gcc.status !== 0) {
+    const output = `${gcc.stderr ?? ""}${gcc.error ?? ""}`.trim();
+    const lines = output.split("\n");
+    const first = lines.find((line) => /error/i.test(line)) ?? lines[0];
+    if (/ev\.h|-lev\b/.test(output)) {
+      return `libev not found (apt-get install libev-dev): ${first}`;
+    }
+    return `gcc could not build ${source}: ${first}`;
+  }
+  renameSync(partial, binary);
+  return null;
+}
 
 /** Every server the harness knows, in report order. */
 export const SERVERS: ServerSpec[] = [
@@ -130,6 +186,20 @@ export const SERVERS: ServerSpec[] = [
       ...listen(port, workers),
     ],
     unavailable: (p) => missing(p.node, "node"),
+  },
+  {
+    // A bound for ymo's static routes: the same answer from one C thread on
+    // libev with nothing else to do. It answers every path alike, so it only
+    // runs the workload that ymo too answers without JavaScript.
+    id: "c-libev",
+    runtime: null,
+    label: "C libev (plain)",
+    kind: "baseline",
+    workloads: ["static"],
+    command: (p, port, workers) => {
+      return [plainLibevBinary(p), ...listen(port, workers)];
+    },
+    unavailable: buildPlainLibev,
   },
 ];
 
