@@ -809,12 +809,14 @@ export class Worker {
     await this.#send(exchange, response as Response, rec, true);
   }
 
-  async #send(
+  /** Sends `response`; returns a promise only when its body is a stream
+   * (or it was not a Response), so fixed bodies cost no promise. */
+  #send(
     exchange: Exchange,
     response: unknown,
     rec: RequestRecord,
     failed = false,
-  ): Promise<void> {
+  ): Promise<void> | undefined {
     if (!(response instanceof Response)) {
       if (failed) {
         exchange.release();
@@ -846,7 +848,16 @@ export class Worker {
     }
     // Copied: the writer's buffer is reused by other exchanges while this
     // one awaits its body.
-    const headers = head.slice(0, headLength);
+    return this.#sendStream(exchange, status, head.slice(0, headLength), body);
+  }
+
+  async #sendStream(
+    exchange: Exchange,
+    status: number,
+    headers: Uint8Array,
+    body: ReadableStream<unknown>,
+  ): Promise<void> {
+    const headLength = headers.byteLength;
     const reader: ReadableStreamDefaultReader<unknown> = body.getReader();
     try {
       // Read ahead while chunks are ready at once: a body that ends that way

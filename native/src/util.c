@@ -90,28 +90,52 @@ size_t ymo__date_line(time_t *cached_sec, char cache[40]) {
   return strlen(cache);
 }
 
+/* Appends `len` bytes to buf[*at, cap); false when they do not fit. */
+static bool put(char *buf, size_t cap, size_t *at, const char *s, size_t len) {
+  if (len > cap - *at) return false;
+  memcpy(buf + *at, s, len);
+  *at += len;
+  return true;
+}
+
+#define PUT_LITERAL(buf, cap, at, s) put(buf, cap, at, s, sizeof(s) - 1)
+
+/* Decimal digits of `v` at the end of `tmp`; returns where they start. */
+static char *digits(char tmp[24], unsigned long long v) {
+  char *p = tmp + 24;
+  do {
+    *--p = (char)('0' + v % 10);
+    v /= 10;
+  } while (v != 0);
+  return p;
+}
+
+/* By hand rather than snprintf: this runs for every response, on the JS
+ * thread, and printf's machinery showed in its profile. */
 size_t ymo__format_head(char *buf, size_t cap, int status, const char *date,
                         size_t date_len, int64_t content_length,
                         bool chunked, bool close, bool keepalive_10) {
-  int n = snprintf(buf, cap, "HTTP/1.1 %d %s\r\n%.*s", status,
-                   ymo__reason(status), (int)date_len, date);
-  if (n < 0 || (size_t)n >= cap) return 0;
-  size_t len = (size_t)n;
-  if (content_length >= 0)
-    n = snprintf(buf + len, cap - len, "Content-Length: %lld\r\n",
-                 (long long)content_length);
-  else if (chunked)
-    n = snprintf(buf + len, cap - len, "Transfer-Encoding: chunked\r\n");
-  else
-    n = 0;
-  if (n < 0 || (size_t)n >= cap - len) return 0;
-  len += (size_t)n;
-  if (close)
-    n = snprintf(buf + len, cap - len, "Connection: close\r\n");
-  else if (keepalive_10)
-    n = snprintf(buf + len, cap - len, "Connection: keep-alive\r\n");
-  else
-    n = 0;
-  if (n < 0 || (size_t)n >= cap - len) return 0;
-  return len + (size_t)n;
+  size_t at = 0;
+  char tmp[24];
+  char *num = digits(tmp, (unsigned long long)(status < 0 ? 0 : status));
+  const char *reason = ymo__reason(status);
+  bool ok = PUT_LITERAL(buf, cap, &at, "HTTP/1.1 ") &&
+            put(buf, cap, &at, num, (size_t)(tmp + 24 - num)) &&
+            PUT_LITERAL(buf, cap, &at, " ") &&
+            put(buf, cap, &at, reason, strlen(reason)) &&
+            PUT_LITERAL(buf, cap, &at, "\r\n") &&
+            put(buf, cap, &at, date, date_len);
+  if (ok && content_length >= 0) {
+    num = digits(tmp, (unsigned long long)content_length);
+    ok = PUT_LITERAL(buf, cap, &at, "Content-Length: ") &&
+         put(buf, cap, &at, num, (size_t)(tmp + 24 - num)) &&
+         PUT_LITERAL(buf, cap, &at, "\r\n");
+  } else if (ok && chunked) {
+    ok = PUT_LITERAL(buf, cap, &at, "Transfer-Encoding: chunked\r\n");
+  }
+  if (ok && close)
+    ok = PUT_LITERAL(buf, cap, &at, "Connection: close\r\n");
+  else if (ok && keepalive_10)
+    ok = PUT_LITERAL(buf, cap, &at, "Connection: keep-alive\r\n");
+  return ok ? at : 0;
 }

@@ -469,10 +469,16 @@ static void finish_slot(ymo_worker_t *w, ymo_exchange_t *ex) {
 }
 
 static size_t chunk_frame(uint8_t *dst, const uint8_t *body, size_t len) {
-  int n = sprintf((char *)dst, "%zx\r\n", len);
+  static const char hex[] = "0123456789abcdef";
+  size_t n = 0;
+  int shift = 60;
+  while (shift > 0 && (len >> shift) == 0) shift -= 4;
+  for (; shift >= 0; shift -= 4) dst[n++] = (uint8_t)hex[(len >> shift) & 15];
+  dst[n++] = '\r';
+  dst[n++] = '\n';
   memcpy(dst + n, body, len);
   memcpy(dst + n + len, "\r\n", 2);
-  return (size_t)n + len + 2;
+  return n + len + 2;
 }
 
 int ymo_worker_respond(ymo_worker_t *w, uint32_t id, uint32_t gen, int status,
