@@ -35,10 +35,15 @@ void ymo__exchange_unref(ymo_exchange_t *ex) {
 }
 
 /* Pieces between these sizes come from the spares (a 16 KiB stream chunk
- * with its framing fits); smaller ones are cheap for malloc, larger rare. */
+ * with its framing fits); smaller ones are cheap for malloc, larger rare.
+ * Up to OUT_SPARES_MAX are kept: about one per response in flight at a few
+ * hundred connections. With only 32, 256 connections of 16 KiB answers made
+ * glibc grow and trim its heap on every batch (page faults on the JS thread,
+ * brk and TLB shootdowns on L). A spare is resident only as far as it was
+ * written, so the cost is at most 256 x 64 KiB per worker. */
 #define OUT_POOLED_MIN 1024
 #define OUT_POOLED 65600
-#define OUT_SPARES_MAX 32
+#define OUT_SPARES_MAX 256
 
 ymo_out_t *ymo__out_new(ymo_exchange_t *ex, size_t len, int flags) {
   ymo_worker_t *w = ex->worker;
