@@ -23,7 +23,7 @@ export const REQF_BODY = 32;
 /** Record flag: the last piece of a streaming request body. */
 export const REQF_END = 64;
 /** Above this many unwritten bytes a streamed response waits for a drain. */
-export const RESP_HIGH_WATER = 1024 * 1024;
+export const RESP_HIGH_WATER = 256 * 1024;
 
 /** One request as C handed it over. Strings are Latin-1 (HTTP bytes). */
 export interface RequestRecord {

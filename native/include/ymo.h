@@ -295,8 +295,8 @@ YMO_EXTERN int ymo_worker_join(ymo_worker_t *worker);
 #define YMO_REQF_END 64
 #define YMO_BODY_HIGH_WATER (1024 * 1024)
 #define YMO_BODY_LOW_WATER (256 * 1024)
-#define YMO_RESP_HIGH_WATER (1024 * 1024)
-#define YMO_RESP_LOW_WATER (256 * 1024)
+#define YMO_RESP_HIGH_WATER (256 * 1024)
+#define YMO_RESP_LOW_WATER (64 * 1024)
 
 #ifdef __cplusplus
 }
