@@ -262,10 +262,17 @@ int ymo_worker_join(ymo_worker_t *w) {
 static int queue_in_push(ymo_worker_t *w, ymo_exchange_t *ex, void *item) {
   ymo__exchange_ref(ex);
   ymo_worker_lock_in(w);
-  bool was_empty = w->queue_in.count == 0;
+  bool wake = w->queue_in.count == 0;
   int err = ymo__queue_push(&w->queue_in, item);
-  if (err == 0 && was_empty) notify_locked(w, 0);
+  wake = wake && err == 0;
+  /* The callback is called under the lock (see notify_locked()). */
+  if (wake && w->notify_fn != NULL) w->notify_fn(0);
   ymo_worker_unlock_in(w);
+  /* Signalled after unlocking: a waiter woken while L still held lock_in
+   * went straight back to sleep on it, two more futex calls and context
+   * switches per wake. Safe: a waiter checks the queue under the lock and
+   * holds it until it is inside pthread_cond_wait(). */
+  if (wake) pthread_cond_signal(&w->ready_in);
   if (err != 0) ymo__exchange_unref(ex);
   return err;
 }
