@@ -22,7 +22,7 @@
  * @module
  */
 import process from "node:process";
-import { spawn } from "node:child_process";
+import { type ChildProcess, spawn } from "node:child_process";
 import { pathToFileURL } from "node:url";
 import { resolve } from "node:path";
 import { serve, type ServeHandler } from "../mod.ts";
@@ -144,13 +144,7 @@ async function supervise(count: number, argv: string[]): Promise<number> {
     }
     childArgs.push(argv[i]);
   }
-  const children = Array.from(
-    { length: count },
-    () =>
-      spawn(process.execPath, [...runtime, ...childArgs, "--reuse-port"], {
-        stdio: "inherit",
-      }),
-  );
+  const children: ChildProcess[] = [];
   // process.kill, not child.kill: Deno's ChildProcess.kill() lets the
   // signal's default action kill the child even when it handles the signal.
   const forward = (signal: NodeJS.Signals) => () => {
@@ -162,6 +156,13 @@ async function supervise(count: number, argv: string[]): Promise<number> {
   };
   process.on("SIGINT", forward("SIGINT"));
   process.on("SIGTERM", forward("SIGTERM"));
+  children.push(...Array.from(
+    { length: count },
+    () =>
+      spawn(process.execPath, [...runtime, ...childArgs, "--reuse-port"], {
+        stdio: "inherit",
+      }),
+  ));
   const codes = await Promise.all(
     children.map((child) =>
       new Promise<number>((resolve) =>
@@ -179,6 +180,17 @@ async function main(): Promise<void> {
     process.exitCode = await supervise(args.processes, argv);
     return;
   }
+  // Handlers first: a signal that came between "Listening on" and their
+  // installation took its default action (seen under Bun with --processes).
+  let server: ReturnType<typeof serve> | undefined;
+  let signals = 0;
+  const onSignal = () => {
+    if (++signals > 1 || server === undefined) process.exit(130);
+    console.error("Shutting down (again to force)");
+    server.shutdown();
+  };
+  process.on("SIGINT", onSignal);
+  process.on("SIGTERM", onSignal);
   const url = appUrl(args.app);
   // With workers each thread imports the app itself; this import is for
   // `static`, which the main thread hands to the server.
@@ -190,17 +202,9 @@ async function main(): Promise<void> {
     fd: inheritedSocket(),
     ...(app.static === undefined ? {} : { static: app.static }),
   };
-  const server = args.workers === undefined
+  server = args.workers === undefined
     ? serve(options, app.fetch)
     : serve({ ...options, workers: args.workers, module: url });
-  let signals = 0;
-  const onSignal = () => {
-    if (++signals > 1) process.exit(130);
-    console.error("Shutting down (again to force)");
-    server.shutdown();
-  };
-  process.on("SIGINT", onSignal);
-  process.on("SIGTERM", onSignal);
   await server.finished;
   // Exit here rather than by removing the listeners: Deno re-raises a
   // handled SIGTERM when its last listener goes away, killing the process.
