@@ -559,6 +559,18 @@ for (const method of ["FOO", "get"]) {
     }));
 }
 
+// RFC 9110 9.3.8: TRACE is a method like any other for the server; whether
+// to answer it is the application's choice (Deno.serve and Bun.serve pass it
+// on). Deno's own Request constructor refuses it, so this pins that ymo does
+// not, on either runtime.
+test("RFC 9110 9.3.8: a TRACE request reaches the handler", async () => {
+  await withApp(async (server, app) => {
+    const ex = await exchange(server.port, head("TRACE /t HTTP/1.1", "Host: a"));
+    assert.equal(ex.responses[0]?.status, 200, describe(ex));
+    assert.deepEqual(app.calls, ["TRACE /t"]);
+  });
+});
+
 // RFC 9112 2.3, RFC 9110 6.2 and 15.6.6: HTTP-version = "HTTP/" DIGIT "."
 // DIGIT; a major version the server does not speak gets 505.
 rejects("RFC 9112 2.3, RFC 9110 15.6.6", [
