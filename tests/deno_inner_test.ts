@@ -52,6 +52,11 @@ test("headerList() gives the fields the Response's Headers hold", () => {
   const makers: (() => Response)[] = [
     () => new Response("text"),
     () => new Response("text", { headers: { "X-Mixed": "A", "x-b": "b" } }),
+    () =>
+      new Response("text", {
+        headers: { "content-type": "text/plain;charset=UTF-8" },
+      }),
+    () => new Response("text", { status: 201 }),
     () => Response.json([1], { status: 201, headers: { etag: '"1"' } }),
     () => new Response(new Blob(["b"], { type: "image/png" })),
     () =>

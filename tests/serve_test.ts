@@ -383,6 +383,13 @@ test("serve() sends the Content-Type that a Response body implies", async () => 
         return new Response("text", {
           headers: { "content-type": "text/x-own" },
         });
+      case "/explicit-default":
+        // Deno keeps this one out of its header list until it is read.
+        return new Response("text", {
+          headers: { "content-type": "text/plain;charset=UTF-8" },
+        });
+      case "/json":
+        return Response.json({ a: 1 });
       default:
         return new Response("unexpected", { status: 500 });
     }
@@ -406,6 +413,11 @@ test("serve() sends the Content-Type that a Response body implies", async () => 
         "application/x-www-form-urlencoded;charset=utf-8",
       ]);
       assert.deepEqual(await contentType("/explicit"), ["text/x-own"]);
+      assert.deepEqual(await contentType("/explicit-default"), [
+        "text/plain;charset=utf-8",
+      ]);
+      // Each runtime's Response.json() picks its own (Bun adds a charset).
+      assert.match((await contentType("/json"))[0] ?? "", /^application\/json/);
     } finally {
       conn.destroy();
     }
