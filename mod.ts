@@ -975,8 +975,8 @@ function buildRequest(
   if (fastRequest !== undefined) {
     // The URL is parsed and serialized as the constructor would (it throws
     // on one the platform refuses); C's parser already checked the method
-    // and the fields. Like Deno.serve and Bun, this passes CONNECT and
-    // TRACE to the handler, where Deno's constructor refuses them.
+    // and the fields. Like Deno.serve and Bun, this passes TRACE to the
+    // handler, where Deno's constructor refuses it.
     const href = new URL(url).href;
     const request = new ServerRequest(fastRequest.brand, undefined, exchange);
     fastRequest.fill(request, method, href, rec.fields, body);

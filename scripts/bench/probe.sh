@@ -124,7 +124,7 @@ probe_ab() {
       local lib=$lib_a
       [ "$v" = B ] && lib=$lib_b
       echo "$v $(YMO_LIB=$lib probe_cpu 18190 -- "${cmd[@]}" |
-        awk '/Requests\/sec/ {r = $2} /total/ {c = $(NF - 3)} END {print r, c}')"
+        awk '/Requests\/sec/ {r = $2} /total/ {c = $(NF - 4)} END {print r, c}')"
     done
   done | awk '{ r[$1] = r[$1] " " $2; c[$1] = c[$1] " " $3 }
     END { for (v in r) print v, "req/s:" r[v], "  us CPU/req:" c[v] }' | sort
