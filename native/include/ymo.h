@@ -185,8 +185,9 @@ typedef void (*ymo_notify_fn)(int32_t event);
 YMO_EXTERN int ymo_worker_start(ymo_worker_t *worker);
 
 /* Install (or with NULL, remove) the notify callback, under lock_in: once this
- * returns, L will not call the previous callback again. For Bun's threadsafe
- * JSCallback. */
+ * returns, L will not call the previous callback again. If the worker's
+ * waiters were already released (the server stopped), the new callback is
+ * called with 1 at once. For Bun's threadsafe JSCallback. */
 YMO_EXTERN int ymo_worker_set_notify(ymo_worker_t *worker, ymo_notify_fn fn);
 
 /* Block until queue_in is non-empty, the worker is woken by

@@ -199,6 +199,9 @@ int ymo_worker_set_notify(ymo_worker_t *w, ymo_notify_fn fn) {
   if (w == NULL) return YMO_EINVAL;
   ymo_worker_lock_in(w);
   w->notify_fn = fn;
+  /* Released between ymo_worker_start() and now (the server stopped while
+   * the thread was making its callback): tell it, or it waits for ever. */
+  if (fn != NULL && w->stopped) fn(1);
   ymo_worker_unlock_in(w);
   return 0;
 }

@@ -35,11 +35,12 @@ static void note(notes_t *n, int32_t event) {
   sem_post(&n->sem);
 }
 
-static notes_t notes_a, notes_b, notes_c, notes_d;
+static notes_t notes_a, notes_b, notes_c, notes_d, notes_e;
 static void cb_a(int32_t event) { note(&notes_a, event); }
 static void cb_b(int32_t event) { note(&notes_b, event); }
 static void cb_c(int32_t event) { note(&notes_c, event); }
 static void cb_d(int32_t event) { note(&notes_d, event); }
+static void cb_e(int32_t event) { note(&notes_e, event); }
 
 static void notes_init(notes_t *n) {
   memset(n, 0, sizeof(*n));
@@ -282,6 +283,26 @@ static void test_never_started(void) {
   sem_destroy(&notes_c.sem);
 }
 
+/* The server stops after a thread started its worker but before it set
+ * its callback (Bun makes the callback in between): setting it then tells
+ * the thread at once that it is released, instead of never. */
+static void test_notify_set_after_stop(void) {
+  int err;
+  ymo_server_t *srv = ymo_server_create(1, &err);
+  CHECK(srv != NULL);
+  ymo_worker_t *w = ymo_server_worker(srv, 0);
+  notes_init(&notes_e);
+  CHECK_OK(ymo_worker_start(w));
+  CHECK_OK(ymo_server_stop(srv));
+  CHECK_EQ(atomic_load(&notes_e.calls), 0);
+  CHECK_OK(ymo_worker_set_notify(w, cb_e));
+  CHECK_EQ(atomic_load(&notes_e.ones), 1);
+  CHECK_OK(ymo_worker_set_notify(w, NULL));
+  CHECK_EQ(atomic_load(&notes_e.calls), 1);
+  ymo_server_free(srv);
+  sem_destroy(&notes_e.sem);
+}
+
 /* ymo_worker_join() from another thread releases a parked waiter and
  * removes the callback. */
 typedef struct {
@@ -412,6 +433,7 @@ int main(int argc, char **argv) {
     test_notify_driven();
     test_remove_callback();
     test_never_started();
+    test_notify_set_after_stop();
     test_join_releases();
   }
   printf("notify_test %s: ok\n", only);
