@@ -15,18 +15,17 @@
  *   inner state; reading it through a ReadableStream costs several times the
  *   rest of the response ({@linkcode staticBody}).
  *
- * None of this is public API. Every shortcut is checked when this module
- * loads, on probe objects, against the standard path; if Deno moves anything
- * (or on Bun, whose Request and Response are native) the shortcut is off and
- * the standard path is taken. tests/deno_inner_test.ts fails if a shortcut is
- * off on Deno, so an upgrade that breaks one is noticed, not just slower.
+ * None of this is public API, and only the Deno backend (`deno.ts`) uses it.
+ * Every shortcut is checked when this module loads, on probe objects, against
+ * the standard path; if Deno moves anything (or on Bun, whose Request and
+ * Response are native and fail the probes) the shortcut is off and the
+ * standard path is taken. tests/deno_inner_test.ts fails if a shortcut is off
+ * on Deno, so an upgrade that breaks one is noticed, not just slower.
  *
  * @module
  */
 
 type Slots = Record<symbol, unknown>;
-
-const onDeno = typeof (globalThis as { Deno?: unknown }).Deno !== "undefined";
 
 function symbolOf(object: object, description: string): symbol | undefined {
   return Object.getOwnPropertySymbols(object).find((s) =>
@@ -68,8 +67,8 @@ function findLazySymbol(): symbol | undefined {
     : undefined;
 }
 
-const INNER = onDeno ? findInnerSymbol() : undefined;
-const LAZY = onDeno ? findLazySymbol() : undefined;
+const INNER = findInnerSymbol();
+const LAZY = findLazySymbol();
 
 /**
  * The body of `response` when it is a fixed string or bytes that nobody has
@@ -157,7 +156,7 @@ function checkHeaderList(): boolean {
   return used > 0;
 }
 
-const HEADER_LIST = onDeno && checkHeaderList();
+const HEADER_LIST = checkHeaderList();
 
 /**
  * The header fields `response` will send, without iterating its Headers
@@ -323,6 +322,4 @@ async function probeFastRequest(): Promise<FastRequest | undefined> {
 }
 
 /** Deno.serve's way of making Requests, or undefined: use the constructor. */
-export const fastRequest: FastRequest | undefined = onDeno
-  ? await probeFastRequest()
-  : undefined;
+export const fastRequest: FastRequest | undefined = await probeFastRequest();
