@@ -21,8 +21,7 @@
 import { resolve } from "node:path";
 import { pathToFileURL } from "node:url";
 import { loadNative } from "./ffi/native.ts";
-import { fastRequest, headerList, staticBody } from "./ffi/_deno_inner.ts";
-import type { Native, NotifyCallback, Pointer } from "./ffi/_types.ts";
+import type { Native, Pointer, Timer, Waker } from "./ffi/_types.ts";
 
 export type { Pointer };
 import {
@@ -32,16 +31,11 @@ import {
   type RequestRecord,
   RESP_HIGH_WATER,
 } from "./ffi/codec.ts";
-import {
-  EPIPE,
-  ESHUTDOWN,
-  Option,
-  RESP_CLOSE,
-  RESP_DONE,
-} from "./ffi/symbols.ts";
+import { EPIPE, Option, RESP_CLOSE, RESP_DONE } from "./ffi/symbols.ts";
 
 const native: Native = await loadNative();
 const lib = native.fn;
+const { fastRequest, headerList, staticBody } = native;
 
 /** The address a server listens on, or a client connects from. */
 export interface NetAddr {
@@ -512,10 +506,7 @@ export class Worker {
   #server: WorkerHost;
   #buf = new Uint8Array(64 * 1024);
   #view = new DataView(this.#buf.buffer);
-  #notify: NotifyCallback | null = null;
-  #keepAlive: ReturnType<typeof setInterval> | undefined;
-  #poll: ReturnType<typeof setInterval> | undefined;
-  #refed = true;
+  #waker: Waker | null = null;
   #alive = true;
   #stopped: Promise<void>;
   #resolveStopped!: () => void;
@@ -563,7 +554,7 @@ export class Worker {
     return this.#stopped;
   }
 
-  #sweep: ReturnType<typeof setInterval> | undefined;
+  #sweep: Timer | undefined;
 
   /** Answers 503 for requests whose handler ran past handlerTimeout. */
   #sweepTimeouts(timeout: number): void {
@@ -594,97 +585,30 @@ export class Worker {
         () => this.#sweepTimeouts(timeout),
         Math.max(10, timeout / 4),
       );
-      unrefTimer(this.#sweep);
+      native.unrefTimer(this.#sweep);
     }
     check(lib.ymo_worker_start(this.#pointer), "Cannot start worker");
-    if (native.canWait) {
-      this.#pump();
-    } else {
-      this.#notify = native.notifyCallback((event) => {
-        if (event === 1) this.#onReleased();
-        else this.#drain();
-      });
-      lib.ymo_worker_set_notify(this.#pointer, this.#notify.pointer);
-      // Bun's threadsafe callbacks do not keep the process alive, and Bun
-      // spins on a pending top-level await with nothing ref'd.
-      this.#keepAlive = setInterval(() => {}, 1 << 30);
-      if (!this.#refed) this.#unrefTimers();
-      this.#drain(); // Requests that came before the callback was set.
-    }
-  }
-
-  /** Deno: park one nonblocking waiter at a time, drain when it returns. */
-  async #pump(): Promise<void> {
-    for (;;) {
-      if (!this.#refed) {
-        // An unref'd server must not hold the process open, and a pending
-        // nonblocking call would: poll from an unref'd timer instead.
-        this.#startPolling();
-        return;
-      }
-      const n: number = await lib.ymo_worker_wait(this.#pointer);
-      if (!this.#alive) return;
-      if (n === ESHUTDOWN) {
-        this.#onReleased();
-        return;
-      }
-      this.#drain();
-    }
-  }
-
-  #startPolling(): void {
-    if (this.#poll !== undefined) return;
-    this.#poll = setInterval(() => {
-      if (this.#refed) {
-        clearInterval(this.#poll);
-        this.#poll = undefined;
-        this.#pump();
-        return;
-      }
-      if (this.#server.stopping) {
-        // Released waiters return at once; let the pump see ESHUTDOWN.
-        clearInterval(this.#poll);
-        this.#poll = undefined;
-        this.#refed = true;
-        this.#pump();
-        return;
-      }
-      this.#drain();
-    }, 5);
-    unrefTimer(this.#poll);
-  }
-
-  #unrefTimers(): void {
-    if (this.#keepAlive !== undefined) unrefTimer(this.#keepAlive);
+    this.#waker = native.waker(
+      this.#pointer,
+      () => this.#drain(),
+      () => this.#onReleased(),
+      () => this.#server.stopping,
+    );
   }
 
   /** Lets the process exit while only this worker waits. */
   unref(): void {
-    if (!this.#refed) return;
-    this.#refed = false;
-    if (native.canWait) lib.ymo_worker_notify(this.#pointer);
-    else this.#unrefTimers();
+    this.#waker?.unref();
   }
 
   /** Undoes {@linkcode unref}. */
   ref(): void {
-    if (this.#refed) return;
-    this.#refed = true;
-    if (!native.canWait && this.#keepAlive !== undefined) {
-      clearInterval(this.#keepAlive);
-      this.#keepAlive = setInterval(() => {}, 1 << 30);
-    }
+    this.#waker?.ref();
   }
 
   #onReleased(): void {
     if (this.#sweep !== undefined) clearInterval(this.#sweep);
     this.#sweep = undefined;
-    if (this.#notify !== null) {
-      lib.ymo_worker_set_notify(this.#pointer, null);
-    }
-    if (this.#keepAlive !== undefined) clearInterval(this.#keepAlive);
-    if (this.#poll !== undefined) clearInterval(this.#poll);
-    this.#keepAlive = this.#poll = undefined;
     this.#resolveStopped();
   }
 
@@ -706,9 +630,8 @@ export class Worker {
     // Producers waiting for a drain that will never come can end now.
     for (const exchange of this.#inflight) exchange?.drain();
     this.#inflight = [];
-    // The server is stopped and joined: C calls the callback no more.
-    this.#notify?.close();
-    this.#notify = null;
+    // The server is stopped and joined: C calls the waker no more.
+    this.#waker?.close();
   }
 
   #drain(): void {
@@ -1006,13 +929,6 @@ function fieldRecord(fields: readonly string[]): Record<string, string> {
   return record;
 }
 
-function unrefTimer(timer: ReturnType<typeof setInterval>): void {
-  const deno = (globalThis as { Deno?: { unrefTimer(id: number): void } })
-    .Deno;
-  if (deno !== undefined && typeof timer === "number") deno.unrefTimer(timer);
-  else (timer as { unref?: () => void }).unref?.();
-}
-
 const liveServers = new Set<Server>();
 let exitHookInstalled = false;
 
@@ -1020,16 +936,9 @@ let exitHookInstalled = false;
 function installExitHook(): void {
   if (exitHookInstalled) return;
   exitHookInstalled = true;
-  const stopAll = () => {
+  native.onExit(() => {
     for (const server of liveServers) server.stopNow();
-  };
-  if (native.runtime === "deno") {
-    globalThis.addEventListener("unload", stopAll);
-  } else {
-    (globalThis as unknown as {
-      process: { on(event: string, fn: () => void): void };
-    }).process.on("exit", stopAll);
-  }
+  });
 }
 
 function validateOptions(options: ServeOptions): void {

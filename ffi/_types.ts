@@ -1,11 +1,14 @@
 /**
  * What both FFI backends (`deno.ts`, `bun.ts`) give the rest of ymo: the
- * symbols as plain functions, plus the few things the runtimes do
- * differently.
+ * symbols as plain functions, plus everything the runtimes do differently
+ * (waking a JavaScript thread, the exit hook, unref'ing a timer, Deno's
+ * Request and Response shortcuts), so nothing above `ffi/` branches on the
+ * runtime.
  *
  * @module
  */
 import type { symbols } from "./symbols.ts";
+import type { FastRequest, HeaderPairs } from "./_deno_inner.ts";
 
 /**
  * An opaque native pointer: a `Deno.PointerObject` on Deno, a number on Bun.
@@ -13,30 +16,38 @@ import type { symbols } from "./symbols.ts";
  */
 export type Pointer = unknown;
 
+/** A timer as `setTimeout` and `setInterval` return it on this runtime. */
+export type Timer = ReturnType<typeof setInterval>;
+
 // deno-lint-ignore no-explicit-any
 type AnyFn = (...args: any[]) => any;
 
 /** The library's functions, called synchronously except `ymo_worker_wait`. */
 export type NativeSymbols = { [K in keyof typeof symbols]: AnyFn };
 
-/** A threadsafe callback that L may call with an i32 event. */
-export interface NotifyCallback {
-  /** UNSAFE: the function pointer handed to C. */
-  readonly pointer: Pointer;
-  /** Frees the callback. Only after C can no longer call it. */
+/**
+ * Wakes the JavaScript thread that drives one native worker when the loop
+ * thread has queued work for it: Deno parks one nonblocking
+ * `ymo_worker_wait`, Bun registers a threadsafe callback (DESIGN.md, "Waking
+ * the JS thread").
+ */
+export interface Waker {
+  /** Makes the waker keep the process alive (the default). */
+  ref(): void;
+  /** Lets the process exit while only this waker waits. */
+  unref(): void;
+  /**
+   * Stops waking, unregisters from C what is still registered, and frees
+   * what the waker owns. Only once C can no longer call it: after the worker
+   * was released, joined, or its server stopped. Idempotent.
+   */
   close(): void;
 }
 
 /** One loaded copy of libymo, seen through one runtime's FFI. */
 export interface Native {
-  readonly runtime: "deno" | "bun";
   readonly path: string;
   readonly fn: NativeSymbols;
-  /**
-   * Deno: `fn.ymo_worker_wait` returns a promise (a nonblocking call).
-   * Bun: no such calls, wake-ups come through {@linkcode notifyCallback}.
-   */
-  readonly canWait: boolean;
   /** Reads a NUL-terminated string. */
   cstring(pointer: Pointer): string;
   /** True for a null pointer on either runtime. */
@@ -45,6 +56,30 @@ export interface Native {
   pointerValue(pointer: Pointer): bigint | number;
   /** The pointer at an address posted by another thread. */
   pointerFrom(value: bigint | number): Pointer;
-  /** A fire-and-forget callback callable from any thread (Bun only). */
-  notifyCallback(fn: (event: number) => void): NotifyCallback;
+  /**
+   * Starts waking this thread for the native worker `worker`, which
+   * `ymo_worker_start` has bound to it: `onWork` when requests or notices
+   * may be queued (also once at the start on Bun, for what came before),
+   * `onReleased` once when C has released the worker for good. `stopping`
+   * says whether the server is shutting down (an unref'd Deno waker polls,
+   * and then parks again to hear the release).
+   */
+  waker(
+    worker: Pointer,
+    onWork: () => void,
+    onReleased: () => void,
+    stopping: () => boolean,
+  ): Waker;
+  /** Calls `fn` when the process exits (Deno's `unload`, Bun's `exit`). */
+  onExit(fn: () => void): void;
+  /** Lets the process exit while `timer` is pending. */
+  unrefTimer(timer: Timer): void;
+  /** Deno.serve's way of making Requests, or undefined: use the constructor. */
+  readonly fastRequest: FastRequest | undefined;
+  /** A Response's header fields without iterating its Headers, or undefined:
+   * read `response.headers`. */
+  headerList(response: Response): HeaderPairs | undefined;
+  /** A Response's body when it is a fixed string or bytes nobody has read,
+   * or undefined: read the stream. */
+  staticBody(response: Response): string | Uint8Array | undefined;
 }

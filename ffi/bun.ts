@@ -1,11 +1,12 @@
 /**
  * The Bun backend: `bun:ffi`'s `dlopen`, with the Deno-format symbol table
- * translated type by type.
+ * translated type by type, a waker built on a threadsafe callback, and Bun's
+ * own exit hook and timer unref.
  *
  * @module
  */
 import { symbols } from "./symbols.ts";
-import type { Native, NotifyCallback, Pointer } from "./_types.ts";
+import type { Native, NativeSymbols, Pointer, Timer, Waker } from "./_types.ts";
 
 // Imported through a variable so that Deno, which type-checks and publishes
 // this file too, does not try to resolve a Bun-only module.
@@ -46,14 +47,105 @@ export function bunSymbols(): Record<
   return table;
 }
 
+/** Keeps the process alive: an interval that never fires in practice. */
+function keepAlive(): Timer {
+  return setInterval(() => {}, 1 << 30);
+}
+
+function unrefTimer(timer: Timer): void {
+  (timer as { unref?: () => void }).unref?.();
+}
+
+/**
+ * Wakes the thread through a threadsafe callback that the loop thread calls
+ * on the empty-to-non-empty transition of the worker's queue (event 0) and
+ * once when it releases the worker (event 1). Bun queues the call on this
+ * thread and returns at once. One i32 argument, no return value: the shapes
+ * measured to be reliable (DESIGN.md, trap 6).
+ *
+ * The callback does not keep the process alive, and Bun spins on a pending
+ * top-level await with nothing ref'd (trap 5): a ref'd interval does, while
+ * the waker is ref'd.
+ */
+class BunWaker implements Waker {
+  #fn: NativeSymbols;
+  #worker: Pointer;
+  #onReleased: () => void;
+  // deno-lint-ignore no-explicit-any
+  #callback: any;
+  #keepAlive: Timer | undefined;
+  #registered = true;
+  #refed = true;
+  #closed = false;
+
+  constructor(
+    fn: NativeSymbols,
+    worker: Pointer,
+    onWork: () => void,
+    onReleased: () => void,
+  ) {
+    this.#fn = fn;
+    this.#worker = worker;
+    this.#onReleased = onReleased;
+    this.#callback = new ffi.JSCallback((event: number) => {
+      if (event === 1) this.#released();
+      else onWork();
+    }, { args: ["i32"], returns: "void", threadsafe: true });
+    fn.ymo_worker_set_notify(worker, this.#callback.ptr);
+    this.#keepAlive = keepAlive();
+    onWork(); // Requests that came before the callback was set.
+  }
+
+  /** Unregisters the callback in C, under C's lock: from then on C calls it
+   * no more (DESIGN.md, trap 2). */
+  #unregister(): void {
+    if (!this.#registered) return;
+    this.#registered = false;
+    this.#fn.ymo_worker_set_notify(this.#worker, null);
+  }
+
+  #stopKeepAlive(): void {
+    if (this.#keepAlive !== undefined) clearInterval(this.#keepAlive);
+    this.#keepAlive = undefined;
+  }
+
+  #released(): void {
+    this.#unregister();
+    this.#stopKeepAlive();
+    this.#onReleased();
+  }
+
+  unref(): void {
+    if (!this.#refed) return;
+    this.#refed = false;
+    if (this.#keepAlive !== undefined) unrefTimer(this.#keepAlive);
+  }
+
+  ref(): void {
+    if (this.#refed) return;
+    this.#refed = true;
+    if (this.#keepAlive !== undefined) {
+      clearInterval(this.#keepAlive);
+      this.#keepAlive = keepAlive();
+    }
+  }
+
+  close(): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    this.#unregister();
+    this.#stopKeepAlive();
+    this.#callback.close();
+  }
+}
+
 /** Opens the library at `path` through bun:ffi. */
 export function open(path: string): Native {
   const lib = ffi.dlopen(path, bunSymbols());
+  const fn: NativeSymbols = lib.symbols;
   return {
-    runtime: "bun",
     path,
-    fn: lib.symbols,
-    canWait: false,
+    fn,
     cstring(pointer: Pointer): string {
       return pointer ? new ffi.CString(pointer).toString() : "";
     },
@@ -67,16 +159,18 @@ export function open(path: string): Native {
     pointerFrom(value: bigint | number): Pointer {
       return Number(value);
     },
-    notifyCallback(fn: (event: number) => void): NotifyCallback {
-      // threadsafe: L calls it from its own thread; Bun queues the call on
-      // this JS thread and returns at once. One i32 argument, no return
-      // value: the shapes measured to be reliable (DESIGN.md, trap 6).
-      const cb = new ffi.JSCallback(fn, {
-        args: ["i32"],
-        returns: "void",
-        threadsafe: true,
-      });
-      return { pointer: cb.ptr, close: () => cb.close() };
+    waker(worker, onWork, onReleased): Waker {
+      return new BunWaker(fn, worker, onWork, onReleased);
     },
+    onExit(hook: () => void): void {
+      (globalThis as unknown as {
+        process: { on(event: string, fn: () => void): void };
+      }).process.on("exit", hook);
+    },
+    unrefTimer,
+    // Bun's Request and Response are native: the standard path only.
+    fastRequest: undefined,
+    headerList: () => undefined,
+    staticBody: () => undefined,
   };
 }
