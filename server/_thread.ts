@@ -1,12 +1,14 @@
 /**
  * The entry of a worker thread (a Web Worker) of a server started with
  * `workers`: it loads the app module and drives one native worker, exactly
- * as the main thread does without `workers`.
+ * as the main thread does without `workers`. It imports only the worker
+ * layer below it, never the public module.
  *
  * @module
  */
-import { type ThreadMessage, Worker, type WorkerHost } from "../mod.ts";
-import { loadNative } from "./native.ts";
+import { loadNative } from "../ffi/native.ts";
+import { ThreadWorker, type WorkerHost } from "./_worker.ts";
+import type { ThreadInit, ThreadMessage } from "./_pool.ts";
 
 const native = await loadNative();
 const scope = globalThis as unknown as {
@@ -16,7 +18,7 @@ const scope = globalThis as unknown as {
   addEventListener(type: string, fn: (event: Event) => void): void;
 };
 
-let worker: Worker | undefined;
+let worker: ThreadWorker | undefined;
 
 /** Hands what this thread holds back to C before the thread dies, so the
  * loop thread never calls a callback of a dead thread (DESIGN.md, trap 2). */
@@ -34,16 +36,14 @@ scope.addEventListener("error", (event) => {
 scope.addEventListener("unhandledrejection", (event) => {
   event.preventDefault();
   const reason = (event as PromiseRejectionEvent).reason;
-  crash(reason instanceof Error ? reason.stack ?? reason.message : String(reason));
+  crash(
+    reason instanceof Error ? reason.stack ?? reason.message : String(reason),
+  );
 });
 
 scope.onmessage = async (event: MessageEvent) => {
-  const { pointer, module, defaultHost, handlerTimeout } = event.data as {
-    pointer: bigint | number;
-    module: string;
-    defaultHost: string;
-    handlerTimeout?: number;
-  };
+  const { pointer, module, defaultHost, handlerTimeout } = event
+    .data as ThreadInit;
   const app = (await import(module)).default;
   if (typeof app?.fetch !== "function") {
     throw new TypeError(
@@ -52,12 +52,14 @@ scope.onmessage = async (event: MessageEvent) => {
   }
   const host: WorkerHost = {
     handler: app.fetch.bind(app),
-    onError: typeof app.onError === "function" ? app.onError.bind(app) : undefined,
+    onError: typeof app.onError === "function"
+      ? app.onError.bind(app)
+      : undefined,
     defaultHost,
     stopping: false,
     handlerTimeout,
   };
-  worker = new Worker(host, native.pointerFrom(pointer));
+  worker = new ThreadWorker(host, native.pointerFrom(pointer));
   const current = worker;
   current.stopped.then(() => {
     current.close();

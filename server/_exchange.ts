@@ -1,0 +1,247 @@
+/**
+ * One request and its response as a handle on the native exchange: respond,
+ * append, release, the request body stream fed by C with its acks, the
+ * abort signal and the drain wait. What the worker that took it must give
+ * it is {@linkcode ExchangeOwner}.
+ *
+ * @module
+ */
+import { loadNative } from "../ffi/native.ts";
+import type { Pointer } from "../ffi/_types.ts";
+import { EPIPE, RESP_CLOSE, RESP_DONE } from "../ffi/symbols.ts";
+
+const lib = (await loadNative()).fn;
+
+/** An empty body or header block. */
+export const EMPTY: Uint8Array = new Uint8Array(0);
+
+/** What an {@linkcode Exchange} needs of the worker that took it. */
+export interface ExchangeOwner {
+  /** UNSAFE: the native ymo_worker_t, valid while the server lives. */
+  readonly pointer: Pointer;
+  /** Whether the native worker still exists. */
+  readonly alive: boolean;
+  /** The exchange `id` is finished: stop tracking it. */
+  forget(id: number, exchange: Exchange): void;
+}
+
+function clientGone(): DOMException {
+  return new DOMException("The client went away", "AbortError");
+}
+
+/**
+ * One request and its response, as a handle on the native exchange. The
+ * handle is an (id, generation) pair: once the response is finished, or the
+ * server is gone, every method is a no-op instead of touching freed memory.
+ */
+export class Exchange {
+  #worker: ExchangeOwner;
+  #id: number;
+  #gen: number;
+  #open = true;
+  #aborted = false;
+  /** When the handler was given the request (only with handlerTimeout). */
+  started = 0;
+  /** Whether respond() was called. */
+  responded = false;
+  /** Made on first use of `signal`: most handlers never look at it. */
+  #controller: AbortController | null = null;
+
+  /**
+   * Wraps the handle of an exchange that `worker` took.
+   *
+   * @param worker The worker that took the request.
+   * @param id The exchange's slot in the worker.
+   * @param gen The slot's generation when the request was taken.
+   */
+  constructor(worker: ExchangeOwner, id: number, gen: number) {
+    this.#worker = worker;
+    this.#id = id;
+    this.#gen = gen;
+  }
+
+  /** The slot generation that, with the id, names the native exchange. */
+  get gen(): number {
+    return this.#gen;
+  }
+
+  /** Aborted when the client goes away before the response is finished. */
+  get signal(): AbortSignal {
+    if (this.#controller === null) {
+      this.#controller = new AbortController();
+      if (this.#aborted) this.#controller.abort(clientGone());
+    }
+    return this.#controller.signal;
+  }
+
+  /**
+   * Resolves when the response's unwritten bytes have drained to the
+   * low-water mark (or the exchange ended), after an append that returned
+   * more than the high-water mark.
+   */
+  drained(): Promise<void> {
+    if (!this.open) return Promise.resolve();
+    return new Promise((resolve) => this.#onDrain = resolve);
+  }
+
+  #onDrain: (() => void) | null = null;
+
+  /** C told us the response drained (the worker calls this). */
+  drain(): void {
+    const resolve = this.#onDrain;
+    this.#onDrain = null;
+    resolve?.();
+  }
+
+  #body: ReadableStreamDefaultController<Uint8Array> | null = null;
+  #bodyUnacked = 0;
+
+  /**
+   * The body of a request whose head came before its body: a
+   * stream fed by body records, acknowledged to C as it is read, so C stops
+   * reading the client while JavaScript does not keep up.
+   */
+  bodyStream(start: Uint8Array | null): ReadableStream<Uint8Array> {
+    return new ReadableStream<Uint8Array>({
+      start: (controller) => {
+        this.#body = controller;
+        if (start !== null) this.#enqueue(start);
+      },
+      pull: () => this.#ack(),
+      cancel: () => {
+        this.#body = null;
+        this.#ack();
+      },
+    }, { highWaterMark: 0 });
+  }
+
+  #enqueue(data: Uint8Array): void {
+    this.#bodyUnacked += data.byteLength;
+    this.#body!.enqueue(data);
+  }
+
+  #ack(): void {
+    const bytes = this.#bodyUnacked;
+    this.#bodyUnacked = 0;
+    if (bytes > 0 && this.#worker.alive) {
+      lib.ymo_worker_body_ack(this.#worker.pointer, this.#id, this.#gen, bytes);
+    }
+  }
+
+  /** A piece of the request body arrived (the worker calls this). */
+  bodyPiece(data: Uint8Array, end: boolean): void {
+    if (this.#body === null) {
+      // Nobody reads it (cancelled): let C go on at once.
+      this.#bodyUnacked += data.byteLength;
+      this.#ack();
+      return;
+    }
+    if (data.byteLength > 0) this.#enqueue(data);
+    if (end) {
+      this.#body.close();
+      this.#body = null;
+    }
+  }
+
+  /** C told us the client went away (the worker calls this). */
+  abort(): void {
+    this.drain();
+    if (this.#body !== null) {
+      this.#body.error(clientGone());
+      this.#body = null;
+    }
+    this.#open = false;
+    this.#worker.forget(this.#id, this);
+    this.#aborted = true;
+    this.#controller?.abort(clientGone());
+  }
+
+  #finish(): void {
+    this.#open = false;
+    this.#worker.forget(this.#id, this);
+  }
+
+  /** Whether a response can still be sent (not finished, server alive). */
+  get open(): boolean {
+    return this.#open && this.#worker.alive;
+  }
+
+  /** Whether the client has gone away. */
+  get aborted(): boolean {
+    if (!this.open) return true;
+    return lib.ymo_worker_aborted(this.#worker.pointer, this.#id, this.#gen) !==
+      0;
+  }
+
+  /**
+   * Sends the status, headers and the start of the body in one call. With
+   * `done` the body is complete and goes out with Content-Length; without
+   * it the rest follows through {@linkcode append}.
+   *
+   * @param status The status code.
+   * @param headers "Name: value\r\n" lines (see `HeaderWriter`).
+   * @param headersLength How many bytes of `headers` to send.
+   * @param body The body, or its first part.
+   * @param done Whether the body is complete.
+   * @param close Whether to close the connection afterwards.
+   * @returns 0, or a negative error code when the client is gone.
+   */
+  respond(
+    status: number,
+    headers: Uint8Array,
+    headersLength: number,
+    body: Uint8Array,
+    done: boolean,
+    close = false,
+  ): number {
+    if (!this.open) return EPIPE;
+    this.responded = true;
+    const rc: number = lib.ymo_worker_respond(
+      this.#worker.pointer,
+      this.#id,
+      this.#gen,
+      status,
+      headers,
+      headersLength,
+      body,
+      body.byteLength,
+      (done ? RESP_DONE : 0) | (close ? RESP_CLOSE : 0),
+    );
+    // Finished, or refused because the client is gone: either way C has
+    // let go of the handle.
+    if (done || rc < 0) this.#finish();
+    return rc;
+  }
+
+  /**
+   * Appends to a streamed body.
+   *
+   * @param chunk The bytes to send.
+   * @param done Whether this is the last part.
+   * @returns The bytes queued for the client and not yet written, or a
+   * negative error code when the client is gone.
+   */
+  append(chunk: Uint8Array, done: boolean): number {
+    if (!this.open) return EPIPE;
+    const rc: number = lib.ymo_worker_response_body_append(
+      this.#worker.pointer,
+      this.#id,
+      this.#gen,
+      chunk,
+      chunk.byteLength,
+      done ? RESP_DONE : 0,
+    );
+    if (done || rc < 0) this.#finish();
+    return rc;
+  }
+
+  /**
+   * Gives up the exchange: a 500 if nothing was sent yet, otherwise the
+   * connection is closed (its body is incomplete).
+   */
+  release(): void {
+    if (!this.open) return;
+    this.#finish();
+    lib.ymo_worker_release(this.#worker.pointer, this.#id, this.#gen);
+  }
+}

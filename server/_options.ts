@@ -1,0 +1,281 @@
+/**
+ * What `serve()` accepts: the handler and option types, with their JSDoc and
+ * defaults, the numeric options passed to C as they are, and the validation
+ * that throws before anything native is made.
+ *
+ * @module
+ */
+import { Option } from "../ffi/symbols.ts";
+
+/** The address a server listens on, or a client connects from. */
+export interface NetAddr {
+  /** Always "tcp". */
+  transport: "tcp";
+  /** The host name or IP address. */
+  hostname: string;
+  /** The port number. */
+  port: number;
+}
+
+/** Information about the request passed to a handler with it. */
+export interface ServeHandlerInfo {
+  /** The client's address. */
+  remoteAddr: NetAddr;
+}
+
+/** A fetch-style request handler. */
+export type ServeHandler = (
+  request: Request,
+  info: ServeHandlerInfo,
+) => Response | Promise<Response>;
+
+/** Options of {@linkcode serve}. */
+export interface ServeOptions {
+  /**
+   * The port to listen on; 0 picks a free one (see {@linkcode Server.port}).
+   * @default {8000}
+   */
+  port?: number;
+  /**
+   * The address to listen on: an IPv4 or IPv6 literal, or a host name.
+   * @default {"0.0.0.0"}
+   */
+  hostname?: string;
+  /**
+   * Called once the server listens.
+   * @default {logs "Listening on http://HOST:PORT/"}
+   */
+  onListen?: (addr: NetAddr) => void;
+  /**
+   * Turns an error thrown (or a promise rejected) by the handler into a
+   * response.
+   * @default {logs the error and answers 500 Internal Server Error}
+   */
+  onError?: (error: unknown) => Response | Promise<Response>;
+  /** Aborting it shuts the server down, as {@linkcode Server.shutdown}. */
+  signal?: AbortSignal;
+  /**
+   * Milliseconds a handler may take to produce its Response; past it the
+   * client gets 503 Service Unavailable, `request.signal` is aborted, and
+   * whatever the handler returns later is dropped. Without it a handler may
+   * take as long as it likes, as with `Deno.serve`.
+   */
+  handlerTimeout?: number;
+  /**
+   * How long {@linkcode Server.shutdown} lets in-flight requests run before
+   * closing their connections, in milliseconds.
+   * @default {10000}
+   */
+  shutdownTimeout?: number;
+  /**
+   * Milliseconds a keep-alive connection may sit idle between requests.
+   * @default {5000}
+   */
+  keepAliveTimeout?: number;
+  /**
+   * Milliseconds a client has to send a whole request (head and body) once
+   * it has started; past it the server answers 408 and closes.
+   * @default {10000}
+   */
+  requestTimeout?: number;
+  /**
+   * Largest request head (request line and header fields) in bytes; larger
+   * ones get 431.
+   * @default {65536}
+   */
+  maxHeaderSize?: number;
+  /**
+   * Most header fields in one request; more get 431.
+   * @default {100}
+   */
+  maxHeaderCount?: number;
+  /**
+   * Longest request target (path and query) in bytes; longer ones get 414.
+   * @default {8192}
+   */
+  maxUrlLength?: number;
+  /**
+   * Largest request body in bytes; larger ones get 413.
+   * @default {67108864}
+   */
+  maxBodySize?: number;
+  /**
+   * Most open connections; new ones beyond it are closed at once.
+   * @default {10000}
+   */
+  maxConnections?: number;
+  /**
+   * Most requests one connection may have waiting for responses; past it
+   * the server reads no more from that connection until some are answered.
+   * @default {16}
+   */
+  maxPipelineDepth?: number;
+  /**
+   * The listen(2) backlog.
+   * @default {511}
+   */
+  backlog?: number;
+  /**
+   * Set SO_REUSEPORT, so several processes can listen on the same port and
+   * the kernel spreads connections over them.
+   * @default {false}
+   */
+  reusePort?: boolean;
+  /**
+   * Fixed responses served by the native loop thread itself, without
+   * calling into JavaScript: request target (path and query, matched
+   * exactly) to Response, for GET and HEAD, like Bun's `static`. Their
+   * bodies are read once, before the server starts accepting; they must
+   * end (a fixed string, bytes, or a finite stream).
+   */
+  static?: Record<string, Response>;
+  /**
+   * Listen on this already-listening socket instead of `hostname`/`port`,
+   * for example one inherited from systemd (`LISTEN_FDS`, fd 3). The server
+   * owns it from then on.
+   */
+  fd?: number;
+  /**
+   * Run the app on this many JavaScript threads (Web Workers), each with
+   * its own native worker; the loop thread spreads connections over them.
+   * Needs {@linkcode ServeOptions.module}, since functions cannot be sent
+   * to other threads. Without it, the handler runs on the calling thread.
+   */
+  workers?: number;
+  /**
+   * The app each worker thread loads: a module URL or path whose default
+   * export has `fetch(request, info)` (and optionally `onError(error)`).
+   */
+  module?: string | URL;
+}
+
+/** {@linkcode ServeOptions} with the handler as `fetch`, as in Bun.serve. */
+export interface ServeInit extends ServeOptions {
+  /** The request handler. */
+  fetch: ServeHandler;
+}
+
+/** Numeric options passed to C as they are, with their option numbers. */
+export const NATIVE_OPTIONS = [
+  ["keepAliveTimeout", Option.KEEPALIVE_TIMEOUT_MS],
+  ["requestTimeout", Option.HEADER_TIMEOUT_MS],
+  ["maxHeaderSize", Option.MAX_HEAD_SIZE],
+  ["maxHeaderCount", Option.MAX_HEADERS],
+  ["maxUrlLength", Option.MAX_URL_SIZE],
+  ["maxBodySize", Option.MAX_BODY_SIZE],
+  ["maxConnections", Option.MAX_CONNECTIONS],
+  ["maxPipelineDepth", Option.MAX_PIPELINE],
+  ["backlog", Option.BACKLOG],
+] as const;
+
+/** Throws a RangeError or TypeError for the first invalid option. */
+export function validateOptions(options: ServeOptions): void {
+  const { port, hostname, shutdownTimeout } = options;
+  if (
+    port !== undefined &&
+    (typeof port !== "number" || !Number.isInteger(port) || port < 0 ||
+      port > 65535)
+  ) {
+    throw new RangeError(
+      `Invalid port: ${String(port)} (expected an integer from 0 to 65535)`,
+    );
+  }
+  if (hostname !== undefined && typeof hostname !== "string") {
+    throw new TypeError(`Invalid hostname: expected a string`);
+  }
+  const { handlerTimeout } = options;
+  if (
+    handlerTimeout !== undefined &&
+    (typeof handlerTimeout !== "number" || !(handlerTimeout > 0) ||
+      handlerTimeout > 2 ** 31 - 1)
+  ) {
+    throw new RangeError(
+      `Invalid handlerTimeout: ${
+        String(handlerTimeout)
+      } (expected milliseconds > 0)`,
+    );
+  }
+  if (
+    shutdownTimeout !== undefined &&
+    (typeof shutdownTimeout !== "number" || !(shutdownTimeout >= 0))
+  ) {
+    throw new RangeError(
+      `Invalid shutdownTimeout: ${
+        String(shutdownTimeout)
+      } (expected a number >= 0)`,
+    );
+  }
+  for (const [name] of NATIVE_OPTIONS) {
+    const value = options[name];
+    if (
+      value !== undefined &&
+      (typeof value !== "number" || !Number.isInteger(value) || value < 1 ||
+        value > Number.MAX_SAFE_INTEGER)
+    ) {
+      throw new RangeError(
+        `Invalid ${name}: ${String(value)} (expected a positive integer)`,
+      );
+    }
+  }
+  if (
+    options.reusePort !== undefined && typeof options.reusePort !== "boolean"
+  ) {
+    throw new TypeError("Invalid reusePort: expected a boolean");
+  }
+  if (
+    options.fd !== undefined &&
+    (!Number.isInteger(options.fd) || options.fd < 0 ||
+      options.fd > 2 ** 31 - 1)
+  ) {
+    throw new RangeError(
+      `Invalid fd: ${String(options.fd)} (expected a file descriptor number)`,
+    );
+  }
+  if (options.static !== undefined) {
+    if (options.static === null || typeof options.static !== "object") {
+      throw new TypeError("Invalid static: expected an object of Responses");
+    }
+    for (const [path, response] of Object.entries(options.static)) {
+      if (!path.startsWith("/") || /[\s\0]/.test(path)) {
+        throw new TypeError(
+          `Invalid static: "${path}" is not a request path (it must start with "/")`,
+        );
+      }
+      if (!(response instanceof Response)) {
+        throw new TypeError(`Invalid static: "${path}" must map to a Response`);
+      }
+      if (response.bodyUsed) {
+        throw new TypeError(
+          `Invalid static: the body of "${path}" is already read`,
+        );
+      }
+    }
+  }
+  const { workers, module } = options;
+  if (workers !== undefined) {
+    if (!Number.isInteger(workers) || workers < 1 || workers > 256) {
+      throw new RangeError(
+        `Invalid workers: ${
+          String(workers)
+        } (expected an integer from 1 to 256)`,
+      );
+    }
+    if (module === undefined) {
+      throw new TypeError(
+        "Invalid module: workers need the app as a module URL or path",
+      );
+    }
+  }
+  if (
+    module !== undefined && typeof module !== "string" &&
+    !(module instanceof URL)
+  ) {
+    throw new TypeError("Invalid module: expected a URL or a path");
+  }
+  for (const name of ["onListen", "onError"] as const) {
+    const value = options[name];
+    if (value !== undefined && typeof value !== "function") {
+      throw new TypeError(`Invalid ${name}: expected a function`);
+    }
+  }
+}

@@ -1,0 +1,97 @@
+/**
+ * Building the standard Request a handler gets from a request record: its
+ * URL, method, header fields and body (whole, or a stream fed by the
+ * exchange), the Deno.serve way when the backend offers it, and a `signal`
+ * made only when read.
+ *
+ * @module
+ */
+import { loadNative } from "../ffi/native.ts";
+import type { RequestRecord } from "../ffi/codec.ts";
+import type { Exchange } from "./_exchange.ts";
+
+const { fastRequest } = await loadNative();
+
+/**
+ * The Request handed to handlers: a standard Request whose `signal` comes
+ * from the exchange, made only when read. Passing a signal to the Request
+ * constructor costs more than the rest of the request (Deno links a
+ * dependent signal), and most handlers never read it.
+ */
+class ServerRequest extends Request {
+  #exchange: Exchange;
+
+  /** `input` is a URL, or on Deno the brand that makes an empty Request
+   * for `fastRequest.fill()`. */
+  constructor(
+    input: string | symbol,
+    init: RequestInit | undefined,
+    exchange: Exchange,
+  ) {
+    super(input as string, init);
+    this.#exchange = exchange;
+  }
+
+  /** Aborted when the client goes away before the response is sent. */
+  override get signal(): AbortSignal {
+    return this.#exchange.signal;
+  }
+}
+
+/** Builds the standard Request for a record. */
+export function buildRequest(
+  rec: RequestRecord,
+  exchange: Exchange,
+  defaultHost: string,
+): Request {
+  const host = rec.host === "" ? defaultHost : rec.host;
+  const target = rec.target;
+  const url = target.charCodeAt(0) === 47 /* "/" */
+    ? `http://${host}${target}`
+    : target === "*"
+    ? `http://${host}/`
+    : target;
+  const method = rec.method;
+  const hasBody = method !== "GET" && method !== "HEAD";
+  let body: Uint8Array<ArrayBuffer> | ReadableStream<Uint8Array> | null = rec
+    .body as Uint8Array<ArrayBuffer> | null;
+  if (rec.stream) {
+    body = exchange.bodyStream(rec.body);
+    // GET and HEAD may not have a body in a Request: theirs is read and
+    // dropped, which also keeps the connection moving.
+    if (!hasBody) body.cancel();
+  }
+  if (!hasBody) body = null;
+  if (fastRequest !== undefined) {
+    // The URL is parsed and serialized as the constructor would (it throws
+    // on one the platform refuses); C's parser already checked the method
+    // and the fields. Like Deno.serve and Bun, this passes TRACE to the
+    // handler, where Deno's constructor refuses it.
+    const href = new URL(url).href;
+    const request = new ServerRequest(fastRequest.brand, undefined, exchange);
+    fastRequest.fill(request, method, href, rec.fields, body);
+    return request;
+  }
+  return new ServerRequest(url, {
+    method,
+    headers: fieldRecord(rec.fields),
+    body,
+    duplex: "half",
+  } as RequestInit, exchange);
+}
+
+/**
+ * Header fields as a record, the cheapest init for Headers: a name repeated
+ * with the same spelling has its values joined with ", " (RFC 9110 section
+ * 5.3); Headers joins the ones spelt differently.
+ */
+function fieldRecord(fields: readonly string[]): Record<string, string> {
+  const record: Record<string, string> = Object.create(null);
+  for (let i = 0; i < fields.length; i += 2) {
+    const seen = record[fields[i]];
+    record[fields[i]] = seen === undefined
+      ? fields[i + 1]
+      : `${seen}, ${fields[i + 1]}`;
+  }
+  return record;
+}

@@ -1,0 +1,222 @@
+/**
+ * Sending a handler's Response through its exchange: the header block, a
+ * fixed body in one call, a stream read ahead while it is ready at once and
+ * then appended chunk by chunk with backpressure, and the error path
+ * (`onError`, or the default 500) when the handler failed.
+ *
+ * @module
+ */
+import { loadNative } from "../ffi/native.ts";
+import { HeaderWriter, RESP_HIGH_WATER } from "../ffi/codec.ts";
+import { EMPTY, type Exchange } from "./_exchange.ts";
+
+const { headerList, staticBody } = await loadNative();
+
+const encoder = new TextEncoder();
+
+/** The default of `ServeOptions.onError`: log, then answer 500. */
+export function defaultOnError(error: unknown): Response {
+  console.error("ymo: handler failed:", error);
+  return new Response("Internal Server Error", {
+    status: 500,
+    headers: { "content-type": "text/plain;charset=UTF-8" },
+  });
+}
+
+/** What a {@linkcode Responder} needs of the app. */
+export interface ResponderHost {
+  /** Turns a handler error into a response (default: log, then 500). */
+  onError?(error: unknown): Response | Promise<Response>;
+}
+
+/**
+ * Sends Responses for one worker, with buffers reused from one response to
+ * the next (the header block, the UTF-8 of a fixed string body).
+ */
+export class Responder {
+  #host: ResponderHost;
+  #headerWriter = new HeaderWriter();
+  #scratch = new Uint8Array(16 * 1024);
+
+  /**
+   * Makes the responder of a worker.
+   *
+   * @param host Whose `onError` answers a failed handler.
+   */
+  constructor(host: ResponderHost) {
+    this.#host = host;
+  }
+
+  /** UTF-8 of `text` in a reused buffer, valid until the next call. */
+  #encode(text: string): Uint8Array {
+    if (text.length * 3 > this.#scratch.byteLength) {
+      this.#scratch = new Uint8Array(text.length * 3);
+    }
+    const { written } = encoder.encodeInto(text, this.#scratch);
+    return this.#scratch.subarray(0, written);
+  }
+
+  /** Answers for a handler that threw or rejected: `onError`'s response,
+   * or a 500. */
+  async fail(exchange: Exchange, error: unknown): Promise<void> {
+    let response: unknown;
+    try {
+      const host = this.#host;
+      response =
+        await (host.onError ? host.onError(error) : defaultOnError(error));
+    } catch (second) {
+      console.error("ymo: onError threw:", second);
+    }
+    if (!(response instanceof Response)) {
+      response = new Response("Internal Server Error", { status: 500 });
+    }
+    await this.send(exchange, response as Response, true);
+  }
+
+  /** Sends `response`; returns a promise only when its body is a stream
+   * (or it was not a Response), so fixed bodies cost no promise. */
+  send(
+    exchange: Exchange,
+    response: unknown,
+    failed = false,
+  ): Promise<void> | undefined {
+    if (!(response instanceof Response)) {
+      if (failed) {
+        exchange.release();
+        return;
+      }
+      const error = new TypeError(
+        `Handler must return a Response, not ${
+          Object.prototype.toString.call(response)
+        }`,
+      );
+      return this.fail(exchange, error);
+    }
+    const status = response.status;
+    // Read the headers before touching the body: Bun drops a Blob body's
+    // implied Content-Type once `body` is read.
+    const [head, headLength] = this.#headerWriter.write(
+      headerList(response) ?? response.headers,
+    );
+    const fixed = staticBody(response);
+    if (fixed !== undefined) {
+      const bytes = typeof fixed === "string" ? this.#encode(fixed) : fixed;
+      exchange.respond(status, head, headLength, bytes, true);
+      return;
+    }
+    const body = response.body;
+    if (body === null) {
+      exchange.respond(status, head, headLength, EMPTY, true);
+      return;
+    }
+    // Copied: the writer's buffer is reused by other exchanges while this
+    // one awaits its body.
+    return this.#sendStream(exchange, status, head.slice(0, headLength), body);
+  }
+
+  async #sendStream(
+    exchange: Exchange,
+    status: number,
+    headers: Uint8Array,
+    body: ReadableStream<unknown>,
+  ): Promise<void> {
+    const headLength = headers.byteLength;
+    const reader: ReadableStreamDefaultReader<unknown> = body.getReader();
+    try {
+      // Read ahead while chunks are ready at once: a body that ends that way
+      // (a string, bytes, a Blob) is sent whole with a Content-Length; one
+      // that must wait (a real stream) is sent chunked from there on.
+      const parts: Uint8Array[] = [];
+      let size = 0;
+      let chunk: ReadResult = await reader.read();
+      let later: Promise<ReadResult> | null = null;
+      while (!chunk.done && size < READ_AHEAD_LIMIT) {
+        const bytes = toBytes(chunk.value);
+        parts.push(bytes);
+        size += bytes.byteLength;
+        const next = await readSoon(reader);
+        if ("later" in next) {
+          later = next.later;
+          break;
+        }
+        chunk = next.ready;
+      }
+      const start = parts.length === 1 ? parts[0] : concat(parts, size);
+      if (chunk.done) {
+        exchange.respond(status, headers, headLength, start, true);
+        return;
+      }
+      if (exchange.respond(status, headers, headLength, start, false) < 0) {
+        await reader.cancel();
+        return;
+      }
+      // Either the pending read, or the chunk that hit the read-ahead limit
+      // and is not sent yet.
+      if (later !== null) chunk = await later;
+      while (!chunk.done) {
+        const pending = exchange.append(toBytes(chunk.value), false);
+        if (pending < 0) {
+          await reader.cancel();
+          return;
+        }
+        // A slow client: stop pulling from the body until C has written
+        // most of what it holds, so memory stays bounded.
+        if (pending > RESP_HIGH_WATER) await exchange.drained();
+        chunk = await reader.read();
+      }
+      exchange.append(EMPTY, true);
+    } catch (error) {
+      if (exchange.open) {
+        // The body failed part way: the connection must be closed, since
+        // the client cannot tell a cut body from a whole one otherwise.
+        console.error("ymo: response body stream failed:", error);
+        exchange.release();
+      }
+      reader.cancel().catch(() => {});
+    } finally {
+      reader.releaseLock?.();
+    }
+  }
+}
+
+/** Bytes a response may gather before its head goes out anyway. */
+const READ_AHEAD_LIMIT = 64 * 1024;
+/** Microtask turns a read may take and still count as ready at once. */
+const READY_TURNS = 8;
+
+type ReadResult = ReadableStreamReadResult<unknown>;
+
+/**
+ * Reads the next chunk: `ready` when the stream had it within a few microtask
+ * turns, else `later`, the still-pending read.
+ */
+async function readSoon(
+  reader: ReadableStreamDefaultReader<unknown>,
+): Promise<{ ready: ReadResult } | { later: Promise<ReadResult> }> {
+  let result: ReadResult | null = null;
+  const later = reader.read();
+  later.then((r) => result = r, () => {});
+  for (let i = 0; i < READY_TURNS && result === null; i++) await null;
+  return result !== null ? { ready: result } : { later };
+}
+
+function concat(parts: Uint8Array[], size: number): Uint8Array {
+  if (parts.length === 0) return EMPTY;
+  const out = new Uint8Array(size);
+  let at = 0;
+  for (const part of parts) {
+    out.set(part, at);
+    at += part.byteLength;
+  }
+  return out;
+}
+
+function toBytes(chunk: unknown): Uint8Array {
+  if (chunk instanceof Uint8Array) return chunk;
+  if (typeof chunk === "string") return encoder.encode(chunk);
+  if (chunk instanceof ArrayBuffer) return new Uint8Array(chunk);
+  if (ArrayBuffer.isView(chunk)) {
+    return new Uint8Array(chunk.buffer, chunk.byteOffset, chunk.byteLength);
+  }
+  throw new TypeError("Response body chunks must be Uint8Array or string");
+}

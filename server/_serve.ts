@@ -1,0 +1,81 @@
+/**
+ * `serve()`: its four call forms (handler; options and handler; options with
+ * `fetch`, as Bun.serve; options with `workers` and `module`), each making a
+ * {@linkcode Server}.
+ *
+ * @module
+ */
+import type { ServeHandler, ServeInit, ServeOptions } from "./_options.ts";
+import { Server } from "./_server.ts";
+
+/**
+ * Serves HTTP with `handler` until the server is shut down.
+ *
+ * @example
+ * ```ts
+ * import { serve } from "@ymo/ymo";
+ * serve((_req) => new Response("Hello, World!"));
+ * ```
+ *
+ * @param handler The request handler.
+ * @returns The running server.
+ */
+export function serve(handler: ServeHandler): Server;
+/**
+ * Serves HTTP with `handler` and the given options.
+ *
+ * @example
+ * ```ts
+ * import { serve } from "@ymo/ymo";
+ * serve({ port: 0, onListen: ({ port }) => console.log(port) }, () =>
+ *   new Response("hi"));
+ * ```
+ *
+ * @param options Where to listen, and the callbacks.
+ * @param handler The request handler.
+ * @returns The running server.
+ */
+export function serve(options: ServeOptions, handler: ServeHandler): Server;
+/**
+ * Serves HTTP with the options' `fetch` handler, as `Bun.serve` does.
+ *
+ * @example
+ * ```ts
+ * import { serve } from "@ymo/ymo";
+ * serve({ port: 8080, fetch: () => new Response("hi") });
+ * ```
+ *
+ * @param init The options, with the handler as `fetch`.
+ * @returns The running server.
+ */
+export function serve(init: ServeInit): Server;
+/**
+ * Serves HTTP with the app module on several threads.
+ *
+ * @example
+ * ```ts
+ * import { serve } from "@ymo/ymo";
+ * serve({ port: 8080, workers: 2, module: new URL("./app.ts", import.meta.url) });
+ * ```
+ *
+ * @param options The options, with `workers` and `module`.
+ * @returns The running server.
+ */
+export function serve(
+  options: ServeOptions & { workers: number; module: string | URL },
+): Server;
+export function serve(
+  a: ServeHandler | ServeOptions | ServeInit,
+  b?: ServeHandler,
+): Server {
+  if (typeof a === "function") return new Server({}, a);
+  if (a === null || typeof a !== "object") {
+    throw new TypeError("Invalid arguments: expected a handler or options");
+  }
+  const handler = b ?? (a as ServeInit).fetch;
+  if ((a as ServeOptions).workers !== undefined) return new Server(a, handler);
+  if (typeof handler !== "function") {
+    throw new TypeError("Invalid handler: expected a function");
+  }
+  return new Server(a, handler);
+}

@@ -1,0 +1,335 @@
+/**
+ * {@linkcode Server}: creating the native server from validated options,
+ * listening, starting its worker on this thread or its thread pool, static
+ * routes, graceful shutdown, ref/unref, and stopping every live server when
+ * the process exits.
+ *
+ * @module
+ */
+import { resolve } from "node:path";
+import { pathToFileURL } from "node:url";
+import { loadNative } from "../ffi/native.ts";
+import { HeaderWriter } from "../ffi/codec.ts";
+import { Option } from "../ffi/symbols.ts";
+import type { Pointer } from "../ffi/_types.ts";
+import { check, YmoError } from "./_errors.ts";
+import {
+  NATIVE_OPTIONS,
+  type NetAddr,
+  type ServeHandler,
+  type ServeOptions,
+  validateOptions,
+} from "./_options.ts";
+import { defaultOnError } from "./_response.ts";
+import { ThreadWorker, type WorkerHost } from "./_worker.ts";
+import { ThreadPool } from "./_pool.ts";
+
+const native = await loadNative();
+const lib = native.fn;
+
+const encoder = new TextEncoder();
+
+/** How each live server stops its loop thread at once, for the exit hook. */
+const liveServers = new Set<() => void>();
+let exitHookInstalled = false;
+
+/** Stops every live server's loop thread before the process exits. */
+function installExitHook(): void {
+  if (exitHookInstalled) return;
+  exitHookInstalled = true;
+  native.onExit(() => {
+    for (const stopNow of liveServers) stopNow();
+  });
+}
+
+/**
+ * A running server, returned by {@linkcode serve}. Shaped like
+ * `Deno.HttpServer`.
+ */
+export class Server {
+  #pointer: Pointer;
+  #workers: ThreadWorker[] = [];
+  #threads: ThreadPool | null = null;
+  #addr: NetAddr;
+  #shutdownTimeout: number;
+  #finished: Promise<void>;
+  /** This server's #stopNow, in liveServers while it lives. */
+  #stopOnExit = () => this.#stopNow();
+  #stopping = false;
+  #started = false;
+  #freed = false;
+
+  /**
+   * Starts a server; use {@linkcode serve} rather than this constructor.
+   *
+   * @param options The validated options.
+   * @param handler The request handler.
+   */
+  constructor(options: ServeOptions, handler?: ServeHandler) {
+    validateOptions(options);
+    const threads = options.workers;
+    if (threads === undefined && typeof handler !== "function") {
+      throw new TypeError("Invalid handler: expected a function");
+    }
+    if (threads !== undefined && handler !== undefined) {
+      throw new TypeError(
+        "Invalid handler: with workers, the app comes from `module` (functions cannot be sent to other threads)",
+      );
+    }
+    const app = handler ?? (() => new Response(null, { status: 500 }));
+    const onError = options.onError ?? defaultOnError;
+    this.#shutdownTimeout = options.shutdownTimeout ?? 10_000;
+    const hostname = options.hostname ?? "0.0.0.0";
+    const err = new Int32Array(1);
+    const pointer = lib.ymo_server_create(
+      threads ?? 1,
+      new Uint8Array(err.buffer),
+    );
+    if (native.isNull(pointer)) {
+      throw new YmoError("Cannot create server", err[0]);
+    }
+    this.#pointer = pointer;
+    try {
+      for (const [name, option] of NATIVE_OPTIONS) {
+        const value = options[name];
+        if (value !== undefined) {
+          check(
+            lib.ymo_server_set_option(pointer, option, BigInt(value)),
+            `Cannot set ${name}`,
+          );
+        }
+      }
+      if (options.reusePort) {
+        check(
+          lib.ymo_server_set_option(pointer, Option.REUSE_PORT, 1n),
+          "Cannot set reusePort",
+        );
+      }
+      if (options.fd !== undefined) {
+        check(
+          lib.ymo_server_listen_fd(pointer, options.fd),
+          `Cannot listen on fd ${options.fd}`,
+        );
+      } else {
+        const rc = lib.ymo_server_listen(
+          pointer,
+          encoder.encode(hostname + "\0"),
+          options.port ?? 8000,
+        );
+        check(rc, `Cannot listen on ${hostname}:${options.port ?? 8000}`);
+      }
+      const port = check(lib.ymo_server_port(pointer), "Cannot read port");
+      this.#addr = {
+        transport: "tcp",
+        hostname: options.fd === undefined ? hostname : boundHost(pointer),
+        port,
+      };
+      // What the workers see of this server. The app's functions are called
+      // with this server as `this`.
+      const server = this;
+      const host: WorkerHost = {
+        handler: app.bind(this),
+        onError: onError.bind(this),
+        defaultHost: defaultHost(this.#addr),
+        get stopping() {
+          return server.#stopping;
+        },
+        handlerTimeout: options.handlerTimeout,
+      };
+      if (threads === undefined) {
+        const worker = new ThreadWorker(
+          host,
+          lib.ymo_server_worker(pointer, 0),
+        );
+        this.#workers.push(worker);
+        worker.start();
+      } else {
+        this.#threads = new ThreadPool(
+          host,
+          pointer,
+          threads,
+          moduleUrl(options.module!),
+        );
+      }
+      if (options.static === undefined) {
+        check(lib.ymo_server_start(pointer), "Cannot start server");
+        this.#started = true;
+      }
+    } catch (error) {
+      lib.ymo_server_stop(pointer);
+      for (const worker of this.#workers) worker.close();
+      this.#threads?.terminate();
+      lib.ymo_server_free(pointer);
+      this.#freed = true;
+      throw error;
+    }
+    liveServers.add(this.#stopOnExit);
+    installExitHook();
+    const stopped = this.#threads !== null
+      ? [this.#threads.stopped]
+      : this.#workers.map((w) => w.stopped);
+    this.#finished = Promise.all(stopped).then(() => this.#free());
+    const onListen = options.onListen ?? defaultOnListen;
+    if (this.#started) {
+      onListen({ ...this.#addr });
+    } else {
+      // The port is bound already (clients queue in the backlog); accepting
+      // starts once the static bodies are read and handed to C.
+      this.#startWithRoutes(options.static!).then(
+        () => onListen({ ...this.#addr }),
+        (error) => {
+          console.error("ymo: cannot start the server:", error);
+          this.#stopNow();
+        },
+      );
+    }
+    const signal = options.signal;
+    if (signal !== undefined) {
+      if (signal.aborted) this.shutdown();
+      else {signal.addEventListener("abort", () => this.shutdown(), {
+          once: true,
+        });}
+    }
+  }
+
+  async #startWithRoutes(routes: Record<string, Response>): Promise<void> {
+    const writer = new HeaderWriter();
+    for (const [path, response] of Object.entries(routes)) {
+      const [head, headLength] = writer.write(response.headers);
+      const headers = head.slice(0, headLength);
+      const body = new Uint8Array(await response.arrayBuffer());
+      if (this.#stopping) return;
+      check(
+        lib.ymo_server_add_static(
+          this.#pointer,
+          encoder.encode(path + "\0"),
+          response.status,
+          headers,
+          headers.byteLength,
+          body,
+          body.byteLength,
+        ),
+        `Cannot add static route ${path}`,
+      );
+    }
+    if (this.#stopping) return;
+    check(lib.ymo_server_start(this.#pointer), "Cannot start server");
+    this.#started = true;
+  }
+
+  /** The address the server listens on. */
+  get addr(): NetAddr {
+    return { ...this.#addr };
+  }
+
+  /** The port the server listens on (the chosen one when 0 was asked). */
+  get port(): number {
+    return this.#addr.port;
+  }
+
+  /** An http URL for this server (loopback when it listens on all). */
+  get url(): URL {
+    let host = this.#addr.hostname;
+    if (host === "0.0.0.0") host = "localhost";
+    else if (host === "::") host = "[::1]";
+    else if (host.includes(":")) host = `[${host}]`;
+    return new URL(`http://${host}:${this.#addr.port}/`);
+  }
+
+  /** Resolves once the server has stopped and freed its native state. */
+  get finished(): Promise<void> {
+    return this.#finished;
+  }
+
+  /** Whether the server is shutting down or stopped. */
+  get stopping(): boolean {
+    return this.#stopping;
+  }
+
+  /** UNSAFE: the native ymo_server_t; invalid once `finished` resolved. */
+  get pointer(): Pointer {
+    return this.#pointer;
+  }
+
+  /**
+   * Stops accepting connections at once, closes idle ones, lets in-flight
+   * requests finish (up to `shutdownTimeout`), then stops.
+   *
+   * @returns A promise that resolves like {@linkcode finished}.
+   */
+  shutdown(): Promise<void> {
+    if (!this.#stopping && !this.#freed) {
+      this.#stopping = true;
+      if (this.#started) {
+        lib.ymo_server_shutdown(
+          this.#pointer,
+          Math.min(this.#shutdownTimeout, 2 ** 31 - 1),
+        );
+      } else {
+        lib.ymo_server_stop(this.#pointer); // Releases the waiters.
+      }
+    }
+    return this.#finished;
+  }
+
+  /** Stops the loop thread now (process exit, or static routes failed). */
+  #stopNow(): void {
+    if (this.#freed) return;
+    this.#stopping = true;
+    lib.ymo_server_stop(this.#pointer);
+  }
+
+  #free(): void {
+    if (this.#freed) return;
+    this.#freed = true;
+    liveServers.delete(this.#stopOnExit);
+    // Every worker's waiter has returned and L is finishing: join it, then
+    // close the callbacks and free, in that order (DESIGN.md, trap 1).
+    lib.ymo_server_stop(this.#pointer);
+    for (const worker of this.#workers) worker.close();
+    this.#threads?.terminate();
+    lib.ymo_server_free(this.#pointer);
+  }
+
+  /** Makes the server keep the process alive (the default). */
+  ref(): void {
+    for (const worker of this.#workers) worker.ref();
+  }
+
+  /** Lets the process exit even though the server is listening. */
+  unref(): void {
+    for (const worker of this.#workers) worker.unref();
+  }
+
+  /** Shuts the server down; for `await using`. */
+  [Symbol.asyncDispose](): Promise<void> {
+    return this.shutdown();
+  }
+}
+
+/** "host:port" of `addr` as in a URL: for a request without a Host header,
+ * and for the default onListen. */
+function defaultHost(addr: NetAddr): string {
+  const host = addr.hostname;
+  return `${host.includes(":") ? `[${host}]` : host}:${addr.port}`;
+}
+
+/** The default of `ServeOptions.onListen`. */
+function defaultOnListen(addr: NetAddr): void {
+  console.error(`Listening on http://${defaultHost(addr)}/`);
+}
+
+function boundHost(server: Pointer): string {
+  const buf = new Uint8Array(64);
+  const len = check(
+    lib.ymo_server_host(server, buf, buf.length),
+    "Cannot read address",
+  );
+  return new TextDecoder().decode(buf.subarray(0, len));
+}
+
+function moduleUrl(module: string | URL): string {
+  if (module instanceof URL) return module.href;
+  if (/^[a-z][a-z0-9+.-]*:/i.test(module)) return module;
+  return pathToFileURL(resolve(module)).href;
+}

@@ -1,0 +1,254 @@
+/**
+ * The JavaScript half of a native worker: {@linkcode ThreadWorker} takes
+ * batches of request records from C on this thread, makes an exchange and a
+ * Request for each, runs the handler and hands the result to the responder;
+ * it routes abort, drain and body notices to their exchanges and answers
+ * 503 past `handlerTimeout`. How the thread is woken is the backend's waker.
+ *
+ * @module
+ */
+import { loadNative } from "../ffi/native.ts";
+import {
+  decodeRequests,
+  REQF_ABORT,
+  type RequestRecord,
+} from "../ffi/codec.ts";
+import type { Pointer, Timer, Waker } from "../ffi/_types.ts";
+import { check } from "./_errors.ts";
+import type { ServeHandler, ServeHandlerInfo } from "./_options.ts";
+import { EMPTY, Exchange, type ExchangeOwner } from "./_exchange.ts";
+import { buildRequest } from "./_request.ts";
+import { Responder } from "./_response.ts";
+
+const native = await loadNative();
+const lib = native.fn;
+
+const encoder = new TextEncoder();
+const TIMEOUT_HEADERS = encoder.encode(
+  "content-type: text/plain;charset=UTF-8\r\n",
+);
+
+/**
+ * What a {@linkcode ThreadWorker} needs from its owner (the server, or a
+ * worker thread's entry): the app and the address.
+ */
+export interface WorkerHost {
+  /** The request handler. */
+  readonly handler: ServeHandler;
+  /** Turns a handler error into a response (default: log, then 500). */
+  onError?(error: unknown): Response | Promise<Response>;
+  /** "host:port" for the URL of a request that has no Host header. */
+  readonly defaultHost: string;
+  /** Whether the server is shutting down. */
+  readonly stopping: boolean;
+  /** Milliseconds before an unanswered request gets 503, if set. */
+  readonly handlerTimeout?: number;
+}
+
+/**
+ * A native worker driven by this JavaScript thread: it takes batches of
+ * requests from C, runs the handler on each, and hands responses back.
+ */
+export class ThreadWorker implements ExchangeOwner {
+  #pointer: Pointer;
+  #server: WorkerHost;
+  #buf = new Uint8Array(64 * 1024);
+  #view = new DataView(this.#buf.buffer);
+  #waker: Waker | null = null;
+  #alive = true;
+  #stopped: Promise<void>;
+  #resolveStopped!: () => void;
+  #responder: Responder;
+  #sweep: Timer | undefined;
+
+  /** Exchanges taken and not finished, by slot id (C reuses low ids), for
+   * the notices and body pieces that name them. */
+  #inflight: (Exchange | undefined)[] = [];
+
+  /**
+   * Wraps a native worker; {@linkcode ThreadWorker.start} makes this thread
+   * drive it.
+   *
+   * @param server What the worker serves: the app, and the address.
+   * @param pointer The native ymo_worker_t.
+   */
+  constructor(server: WorkerHost, pointer: Pointer) {
+    this.#server = server;
+    this.#pointer = pointer;
+    this.#responder = new Responder(server);
+    this.#stopped = new Promise((resolve) => this.#resolveStopped = resolve);
+  }
+
+  /** UNSAFE: the native ymo_worker_t, valid while the server lives. */
+  get pointer(): Pointer {
+    return this.#pointer;
+  }
+
+  /** Whether the native worker still exists. */
+  get alive(): boolean {
+    return this.#alive;
+  }
+
+  /** Resolves when C has released this worker for good. */
+  get stopped(): Promise<void> {
+    return this.#stopped;
+  }
+
+  /** Answers 503 for requests whose handler ran past handlerTimeout. */
+  #sweepTimeouts(timeout: number): void {
+    const now = performance.now();
+    for (const exchange of this.#inflight) {
+      if (
+        exchange === undefined || exchange.responded ||
+        now - exchange.started < timeout
+      ) continue;
+      const body = encoder.encode("Service Unavailable");
+      exchange.respond(
+        503,
+        TIMEOUT_HEADERS,
+        TIMEOUT_HEADERS.length,
+        body,
+        true,
+      );
+      exchange.abort();
+    }
+  }
+
+  /** Starts taking requests on this thread. */
+  start(): void {
+    const timeout = this.#server.handlerTimeout;
+    if (timeout !== undefined) {
+      // One sweep a quarter of the timeout, not a timer per request.
+      this.#sweep = setInterval(
+        () => this.#sweepTimeouts(timeout),
+        Math.max(10, timeout / 4),
+      );
+      native.unrefTimer(this.#sweep);
+    }
+    check(lib.ymo_worker_start(this.#pointer), "Cannot start worker");
+    this.#waker = native.waker(
+      this.#pointer,
+      () => this.#drain(),
+      () => this.#onReleased(),
+      () => this.#server.stopping,
+    );
+  }
+
+  /** Lets the process exit while only this worker waits. */
+  unref(): void {
+    this.#waker?.unref();
+  }
+
+  /** Undoes {@linkcode unref}. */
+  ref(): void {
+    this.#waker?.ref();
+  }
+
+  #onReleased(): void {
+    if (this.#sweep !== undefined) clearInterval(this.#sweep);
+    this.#sweep = undefined;
+    this.#resolveStopped();
+  }
+
+  /**
+   * Lets go of the native worker from this thread for good: C answers the
+   * requests this thread holds with 503 and stops waking it. For a thread
+   * that is about to die.
+   */
+  detach(): void {
+    if (!this.#alive) return;
+    lib.ymo_worker_join(this.#pointer);
+    this.#onReleased();
+    this.close();
+  }
+
+  /** Closes what this worker owns; only after C has released it. */
+  close(): void {
+    this.#alive = false;
+    // Producers waiting for a drain that will never come can end now.
+    for (const exchange of this.#inflight) exchange?.drain();
+    this.#inflight = [];
+    // The server is stopped and joined: C calls the waker no more.
+    this.#waker?.close();
+  }
+
+  /** Takes what C has queued, until nothing is left. */
+  #drain(): void {
+    if (!this.#alive) return;
+    for (;;) {
+      const n: number = lib.ymo_worker_take(
+        this.#pointer,
+        this.#buf,
+        this.#buf.byteLength,
+      );
+      if (n === 0) return;
+      if (n < 0) {
+        let size = this.#buf.byteLength * 2;
+        while (size < -n) size *= 2;
+        this.#buf = new Uint8Array(size);
+        this.#view = new DataView(this.#buf.buffer);
+        continue;
+      }
+      decodeRequests(
+        this.#buf,
+        this.#view,
+        n,
+        (rec) => this.#handle(rec),
+        (id, gen, flag) => {
+          const exchange = this.#inflight[id];
+          if (exchange === undefined || exchange.gen !== gen) return;
+          if (flag === REQF_ABORT) exchange.abort();
+          else exchange.drain();
+        },
+        (id, gen, data, end) => {
+          const exchange = this.#inflight[id];
+          if (exchange !== undefined && exchange.gen === gen) {
+            exchange.bodyPiece(data, end);
+          }
+        },
+      );
+    }
+  }
+
+  /** An exchange is finished: stop tracking it (the exchange calls this). */
+  forget(id: number, exchange: Exchange): void {
+    if (this.#inflight[id] === exchange) this.#inflight[id] = undefined;
+  }
+
+  #handle(rec: RequestRecord): void {
+    const exchange = new Exchange(this, rec.id, rec.gen);
+    if (this.#sweep !== undefined) exchange.started = performance.now();
+    this.#inflight[rec.id] = exchange;
+    let request: Request;
+    try {
+      request = buildRequest(rec, exchange, this.#server.defaultHost);
+    } catch {
+      // An URL or header the platform's Request refuses: the client's fault.
+      const body = encoder.encode("Bad Request");
+      exchange.respond(400, EMPTY, 0, body, true, true);
+      return;
+    }
+    const info: ServeHandlerInfo = {
+      remoteAddr: {
+        transport: "tcp",
+        hostname: rec.remoteHostname,
+        port: rec.remotePort,
+      },
+    };
+    let result: Response | Promise<Response>;
+    try {
+      result = this.#server.handler(request, info);
+    } catch (error) {
+      this.#responder.fail(exchange, error);
+      return;
+    }
+    if (result instanceof Response) {
+      this.#responder.send(exchange, result);
+    } else {
+      Promise.resolve(result).then(
+        (response) => this.#responder.send(exchange, response),
+        (error) => this.#responder.fail(exchange, error),
+      );
+    }
+  }
+}
