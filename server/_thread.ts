@@ -42,8 +42,8 @@ scope.addEventListener("unhandledrejection", (event) => {
 });
 
 scope.onmessage = async (event: MessageEvent) => {
-  const { pointer, module, defaultHost, handlerTimeout } = event
-    .data as ThreadInit;
+  const { pointer, module, defaultHost, handlerTimeout }: ThreadInit =
+    event.data;
   const app = (await import(module)).default;
   if (typeof app?.fetch !== "function") {
     throw new TypeError(
