@@ -31,9 +31,14 @@ import {
   STREAM_CHUNK,
   STREAM_CHUNKS,
 } from "./bench/_work.mjs";
-import { sampleGroup, sampleMachine } from "./bench/_proc.ts";
 import {
-  BASELINE_GOAL,
+  canCountSyscalls,
+  countSyscalls,
+  sampleGroup,
+  sampleMachine,
+} from "./bench/_proc.ts";
+import {
+  baselineGoal,
   type Cell,
   formatRps,
   formatTime,
@@ -207,6 +212,9 @@ const HELP = `Usage: deno run -A scripts/bench.ts [options]
   --start-timeout S   how long a server may take to answer GET / (default 30)
   --wait-idle S       before each run, wait up to S seconds for other processes
                       to use less than ${NOISE_CORES} cores (default 0: do not wait)
+  --pin               pinned mode: each server on core 1 alone, wrk (one thread)
+                      on core 0, so req/s is what one server core does; output
+                      in bench/pinned/ by default
   --port N            first port; each server start takes the next free one (default 18100)
   --out DIR           where results.{md,svg,json} go (default bench/)
   --quick             1 round of 2 s, 1 s warm-up, output in bench/tmp/quick/
@@ -260,6 +268,7 @@ const { values: flags } = parseArgs({
     out: { type: "string" },
     from: { type: "string" },
     quick: { type: "boolean" },
+    pin: { type: "boolean" },
     deno: { type: "string" },
     bun: { type: "string" },
     node: { type: "string" },
@@ -273,6 +282,15 @@ if (flags.help) {
 }
 
 const quick = flags.quick ?? false;
+const pin = flags.pin ?? false;
+if (pin && os.cpus().length < 2) {
+  console.error(
+    "--pin needs at least 2 cores: one for the server, one for wrk",
+  );
+  process.exit(1);
+}
+/** Where the server and wrk run in pinned mode. */
+const SERVER_CPU = "1", WRK_CPU = "0";
 const options = {
   rounds: positiveInt("rounds", flags.rounds ?? (quick ? "1" : "3")),
   duration: positiveInt("duration", flags.duration ?? (quick ? "2" : "5")),
@@ -280,15 +298,17 @@ const options = {
   connections: list(flags.connections ?? "50,256").map((c) =>
     positiveInt("connections", c)
   ),
-  threads: positiveInt("threads", flags.threads ?? "2"),
+  threads: pin ? 1 : positiveInt("threads", flags.threads ?? "2"),
   workers: list(flags.workers ?? "1").map((w) => positiveInt("workers", w)),
   timeout: positiveInt("timeout", flags.timeout ?? "5"),
   startTimeout: positiveInt("start-timeout", flags["start-timeout"] ?? "30"),
   waitIdle: positiveInt("wait-idle", flags["wait-idle"] ?? "0", true),
   port: positiveInt("port", flags.port ?? "18100"),
   out: resolve(
-    flags.out ?? join(ROOT, quick ? "bench/tmp/quick" : "bench"),
+    flags.out ??
+      join(ROOT, quick ? "bench/tmp/quick" : pin ? "bench/pinned" : "bench"),
   ),
+  pin,
 };
 
 function pick<T extends { id: string }>(
@@ -472,6 +492,15 @@ if (workloads.some((w) => w.id === "cpu")) {
   }
 }
 
+/** Whether perf can count the servers' system calls on this machine. */
+const countingSyscalls = canCountSyscalls();
+if (!countingSyscalls) {
+  console.error(
+    "perf cannot count system calls here (apt-get install linux-perf, as " +
+      "root): the syscalls/req column stays empty",
+  );
+}
+
 /** The ymo commit measured, taken before the first run. */
 const COMMIT = firstLine("git", [
   "-C",
@@ -519,10 +548,21 @@ function about(completedRounds: number): string[] {
     `with the same load, then measures \`${wrk}\`.`,
     `CPU time/req: utime + stime from /proc/PID/stat of every process in the server's group ` +
     `(all threads) over the measured run only, divided by the requests wrk completed. ` +
+    `Context switches/req: voluntary + involuntary switches of every thread of the group ` +
+    `(/proc/PID/task/TID/status) over the measured run, per request. ` +
+    (countingSyscalls
+      ? "Syscalls/req: `perf stat -e raw_syscalls:sys_enter -p <the group's pids>` over " +
+        "the measured run, per request (counting adds a little to each call, alike for every server). "
+      : "Syscalls/req: not counted (perf unavailable). ") +
     `Peak RSS: VmHWM from /proc/PID/status summed over the group at the end of the run ` +
     `(a fresh process per run, so per workload), max over the rounds.`,
-    `wrk and the server share this machine's ${cpus.length} cores, so absolute figures are ` +
-    `lower than with a separate client: compare the servers with each other. "Other load" ` +
+    (options.pin
+      ? `Pinned mode: every server runs on core ${SERVER_CPU} alone (\`taskset -c ${SERVER_CPU}\`, ` +
+        `all its threads) and wrk, with one thread, on core ${WRK_CPU}, so requests/s is what ` +
+        `one server core does. `
+      : `wrk and the server share this machine's ${cpus.length} cores, so absolute figures are ` +
+        `lower than with a separate client: compare the servers with each other. `) +
+    `"Other load" ` +
     `is the CPU time used during a run by processes other than the server, wrk and this ` +
     `harness, in cores (max over the rounds); above ${NOISE_CORES} the figures are disturbed.`,
   ];
@@ -536,9 +576,12 @@ function about(completedRounds: number): string[] {
         (baseline
           ? ` ${baseline.label} is scripts/bench/plain_libev.c built with ` +
             "`gcc -O2 -lev`: one C thread (one process per worker) answering " +
-            "every request with the bytes of ymo's static route (status " +
-            "line, Date, Content-Length, content-type, 13-byte body); ymo's " +
-            `ratio to it is the goal of static routes (at least ${BASELINE_GOAL}×).`
+            "hello, static, echo and 16k with the same bytes as ymo; ymo's " +
+            `ratio to it is the goal of static routes (at least ${
+              baselineGoal("static")
+            }×) and, through JavaScript, of hello, echo and 16k (at least ${
+              baselineGoal("hello")
+            }×).`
           : ""),
     );
   }
@@ -631,7 +674,15 @@ async function measure(
   const env: Record<string, string> = rounds
     ? { YMO_BENCH_CPU_ROUNDS: String(rounds) }
     : {};
-  const server = current = startServer(spec, paths, port, workers, log, env);
+  const server = current = startServer(
+    spec,
+    paths,
+    port,
+    workers,
+    log,
+    env,
+    options.pin ? SERVER_CPU : undefined,
+  );
   try {
     await waitReady(server, options.startTimeout * 1000);
     const wrong = await workload.check(base, rounds).catch((e) =>
@@ -645,14 +696,24 @@ async function measure(
       seconds: options.warmup,
       timeoutSeconds: options.timeout,
       script: workload.script,
+      cpus: options.pin ? WRK_CPU : undefined,
     };
     if (options.warmup > 0) await runWrk(wrk);
     const groupBefore = sampleGroup(server.pid);
     const machineBefore = sampleMachine();
+    const syscalls = countingSyscalls
+      ? countSyscalls(groupBefore.pids, options.duration)
+      : Promise.resolve(null);
     const output = await runWrk({ ...wrk, seconds: options.duration });
     const machineAfter = sampleMachine();
     const groupAfter = sampleGroup(server.pid);
     const result = record.wrk = parseWrk(output);
+    const calls = await syscalls;
+    if (result.requests > 0) {
+      if (calls !== null) record.syscallsPerRequest = calls / result.requests;
+      record.switchesPerRequest = (groupAfter.switches - groupBefore.switches) /
+        result.requests;
+    }
     const cpu = record.cpuSeconds = groupAfter.cpuSeconds -
       groupBefore.cpuSeconds;
     record.cpuUsPerRequest = result.requests > 0
@@ -702,7 +763,11 @@ function describe(record: RunRecord): string {
     }, ` +
       `p99 ${formatTime(w.latencyP99Us)}, ${
         (record.cpuUsPerRequest ?? NaN).toFixed(1)
-      } µs CPU/req, ` +
+      } µs CPU/req, ${
+        (record.syscallsPerRequest ?? NaN).toFixed(2)
+      } syscalls/req, ${
+        (record.switchesPerRequest ?? NaN).toFixed(2)
+      } switches/req, ` +
       `${((record.peakRssKiB ?? 0) / 1024).toFixed(0)} MiB`
     : "no result";
   const noise = (record.otherCores ?? 0) > NOISE_CORES

@@ -8,7 +8,7 @@
  */
 
 import { readdirSync, readFileSync } from "node:fs";
-import { execFileSync } from "node:child_process";
+import { execFile, execFileSync, spawnSync } from "node:child_process";
 
 /** What /proc says about one process group at one moment. */
 export interface GroupSample {
@@ -20,6 +20,10 @@ export interface GroupSample {
   rssKiB: number;
   /** How many processes the group had. */
   processes: number;
+  /** Voluntary and involuntary context switches of every thread so far. */
+  switches: number;
+  /** The group's process ids. */
+  pids: number[];
 }
 
 let ticksPerSecond = 0;
@@ -58,6 +62,28 @@ function statusKiB(status: string, key: string): number {
   return match ? Number(match[1]) : 0;
 }
 
+/** Context switches of every thread of process `pid` so far. */
+function threadSwitches(pid: string): number {
+  let tasks: string[];
+  try {
+    tasks = readdirSync(`/proc/${pid}/task`);
+  } catch {
+    return 0;
+  }
+  let sum = 0;
+  for (const tid of tasks) {
+    const status = readOrNull(`/proc/${pid}/task/${tid}/status`);
+    if (status === null) continue;
+    for (
+      const key of ["voluntary_ctxt_switches", "nonvoluntary_ctxt_switches"]
+    ) {
+      const match = status.match(new RegExp(`^${key}:\\s+(\\d+)`, "m"));
+      if (match) sum += Number(match[1]);
+    }
+  }
+  return sum;
+}
+
 /** Samples every process whose process group is `pgid`. */
 export function sampleGroup(pgid: number): GroupSample {
   const sample: GroupSample = {
@@ -65,6 +91,8 @@ export function sampleGroup(pgid: number): GroupSample {
     peakRssKiB: 0,
     rssKiB: 0,
     processes: 0,
+    switches: 0,
+    pids: [],
   };
   let ticks = 0;
   for (const entry of readdirSync("/proc")) {
@@ -81,6 +109,8 @@ export function sampleGroup(pgid: number): GroupSample {
     sample.peakRssKiB += statusKiB(status, "VmHWM");
     sample.rssKiB += statusKiB(status, "VmRSS");
     sample.processes++;
+    sample.switches += threadSwitches(entry);
+    sample.pids.push(Number(entry));
   }
   sample.cpuSeconds = ticks / clockTicks();
   return sample;
@@ -114,4 +144,54 @@ export function sampleMachine(): MachineSample {
     busySeconds: busy / clockTicks(),
     selfAndReapedSeconds: mine / clockTicks(),
   };
+}
+
+/** Whether `perf stat` can count system calls here (root, linux-perf). */
+export function canCountSyscalls(): boolean {
+  // perf stat reports on stderr.
+  const run = spawnSync(
+    "perf",
+    ["stat", "-x", ",", "-e", "raw_syscalls:sys_enter", "true"],
+    { encoding: "utf8", timeout: 10_000 },
+  );
+  return run.status === 0 && parseSyscalls(run.stderr ?? "") !== null;
+}
+
+function parseSyscalls(text: string): number | null {
+  for (const line of text.split("\n")) {
+    const fields = line.split(",");
+    if (fields[2] === "raw_syscalls:sys_enter" && /^\d+$/.test(fields[0])) {
+      return Number(fields[0]);
+    }
+  }
+  return null;
+}
+
+/**
+ * Counts the system calls made by every thread of `pids` over the next
+ * `seconds`, with `perf stat`; resolves to null when perf cannot count them.
+ */
+export function countSyscalls(
+  pids: number[],
+  seconds: number,
+): Promise<number | null> {
+  return new Promise((resolve) => {
+    execFile(
+      "perf",
+      [
+        "stat",
+        "-x",
+        ",",
+        "-e",
+        "raw_syscalls:sys_enter",
+        "-p",
+        pids.join(","),
+        "--",
+        "sleep",
+        String(seconds),
+      ],
+      { encoding: "utf8", timeout: (seconds + 15) * 1000 },
+      (_error, stdout, stderr) => resolve(parseSyscalls(`${stdout}${stderr}`)),
+    );
+  });
 }

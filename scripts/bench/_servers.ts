@@ -188,14 +188,15 @@ export const SERVERS: ServerSpec[] = [
     unavailable: (p) => missing(p.node, "node"),
   },
   {
-    // A bound for ymo's static routes: the same answer from one C thread on
-    // libev with nothing else to do. It answers every path alike, so it only
-    // runs the workload that ymo too answers without JavaScript.
+    // The machine's limit: the same answers from one C thread on libev with
+    // nothing else to do (see plain_libev.c). It runs the workloads whose
+    // answers it knows; stream and cpu need JavaScript's work to mean
+    // anything.
     id: "c-libev",
     runtime: null,
     label: "C libev (plain)",
     kind: "baseline",
-    workloads: ["static"],
+    workloads: ["hello", "static", "echo", "16k"],
     command: (p, port, workers) => {
       return [plainLibevBinary(p), ...listen(port, workers)];
     },
@@ -213,7 +214,11 @@ export interface Running {
   exited: boolean;
 }
 
-/** Starts `spec` on `port`; the process leads its own group. */
+/**
+ * Starts `spec` on `port`, on the CPUs `cpus` only if given (taskset -c,
+ * which execs the server, so its pid is the server's); the process leads its
+ * own group.
+ */
 export function startServer(
   spec: ServerSpec,
   paths: Paths,
@@ -221,8 +226,12 @@ export function startServer(
   workers: number,
   log: string,
   env: Record<string, string>,
+  cpus?: string,
 ): Running {
-  const [command, ...args] = spec.command(paths, port, workers);
+  const serverCommand = spec.command(paths, port, workers);
+  const [command, ...args] = cpus === undefined
+    ? serverCommand
+    : ["taskset", "-c", cpus, ...serverCommand];
   const fd = openSync(log, "w");
   const child = spawn(command, args, {
     cwd: paths.root,

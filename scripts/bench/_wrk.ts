@@ -109,6 +109,8 @@ export interface WrkOptions {
   seconds: number;
   timeoutSeconds: number;
   script?: string;
+  /** Run wrk on these CPUs only (taskset -c), e.g. "0". */
+  cpus?: string;
 }
 
 /** The wrk command line for `options`. */
@@ -132,7 +134,10 @@ export function wrkArgs(options: WrkOptions): string[] {
  */
 export function runWrk(options: WrkOptions): Promise<string> {
   return new Promise((resolve, reject) => {
-    execFile("wrk", wrkArgs(options), {
+    const [command, args] = options.cpus === undefined
+      ? ["wrk", wrkArgs(options)]
+      : ["taskset", ["-c", options.cpus, "wrk", ...wrkArgs(options)]];
+    execFile(command, args, {
       timeout: (options.seconds + 15) * 1000,
       killSignal: "SIGKILL",
       maxBuffer: 1 << 20,

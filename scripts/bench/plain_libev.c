@@ -6,27 +6,27 @@
  *   gcc -O2 -o plain_libev scripts/bench/plain_libev.c -lev
  *   ./plain_libev [--port N] [--hostname H] [--workers N]
  *
- * It answers every request, whatever its method and path, with the bytes
- * ymo's static route sends for the benchmark's `/static`:
+ * It answers the benchmark app's routes (scripts/bench/app.ts) with the
+ * bytes ymo sends for them:
  *
- *   HTTP/1.1 200 OK
- *   Date: <the current second>
- *   Content-Length: 13
- *   content-type: text/plain;charset=UTF-8
+ *   GET /, GET /static   "Hello, World!", content-type text/plain;charset=UTF-8
+ *   GET /16k             16 KiB of "a", content-type application/octet-stream
+ *   POST /echo           the request body (up to 8 KiB, by Content-Length),
+ *                        content-type application/octet-stream
+ *   anything else        404 with an empty body
  *
- *   Hello, World!
- *
- * (HEAD gets the head alone.) One thread, level-triggered ev_io watchers,
- * non-blocking sockets with TCP_NODELAY (as ymo sets), keep-alive, and
- * pipelining: one read(2) per readable event into the connection's buffer,
- * every complete request head in it answered into one output buffer, then
- * one write(2) for the batch. While an answer is only partly written the
- * connection waits for writability and reads nothing more. The Date header
- * is rebuilt once a second by an ev_periodic. A request head ends at the
- * first "\r\n\r\n"; a request with a body (Content-Length or
- * Transfer-Encoding) gets 400 and the connection is closed, since skipping
- * bodies is not needed here. "Connection: close", and HTTP/1.0 without
- * "Connection: keep-alive", close the connection after the answer.
+ * each with a Date and a Content-Length (HEAD gets the head alone). One
+ * thread, level-triggered ev_io watchers, non-blocking sockets with
+ * TCP_NODELAY (as ymo sets), keep-alive, and pipelining: one read(2) per
+ * readable event into the connection's buffer, every complete request in it
+ * answered into one output buffer, then one write(2) for the batch. While an
+ * answer is only partly written the connection waits for writability and
+ * reads nothing more. The Date line is rebuilt once a second by an
+ * ev_periodic. A request ends after its head ("\r\n\r\n") and its
+ * Content-Length bytes; Transfer-Encoding, or a body larger than 8 KiB, gets
+ * 400 and the connection is closed, since the benchmark sends neither.
+ * "Connection: close", and HTTP/1.0 without "Connection: keep-alive", close
+ * the connection after the answer.
  *
  * --workers N > 1 forks N - 1 more processes, each listening on its own
  * SO_REUSEPORT socket with its own loop, as the peers do with several
@@ -48,10 +48,16 @@
 #include <time.h>
 #include <unistd.h>
 
-/* Room for request heads in each connection (wrk's are about 50 bytes). */
+/* Room for a request in each connection: wrk's heads are about 50 bytes and
+ * the echo workload's bodies 1 KiB. */
 #define IN_CAP 16384
+#define MAX_BODY 8192
+#define BIG_LEN (16 * 1024)
 
-static const char BODY[] = "Hello, World!";
+static const char HELLO[] = "Hello, World!";
+static const char TEXT[] = "text/plain;charset=UTF-8";
+static const char BINARY[] = "application/octet-stream";
+static char big[BIG_LEN]; /* The body of GET /16k: 16 KiB of 'a'. */
 
 static const char BAD_REQUEST[] =
     "HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n"
@@ -60,10 +66,9 @@ static const char TOO_LARGE[] =
     "HTTP/1.1 431 Request Header Fields Too Large\r\nContent-Length: 0\r\n"
     "Connection: close\r\n\r\n";
 
-/* The answer to every request, rebuilt once a second for its Date. */
-static char answer[256];
-static size_t answer_len; /* head and body */
-static size_t head_len;   /* the head alone, for HEAD */
+/* "Date: ...\r\n", rebuilt once a second. */
+static char date_line[64];
+static size_t date_len;
 
 struct conn {
   ev_io io;      /* first member: the watcher's address is the conn's */
@@ -75,7 +80,7 @@ struct conn {
   char in[IN_CAP];
 };
 
-static void build_answer(time_t now) {
+static void build_date(time_t now) {
   static const char days[7][4] = {"Sun", "Mon", "Tue", "Wed",
                                   "Thu", "Fri", "Sat"};
   static const char months[12][4] = {"Jan", "Feb", "Mar", "Apr",
@@ -83,24 +88,17 @@ static void build_answer(time_t now) {
                                      "Sep", "Oct", "Nov", "Dec"};
   struct tm tm;
   gmtime_r(&now, &tm);
-  int n = snprintf(answer, sizeof answer,
-                   "HTTP/1.1 200 OK\r\n"
-                   "Date: %s, %02d %s %04d %02d:%02d:%02d GMT\r\n"
-                   "Content-Length: %zu\r\n"
-                   "content-type: text/plain;charset=UTF-8\r\n"
-                   "\r\n"
-                   "%s",
+  int n = snprintf(date_line, sizeof date_line,
+                   "Date: %s, %02d %s %04d %02d:%02d:%02d GMT\r\n",
                    days[tm.tm_wday], tm.tm_mday, months[tm.tm_mon],
-                   tm.tm_year + 1900, tm.tm_hour, tm.tm_min, tm.tm_sec,
-                   sizeof BODY - 1, BODY);
-  answer_len = (size_t)n;
-  head_len = answer_len - (sizeof BODY - 1);
+                   tm.tm_year + 1900, tm.tm_hour, tm.tm_min, tm.tm_sec);
+  date_len = (size_t)n;
 }
 
 static void on_tick(struct ev_loop *loop, ev_periodic *w, int revents) {
   (void)w;
   (void)revents;
-  build_answer((time_t)ev_now(loop));
+  build_date((time_t)ev_now(loop));
 }
 
 static void conn_close(struct ev_loop *loop, struct conn *c) {
@@ -141,34 +139,79 @@ static int has_word(const char *p, const char *end, const char *word) {
   return 0;
 }
 
-/* Answers the request head [head, head + len), which ends in "\r\n\r\n". */
-static int answer_request(struct conn *c, const char *head, size_t len) {
-  const char *end = head + len;
-  const char *line_end = memmem(head, len, "\r\n", 2);
-  if (line_end == head) {
+/* Queues one answer: status line, Date, Content-Length, content-type and
+ * (unless `is_head`) the body. */
+static int respond(struct conn *c, const char *status, const char *type,
+                   const char *body, size_t len, int is_head) {
+  char head[256];
+  int n = snprintf(head, sizeof head,
+                   "HTTP/1.1 %s\r\n%.*sContent-Length: %zu\r\n%s%s%s\r\n",
+                   status, (int)date_len, date_line, len,
+                   type ? "content-type: " : "", type ? type : "",
+                   type ? "\r\n" : "");
+  if (queue(c, head, (size_t)n) < 0) return -1;
+  return is_head || len == 0 ? 0 : queue(c, body, len);
+}
+
+/* The length of the request starting at `req` if all of it is in
+ * [req, end): its head (ending in "\r\n\r\n" at `head_end`) and body; 0 while
+ * it is incomplete, -1 for one this server refuses. */
+static long request_length(const char *req, const char *head_end,
+                           const char *end, size_t *body_len) {
+  *body_len = 0;
+  const char *line = memmem(req, (size_t)(head_end - req), "\r\n", 2) + 2;
+  while (line < head_end) {
+    const char *eol = memmem(line, (size_t)(head_end + 2 - line), "\r\n", 2);
+    size_t n = (size_t)(eol - line);
+    if (n >= 18 && strncasecmp(line, "transfer-encoding:", 18) == 0) return -1;
+    if (n >= 15 && strncasecmp(line, "content-length:", 15) == 0) {
+      char *stop;
+      unsigned long v = strtoul(line + 15, &stop, 10);
+      if (stop == line + 15 || v > MAX_BODY) return -1;
+      *body_len = v;
+    }
+    line = eol + 2;
+  }
+  size_t total = (size_t)(head_end + 4 - req) + *body_len;
+  return total <= (size_t)(end - req) ? (long)total : 0;
+}
+
+/* Answers the request [req, req + len): its head, then body_len bytes. */
+static int answer_request(struct conn *c, const char *req, size_t len,
+                          size_t body_len) {
+  const char *body = req + len - body_len;
+  const char *end = body - 2; /* The blank line's CRLF. */
+  const char *line_end = memmem(req, len, "\r\n", 2);
+  if (line_end == req) {
     c->closing = 1;
     return queue(c, BAD_REQUEST, sizeof BAD_REQUEST - 1);
   }
-  int is_head = len > 5 && memcmp(head, "HEAD ", 5) == 0;
-  int http10 = line_end - head >= 8 && memcmp(line_end - 8, "HTTP/1.0", 8) == 0;
+  int is_head = len > 5 && memcmp(req, "HEAD ", 5) == 0;
+  int http10 = line_end - req >= 8 && memcmp(line_end - 8, "HTTP/1.0", 8) == 0;
   int keep_alive = !http10;
-  /* The header lines, each "name: value\r\n", until the empty line. */
-  for (const char *line = line_end + 2; line < end - 2;) {
-    const char *eol = memmem(line, (size_t)(end - line), "\r\n", 2);
-    size_t n = (size_t)(eol - line);
-    if ((n >= 15 && strncasecmp(line, "content-length:", 15) == 0) ||
-        (n >= 18 && strncasecmp(line, "transfer-encoding:", 18) == 0)) {
-      c->closing = 1;
-      return queue(c, BAD_REQUEST, sizeof BAD_REQUEST - 1);
-    }
-    if (n >= 11 && strncasecmp(line, "connection:", 11) == 0) {
+  for (const char *line = line_end + 2; line < end;) {
+    const char *eol = memmem(line, (size_t)(end + 2 - line), "\r\n", 2);
+    if (eol - line >= 11 && strncasecmp(line, "connection:", 11) == 0) {
       if (has_word(line + 11, eol, "close")) keep_alive = 0;
       else if (has_word(line + 11, eol, "keep-alive")) keep_alive = 1;
     }
     line = eol + 2;
   }
   if (!keep_alive) c->closing = 1;
-  return queue(c, answer, is_head ? head_len : answer_len);
+  /* The path: from after the method's space to the next space or '?'. */
+  const char *path = memchr(req, ' ', (size_t)(line_end - req));
+  if (path == NULL) return queue(c, BAD_REQUEST, sizeof BAD_REQUEST - 1);
+  path++;
+  size_t plen = strcspn(path, " ?");
+#define IS(p) (plen == sizeof(p) - 1 && memcmp(path, p, plen) == 0)
+  int post = memcmp(req, "POST ", 5) == 0;
+  if (IS("/") || IS("/static"))
+    return respond(c, "200 OK", TEXT, HELLO, sizeof HELLO - 1, is_head);
+  if (IS("/16k")) return respond(c, "200 OK", BINARY, big, BIG_LEN, is_head);
+  if (IS("/echo") && post)
+    return respond(c, "200 OK", BINARY, body, body_len, 0);
+#undef IS
+  return respond(c, "404 Not Found", NULL, NULL, 0, is_head);
 }
 
 /* Writes what is queued, once; closes or switches watchers as needed. */
@@ -208,17 +251,29 @@ static void on_readable(struct ev_loop *loop, struct conn *c) {
     return;
   }
   c->in_len += (size_t)n;
-  /* Answer every complete head; a head's end may straddle two reads. */
+  /* Answer every complete request; one may straddle two reads. */
   size_t start = 0, from = c->seen > 3 ? c->seen - 3 : 0;
+  int body_coming = 0;
   while (!c->closing) {
-    const char *end = memmem(c->in + from, c->in_len - from, "\r\n\r\n", 4);
-    if (!end) break;
-    size_t stop = (size_t)(end - c->in) + 4;
-    if (answer_request(c, c->in + start, stop - start) < 0) {
+    const char *head_end =
+        memmem(c->in + from, c->in_len - from, "\r\n\r\n", 4);
+    if (!head_end) break;
+    size_t body_len;
+    long len = request_length(c->in + start, head_end, c->in + c->in_len,
+                              &body_len);
+    if (len == 0) { /* Its body is still coming: look again next time. */
+      body_coming = 1;
+      break;
+    }
+    int rc = len < 0 ? (c->closing = 1,
+                        queue(c, BAD_REQUEST, sizeof BAD_REQUEST - 1))
+                     : answer_request(c, c->in + start, (size_t)len, body_len);
+    if (rc < 0) {
       conn_close(loop, c);
       return;
     }
-    start = from = stop;
+    if (len < 0) break;
+    start = from = start + (size_t)len;
   }
   if (c->closing) {
     c->in_len = 0;
@@ -233,7 +288,7 @@ static void on_readable(struct ev_loop *loop, struct conn *c) {
       }
     }
   }
-  c->seen = c->in_len;
+  c->seen = body_coming ? 0 : c->in_len;
   flush(loop, c);
 }
 
@@ -335,7 +390,8 @@ int main(int argc, char **argv) {
   int fd = listen_on(host, port, workers > 1);
   if (fd < 0) return 1;
   struct ev_loop *loop = ev_default_loop(0);
-  build_answer((time_t)ev_now(loop));
+  build_date((time_t)ev_now(loop));
+  memset(big, 'a', sizeof big);
   ev_periodic tick;
   ev_periodic_init(&tick, on_tick, 0., 1., 0);
   ev_periodic_start(loop, &tick);
