@@ -8,7 +8,7 @@
  */
 import { loadNative } from "../ffi/native.ts";
 import type { Pointer } from "../ffi/_types.ts";
-import { EPIPE, RESP_CLOSE, RESP_DONE } from "../ffi/symbols.ts";
+import { EPIPE, ESTALE, RESP_CLOSE, RESP_DONE } from "../ffi/symbols.ts";
 
 const lib = (await loadNative()).fn;
 
@@ -207,10 +207,22 @@ export class Exchange {
       body.byteLength,
       (done ? RESP_DONE : 0) | (close ? RESP_CLOSE : 0),
     );
-    // Finished, or refused because the client is gone: either way C has
-    // let go of the handle.
-    if (done || rc < 0) this.#finish();
+    if (rc < 0) this.#refused(rc);
+    else if (done) this.#finish();
     return rc;
+  }
+
+  /**
+   * C refused a respond or append. When the client is gone (EPIPE) or the
+   * handle is finished (ESTALE), C has let go of it; any other refusal
+   * leaves the exchange held, so it is released, for C to answer 500 or
+   * close the connection: the client is never left waiting.
+   */
+  #refused(rc: number): void {
+    this.#finish();
+    if (rc !== EPIPE && rc !== ESTALE && this.#worker.alive) {
+      lib.ymo_worker_release(this.#worker.pointer, this.#id, this.#gen);
+    }
   }
 
   /**
@@ -231,7 +243,8 @@ export class Exchange {
       chunk.byteLength,
       done ? RESP_DONE : 0,
     );
-    if (done || rc < 0) this.#finish();
+    if (rc < 0) this.#refused(rc);
+    else if (done) this.#finish();
     return rc;
   }
 

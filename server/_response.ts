@@ -56,8 +56,10 @@ export class Responder {
     return this.#scratch.subarray(0, written);
   }
 
-  /** Answers for a handler that threw or rejected: `onError`'s response,
-   * or a 500. */
+  /**
+   * Answers for a handler that threw or rejected, or whose Response cannot
+   * be sent: `onError`'s response, or a 500. Never rejects.
+   */
   async fail(exchange: Exchange, error: unknown): Promise<void> {
     let response: unknown;
     try {
@@ -67,51 +69,88 @@ export class Responder {
     } catch (second) {
       console.error("ymo: onError threw:", second);
     }
-    if (!(response instanceof Response)) {
-      response = new Response("Internal Server Error", { status: 500 });
-    }
-    await this.send(exchange, response as Response, true);
+    await this.send(exchange, response, true);
   }
 
-  /** Sends `response`; returns a promise only when its body is a stream
-   * (or it was not a Response), so fixed bodies cost no promise. */
+  /**
+   * Sends `response`; returns a promise only when its body is a stream (or
+   * it cannot be sent and `onError` answers instead), so fixed bodies cost
+   * no promise. Never throws, and the promise never rejects: whatever the
+   * handler returned, the client gets an answer. `failed` is set for the
+   * response of `onError`, which gets no second chance: C answers 500.
+   */
   send(
     exchange: Exchange,
     response: unknown,
     failed = false,
   ): Promise<void> | undefined {
-    if (!(response instanceof Response)) {
-      if (failed) {
-        exchange.release();
-        return;
+    let status: number;
+    let head: Uint8Array, headLength: number;
+    let fixed: string | Uint8Array | undefined;
+    let body: ReadableStream<unknown> | null = null;
+    try {
+      if (!(response instanceof Response)) {
+        throw new TypeError(
+          `${failed ? "onError" : "Handler"} must return a Response, not ${
+            Object.prototype.toString.call(response)
+          }`,
+        );
       }
-      const error = new TypeError(
-        `Handler must return a Response, not ${
-          Object.prototype.toString.call(response)
-        }`,
+      status = response.status;
+      if (!(status >= 200 && status <= 999)) {
+        throw new RangeError(
+          status === 0
+            ? "Cannot send Response.error() (status 0) as a response"
+            : `Cannot send a Response with status ${status}: only final statuses (200-999) are sent`,
+        );
+      }
+      // Read the headers before touching the body: Bun drops a Blob body's
+      // implied Content-Type once `body` is read.
+      [head, headLength] = this.#headerWriter.write(
+        headerList(response) ?? response.headers,
       );
-      return this.fail(exchange, error);
+      fixed = staticBody(response);
+      if (fixed === undefined) {
+        body = response.body;
+        if (body !== null && (response.bodyUsed || body.locked)) {
+          throw new TypeError(
+            "Cannot send a Response whose body is already used or locked",
+          );
+        }
+      }
+    } catch (error) {
+      return this.#unsendable(exchange, error, failed);
     }
-    const status = response.status;
-    // Read the headers before touching the body: Bun drops a Blob body's
-    // implied Content-Type once `body` is read.
-    const [head, headLength] = this.#headerWriter.write(
-      headerList(response) ?? response.headers,
-    );
-    const fixed = staticBody(response);
     if (fixed !== undefined) {
       const bytes = typeof fixed === "string" ? this.#encode(fixed) : fixed;
       exchange.respond(status, head, headLength, bytes, true);
       return;
     }
-    const body = response.body;
     if (body === null) {
       exchange.respond(status, head, headLength, EMPTY, true);
       return;
     }
     // Copied: the writer's buffer is reused by other exchanges while this
     // one awaits its body.
-    return this.#sendStream(exchange, status, head.slice(0, headLength), body);
+    return this.#sendStream(
+      exchange,
+      status,
+      head.slice(0, headLength),
+      body,
+      failed,
+    );
+  }
+
+  /** A response that cannot be sent, before anything was: `onError`
+   * answers, or for `onError`'s own response, C's 500. */
+  #unsendable(
+    exchange: Exchange,
+    error: unknown,
+    failed: boolean,
+  ): Promise<void> | undefined {
+    if (!failed) return this.fail(exchange, error);
+    console.error("ymo: onError's response cannot be sent:", error);
+    exchange.release();
   }
 
   async #sendStream(
@@ -119,9 +158,15 @@ export class Responder {
     status: number,
     headers: Uint8Array,
     body: ReadableStream<unknown>,
+    failed: boolean,
   ): Promise<void> {
     const headLength = headers.byteLength;
-    const reader: ReadableStreamDefaultReader<unknown> = body.getReader();
+    let reader: ReadableStreamDefaultReader<unknown>;
+    try {
+      reader = body.getReader();
+    } catch (error) {
+      return this.#unsendable(exchange, error, failed);
+    }
     try {
       // Read ahead while chunks are ready at once: a body that ends that way
       // (a string, bytes, a Blob) is sent whole with a Content-Length; one
@@ -147,7 +192,7 @@ export class Responder {
         return;
       }
       if (exchange.respond(status, headers, headLength, start, false) < 0) {
-        await reader.cancel();
+        reader.cancel().catch(() => {});
         return;
       }
       // Either the pending read, or the chunk that hit the read-ahead limit
@@ -156,7 +201,7 @@ export class Responder {
       while (!chunk.done) {
         const pending = exchange.append(toBytes(chunk.value), false);
         if (pending < 0) {
-          await reader.cancel();
+          reader.cancel().catch(() => {});
           return;
         }
         // A slow client: stop pulling from the body until C has written
@@ -166,15 +211,16 @@ export class Responder {
       }
       exchange.append(EMPTY, true);
     } catch (error) {
-      if (exchange.open) {
+      reader.cancel(error).catch(() => {});
+      if (!exchange.responded) {
+        // Nothing was sent: the failure is answered like a handler's.
+        await this.#unsendable(exchange, error, failed);
+      } else if (exchange.open) {
         // The body failed part way: the connection must be closed, since
         // the client cannot tell a cut body from a whole one otherwise.
         console.error("ymo: response body stream failed:", error);
         exchange.release();
       }
-      reader.cancel().catch(() => {});
-    } finally {
-      reader.releaseLock?.();
     }
   }
 }
@@ -218,5 +264,9 @@ function toBytes(chunk: unknown): Uint8Array {
   if (ArrayBuffer.isView(chunk)) {
     return new Uint8Array(chunk.buffer, chunk.byteOffset, chunk.byteLength);
   }
-  throw new TypeError("Response body chunks must be Uint8Array or string");
+  throw new TypeError(
+    `Response body chunks must be bytes (Uint8Array) or strings, not ${
+      chunk === null ? "null" : typeof chunk
+    }`,
+  );
 }

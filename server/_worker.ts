@@ -235,20 +235,22 @@ export class ThreadWorker implements ExchangeOwner {
         port: rec.remotePort,
       },
     };
-    let result: Response | Promise<Response>;
+    let result: unknown;
     try {
       result = this.#server.handler(request, info);
+      if (result instanceof Response) {
+        this.#responder.send(exchange, result);
+        return;
+      }
     } catch (error) {
       this.#responder.fail(exchange, error);
       return;
     }
-    if (result instanceof Response) {
-      this.#responder.send(exchange, result);
-    } else {
-      Promise.resolve(result).then(
-        (response) => this.#responder.send(exchange, response),
-        (error) => this.#responder.fail(exchange, error),
-      );
-    }
+    // send() and fail() never reject, so this chain cannot end in an
+    // unhandled rejection.
+    Promise.resolve(result).then(
+      (response) => this.#responder.send(exchange, response),
+      (error) => this.#responder.fail(exchange, error),
+    );
   }
 }

@@ -391,6 +391,29 @@ export class RawConnection {
     return this.pending;
   }
 
+  /**
+   * Waits until the unread bytes (as latin1) contain `text`, without
+   * consuming them: for watching a response arrive piece by piece. Rejects
+   * if the server closes first or `timeoutMs` passes.
+   */
+  async waitForText(
+    text: string,
+    timeoutMs = READ_TIMEOUT_MS,
+  ): Promise<void> {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      if (this.#buf.toString("latin1", this.#offset).includes(text)) return;
+      if (this.#ended) {
+        throw new Error(
+          `Connection closed before ${show(utf8(text))} came; unread bytes: ${
+            show(this.pending)
+          }`,
+        );
+      }
+      await this.#wait(deadline, show(utf8(text)));
+    }
+  }
+
   /** Closes the client side abruptly. */
   destroy(): void {
     this.#socket.destroy();
