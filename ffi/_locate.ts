@@ -407,8 +407,39 @@ function srcRelative(rel: string): string[] {
   return parts.slice(1);
 }
 
+/**
+ * Throws Deno's permission error, naming the flag, when this process may not
+ * run `command`: Deno's node:child_process reports a refused run only as an
+ * exit status of undefined. A no-op on Bun, which has no permissions.
+ */
+function assertMayRun(command: string): void {
+  const deno = (globalThis as {
+    Deno?: {
+      permissions?: {
+        querySync?(d: { name: "run"; command: string }): { state: string };
+        requestSync?(d: { name: "run"; command: string }): { state: string };
+      };
+      errors: { NotCapable: new (message: string) => Error };
+    };
+  }).Deno;
+  const permissions = deno?.permissions;
+  if (deno === undefined || permissions?.querySync === undefined) return;
+  const descriptor = { name: "run" as const, command };
+  let state = permissions.querySync(descriptor).state;
+  if (state === "prompt" && permissions.requestSync !== undefined) {
+    state = permissions.requestSync(descriptor).state;
+  }
+  if (state !== "granted") {
+    throw new deno.errors.NotCapable(
+      `Requires run access to "${command}" to build the ymo native library ` +
+        `on first use, run again with the --allow-run=${command} flag`,
+    );
+  }
+}
+
 /** Runs a command, capturing its output; throws with the output's tail. */
 function run(command: string, args: string[]): void {
+  assertMayRun(command);
   const result = spawnSync(command, args, {
     stdio: ["ignore", "pipe", "pipe"],
     encoding: "utf8",
@@ -423,6 +454,9 @@ function run(command: string, args: string[]): void {
         : `${command} could not start: ${result.error.message}`,
       { cause: result.error },
     );
+  }
+  if (typeof result.status !== "number" && !result.signal) {
+    throw new Error(`${command} did not run (it reported no exit status)`);
   }
   if (result.status !== 0) {
     const output = `${result.stdout ?? ""}${result.stderr ?? ""}`.trimEnd();
@@ -468,7 +502,7 @@ function readOrUndefined(file: string) {
 }
 
 /** True for Deno's permission errors, which callers must see unchanged. */
-function isPermissionError(error: unknown): boolean {
+export function isPermissionError(error: unknown): boolean {
   const errors = (globalThis as {
     Deno?: { errors?: Record<string, abstract new () => Error> };
   }).Deno?.errors;
