@@ -126,13 +126,15 @@ export class Server {
       };
       // What the workers see of this server. The app's functions are called
       // with this server as `this`.
-      const server = this;
+      const stopping = () => this.#stopping;
       const host: WorkerHost = {
         handler: app.bind(this),
         onError: onError.bind(this),
-        defaultHost: defaultHost(this.#addr),
+        // As with Deno.serve: a request without a Host, or with an empty
+        // one, is for localhost on this server's port.
+        defaultHost: `localhost:${port}`,
         get stopping() {
-          return server.#stopping;
+          return stopping();
         },
         handlerTimeout: options.handlerTimeout,
       };
@@ -307,16 +309,15 @@ export class Server {
   }
 }
 
-/** "host:port" of `addr` as in a URL: for a request without a Host header,
- * and for the default onListen. */
-function defaultHost(addr: NetAddr): string {
+/** "host:port" of `addr` as in a URL. */
+function urlHost(addr: NetAddr): string {
   const host = addr.hostname;
   return `${host.includes(":") ? `[${host}]` : host}:${addr.port}`;
 }
 
 /** The default of `ServeOptions.onListen`. */
 function defaultOnListen(addr: NetAddr): void {
-  console.error(`Listening on http://${defaultHost(addr)}/`);
+  console.error(`Listening on http://${urlHost(addr)}/`);
 }
 
 function boundHost(server: Pointer): string {
