@@ -6,8 +6,57 @@
  * @module
  */
 
+/**
+ * Where each field of a record sits, as `YMO_RECORD_MAP` in ymo.h says:
+ * byte offset and width, little-endian (`tests/symbols_test.ts` checks the
+ * two tables against each other). The header-entry fields count from the
+ * entry's start.
+ */
+export const RECORD_FIELDS = {
+  record_len: { at: 0, width: 4 },
+  id: { at: 4, width: 4 },
+  gen: { at: 8, width: 4 },
+  http_major: { at: 12, width: 1 },
+  http_minor: { at: 13, width: 1 },
+  flags: { at: 14, width: 1 },
+  method_len: { at: 15, width: 1 },
+  url_len: { at: 16, width: 4 },
+  n_headers: { at: 20, width: 4 },
+  headers_len: { at: 24, width: 4 },
+  body_len: { at: 28, width: 4 },
+  remote_port: { at: 32, width: 2 },
+  remote_family: { at: 34, width: 1 },
+  reserved: { at: 35, width: 1 },
+  remote_addr: { at: 36, width: 16 },
+  body_padding: { at: 15, width: 1 },
+  field_name_len: { at: 0, width: 4 },
+  field_value_len: { at: 4, width: 4 },
+} as const;
+
 /** Size of the fixed part of a request record (YMO_REQ_FIXED_SIZE). */
 export const FIXED_SIZE = 52;
+/** Size of a notice or body record's fixed part (YMO_REQ_ABORT_SIZE). */
+export const NOTICE_SIZE = 16;
+/** Size of the two lengths that open a header entry (YMO_REQ_FIELD_SIZE). */
+export const FIELD_SIZE = 8;
+
+// The offsets read below, taken once from the table.
+const AT_RECORD_LEN = RECORD_FIELDS.record_len.at;
+const AT_ID = RECORD_FIELDS.id.at;
+const AT_GEN = RECORD_FIELDS.gen.at;
+const AT_HTTP_MINOR = RECORD_FIELDS.http_minor.at;
+const AT_FLAGS = RECORD_FIELDS.flags.at;
+const AT_METHOD_LEN = RECORD_FIELDS.method_len.at;
+const AT_URL_LEN = RECORD_FIELDS.url_len.at;
+const AT_N_HEADERS = RECORD_FIELDS.n_headers.at;
+const AT_HEADERS_LEN = RECORD_FIELDS.headers_len.at;
+const AT_BODY_LEN = RECORD_FIELDS.body_len.at;
+const AT_REMOTE_PORT = RECORD_FIELDS.remote_port.at;
+const AT_REMOTE_FAMILY = RECORD_FIELDS.remote_family.at;
+const AT_REMOTE_ADDR = RECORD_FIELDS.remote_addr.at;
+const AT_BODY_PADDING = RECORD_FIELDS.body_padding.at;
+const AT_FIELD_NAME_LEN = RECORD_FIELDS.field_name_len.at;
+const AT_FIELD_VALUE_LEN = RECORD_FIELDS.field_value_len.at;
 /** Request flag: the client asked to keep the connection open. */
 export const REQF_KEEPALIVE = 1;
 /** Request flag: the method is HEAD. */
@@ -117,14 +166,14 @@ export function decodeRequests(
 ): void {
   let at = 0;
   while (at < length) {
-    const size = view.getUint32(at, true);
-    const flags = buf[at + 14];
+    const size = view.getUint32(at + AT_RECORD_LEN, true);
+    const flags = buf[at + AT_FLAGS];
     if (flags & REQF_BODY) {
-      const end = at + size - buf[at + 15];
+      const end = at + size - buf[at + AT_BODY_PADDING];
       body(
-        view.getUint32(at + 4, true),
-        view.getUint32(at + 8, true),
-        buf.slice(at + 16, end),
+        view.getUint32(at + AT_ID, true),
+        view.getUint32(at + AT_GEN, true),
+        buf.slice(at + NOTICE_SIZE, end),
         (flags & REQF_END) !== 0,
       );
       at += size;
@@ -132,18 +181,18 @@ export function decodeRequests(
     }
     if (flags & (REQF_ABORT | REQF_DRAIN)) {
       notice(
-        view.getUint32(at + 4, true),
-        view.getUint32(at + 8, true),
+        view.getUint32(at + AT_ID, true),
+        view.getUint32(at + AT_GEN, true),
         flags & (REQF_ABORT | REQF_DRAIN),
       );
       at += size;
       continue;
     }
-    const methodLen = buf[at + 15];
-    const urlLen = view.getUint32(at + 16, true);
-    const nHeaders = view.getUint32(at + 20, true);
-    const headersLen = view.getUint32(at + 24, true);
-    const bodyLen = view.getUint32(at + 28, true);
+    const methodLen = buf[at + AT_METHOD_LEN];
+    const urlLen = view.getUint32(at + AT_URL_LEN, true);
+    const nHeaders = view.getUint32(at + AT_N_HEADERS, true);
+    const headersLen = view.getUint32(at + AT_HEADERS_LEN, true);
+    const bodyLen = view.getUint32(at + AT_BODY_LEN, true);
     let p = at + FIXED_SIZE;
     const method = text(buf, p, p + methodLen);
     p += methodLen;
@@ -152,9 +201,9 @@ export function decodeRequests(
     const fields: string[] = [];
     let host = "";
     for (let i = 0; i < nHeaders; i++) {
-      const nameLen = view.getUint32(p, true);
-      const valueLen = view.getUint32(p + 4, true);
-      p += 8;
+      const nameLen = view.getUint32(p + AT_FIELD_NAME_LEN, true);
+      const valueLen = view.getUint32(p + AT_FIELD_VALUE_LEN, true);
+      p += FIELD_SIZE;
       const name = text(buf, p, p + nameLen);
       p += nameLen;
       const value = text(buf, p, p + valueLen);
@@ -168,18 +217,22 @@ export function decodeRequests(
       throw new Error("Corrupt request record: header block length mismatch");
     }
     each({
-      id: view.getUint32(at + 4, true),
-      gen: view.getUint32(at + 8, true),
-      httpMinor: buf[at + 13],
-      flags: buf[at + 14],
+      id: view.getUint32(at + AT_ID, true),
+      gen: view.getUint32(at + AT_GEN, true),
+      httpMinor: buf[at + AT_HTTP_MINOR],
+      flags,
       method,
       target,
       fields,
       host,
       body: bodyLen > 0 ? buf.slice(p, p + bodyLen) : null,
-      stream: (buf[at + 14] & REQF_STREAM) !== 0,
-      remoteHostname: remoteHostname(buf, at + 36, buf[at + 34]),
-      remotePort: view.getUint16(at + 32, true),
+      stream: (flags & REQF_STREAM) !== 0,
+      remoteHostname: remoteHostname(
+        buf,
+        at + AT_REMOTE_ADDR,
+        buf[at + AT_REMOTE_FAMILY],
+      ),
+      remotePort: view.getUint16(at + AT_REMOTE_PORT, true),
     });
     at += size;
   }

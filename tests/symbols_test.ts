@@ -14,7 +14,10 @@ import {
   symbols,
 } from "../ffi/symbols.ts";
 import {
+  FIELD_SIZE,
   FIXED_SIZE,
+  NOTICE_SIZE,
+  RECORD_FIELDS,
   REQF_ABORT,
   REQF_DRAIN,
   REQF_HEAD,
@@ -36,6 +39,15 @@ function externs(): Map<string, number> {
     found.set(m[1], params === "void" || params === "" ? 0 : params.split(",").length);
   }
   return found;
+}
+
+/** The body of the X-macro `#define name(X) ...` in ymo.h. */
+function macro(name: string): string {
+  const m = header.match(
+    new RegExp(`#define ${name}\\(X\\)((?:.*\\\\\\n)*.*)`),
+  );
+  assert.ok(m, `ymo.h defines ${name}(X)`);
+  return m[1];
 }
 
 function define(name: string): number {
@@ -62,7 +74,8 @@ test("symbols.ts declares exactly the functions ymo.h exports", () => {
 
 test("option numbers in symbols.ts match YMO_OPTION_MAP in ymo.h", () => {
   const map = new Map<string, number>();
-  for (const m of header.matchAll(/X\((\w+), (\d+), \d+\)/g)) {
+  const options = macro("YMO_OPTION_MAP");
+  for (const m of options.matchAll(/X\((\w+), (\d+), \d+\)/g)) {
     map.set(m[1], Number(m[2]));
   }
   assert.deepEqual(Object.fromEntries(map), { ...Option });
@@ -87,4 +100,19 @@ test("flags, error codes and record sizes match ymo.h", () => {
   assert.equal(ESHUTDOWN, errno("ESHUTDOWN"));
   assert.equal(ESTALE, errno("ESTALE"));
   assert.equal(EPIPE, errno("EPIPE"));
+});
+
+test("record fields in codec.ts match YMO_RECORD_MAP in ymo.h", () => {
+  const map: Record<string, { at: number; width: number }> = {};
+  const fields = macro("YMO_RECORD_MAP");
+  for (const m of fields.matchAll(/X\((\w+), (\d+), (\d+)\)/g)) {
+    map[m[1]] = { at: Number(m[2]), width: Number(m[3]) };
+  }
+  assert.ok(Object.keys(map).length > 10, "the header parse found the table");
+  assert.deepEqual(map, { ...RECORD_FIELDS });
+  assert.equal(NOTICE_SIZE, define("YMO_REQ_ABORT_SIZE"));
+  assert.equal(FIELD_SIZE, define("YMO_REQ_FIELD_SIZE"));
+  // The fixed part ends where its last field ends.
+  const { at, width } = RECORD_FIELDS.remote_addr;
+  assert.equal(FIXED_SIZE, at + width);
 });

@@ -262,18 +262,60 @@ YMO_EXTERN int ymo_worker_aborted(ymo_worker_t *worker, uint32_t id,
 YMO_EXTERN int ymo_worker_join(ymo_worker_t *worker);
 
 /* Wire format of one request record written by ymo_worker_take(), all
- * integers little-endian:
- *   u32 record_len   whole record, including this field, padded to 8
- *   u32 id, u32 gen  the exchange handle
- *   u8  http_major, http_minor, flags (YMO_REQF_*), method_len
- *   u32 url_len, u32 n_headers, u32 headers_len, u32 body_len
- *   u16 remote_port, u8 remote_family (4 or 6), u8 reserved
- *   u8  remote_addr[16]
+ * integers little-endian: the fixed part laid out by YMO_RECORD_MAP below
+ * (YMO_REQ_FIXED_SIZE bytes), then
  *   method bytes, url bytes,
  *   n_headers x (u32 name_len, u32 value_len, name bytes, value bytes),
  *   body bytes
- * then zero padding to a multiple of 8. */
+ * then zero padding to a multiple of 8.
+ *
+ * YMO_RECORD_MAP is the one table of the fields' places: X(name, offset,
+ * width in bytes). The C writer and reader use it through YMO_REQ_AT_* and
+ * YMO_REQ_WIDTH_*; ffi/codec.ts keeps the same table, and
+ * tests/symbols_test.ts checks the two against each other. */
+#define YMO_RECORD_MAP(X)                                                  \
+  /* Every record: whole length (this field included, padded to 8), */     \
+  X(record_len, 0, 4)                                                      \
+  /* the exchange handle, */                                               \
+  X(id, 4, 4)                                                              \
+  X(gen, 8, 4)                                                             \
+  /* the request's HTTP version, and YMO_REQF_* flags. */                  \
+  X(http_major, 12, 1)                                                     \
+  X(http_minor, 13, 1)                                                     \
+  X(flags, 14, 1)                                                          \
+  /* Request records only: the lengths of what follows the fixed part, */  \
+  X(method_len, 15, 1)                                                     \
+  X(url_len, 16, 4)                                                        \
+  X(n_headers, 20, 4)                                                      \
+  X(headers_len, 24, 4)                                                    \
+  X(body_len, 28, 4)                                                       \
+  /* and the client's address: port, family (4 or 6), a reserved byte, */ \
+  X(remote_port, 32, 2)                                                    \
+  X(remote_family, 34, 1)                                                  \
+  X(reserved, 35, 1)                                                       \
+  X(remote_addr, 36, 16)                                                   \
+  /* Body records: the zero padding after the data, in method_len's */    \
+  /* place (the data is record_len - YMO_REQ_ABORT_SIZE - padding). */    \
+  X(body_padding, 15, 1)                                                   \
+  /* Each header entry, counted from the entry's own start. */             \
+  X(field_name_len, 0, 4)                                                  \
+  X(field_value_len, 4, 4)
+
+enum ymo_record_field {
+#define YMO__REC_AT(name, offset, width) YMO_REQ_AT_##name = offset,
+  YMO_RECORD_MAP(YMO__REC_AT)
+#undef YMO__REC_AT
+};
+
+enum ymo_record_width {
+#define YMO__REC_WIDTH(name, offset, width) YMO_REQ_WIDTH_##name = width,
+  YMO_RECORD_MAP(YMO__REC_WIDTH)
+#undef YMO__REC_WIDTH
+};
+
 #define YMO_REQ_FIXED_SIZE 52
+/* The two lengths that open each header entry. */
+#define YMO_REQ_FIELD_SIZE 8
 #define YMO_REQF_KEEPALIVE 1
 #define YMO_REQF_HEAD 2
 /* An abort record: 16 bytes (record_len, id, gen, the four u8 fields) telling
