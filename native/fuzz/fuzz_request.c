@@ -5,7 +5,7 @@
  * server is created on the first call but never started; its loop is run
  * here with EVRUN_NOWAIT, and its worker is driven here the way the
  * JavaScript side drives it (take, then respond). Each input is written to a
- * fresh socketpair() whose other end is handed to ymo__session_start(), so
+ * fresh socketpair() whose other end is handed to ymo__conn_start(), so
  * the real read, parse, queue, respond, write and close code runs.
  *
  * Each input is played up to three times: in one write, in three writes split
@@ -222,7 +222,7 @@ static void on_reap(struct ev_loop *loop, ev_prepare *w, int revents) {
   (void)loop;
   (void)w;
   (void)revents;
-  ymo__sessions_reap(server);
+  ymo__conns_reap(&server->conns);
 }
 
 static void setup(void) {
@@ -246,7 +246,7 @@ static void setup(void) {
   worker = ymo_server_worker(server, 0);
   ymo_worker_start(worker);
   /* What loop_main() does on L before ev_run(), minus the listener. */
-  ymo__worker_attach(worker);
+  ymo__conns_attach(&server->conns);
   ev_prepare_init(&reaper, on_reap);
   ev_prepare_start(server->loop, &reaper);
   /* Static routes, answered by L without a record; X-Static marks them. */
@@ -893,7 +893,7 @@ static void play(play_t *p, const uint8_t *data, size_t size,
   in->sin_family = AF_INET;
   in->sin_port = htons(40000);
   in->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  ymo__session_start(server, fds[0], &peer);
+  ymo__conn_start(&server->conns, fds[0], &peer);
   CHECK(ymo_server_connections(server) == 1, "session did not start");
 
   size_t at = 0;

@@ -1,9 +1,10 @@
-/* The worker queues: FIFOs of pointers backed by a preallocated node pool,
- * falling back to the heap when the pool runs out so no item is ever dropped.
- * Callers hold the owning worker's lock around every call. */
+/* Layer 1: the pooled FIFO queue behind the worker's queue_in and queue_out,
+ * backed by a preallocated node pool and falling back to the heap when the
+ * pool runs out, so no item is ever dropped. Callers hold the owning lock
+ * around every call. */
 #include <stdlib.h>
 
-#include "ymo_internal.h"
+#include "base.h"
 
 void ymo__queue_init(ymo_queue_t *q, ymo_queue_node_t *pool, size_t n) {
   q->head = q->tail = NULL;

@@ -1,5 +1,6 @@
-/* The server: a listening socket, a libev loop on its own pthread (L), and
- * the workers that connections are spread over. */
+/* Layer 6: the server. Creating it with its workers, options, listening,
+ * static routes (kept in a table handed down to the connections), the loop
+ * thread L with its accept watcher, and shutdown. */
 #include <errno.h>
 #include <fcntl.h>
 #include <netdb.h>
@@ -11,7 +12,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "ymo_internal.h"
+#include "server.h"
 
 static const int64_t option_defaults[] = {
 #define YMO__OPT_DEFAULT(name, value, dflt) [value] = dflt,
@@ -20,6 +21,8 @@ static const int64_t option_defaults[] = {
 };
 
 #define N_OPTIONS (sizeof(option_defaults) / sizeof(option_defaults[0]))
+
+static void on_sessions_gone(void *arg);
 
 ymo_server_t *ymo_server_create(int n_workers, int *err) {
   int dummy;
@@ -38,26 +41,36 @@ ymo_server_t *ymo_server_create(int n_workers, int *err) {
   srv->n_workers = n_workers;
   memcpy(srv->options, option_defaults, sizeof(option_defaults));
   srv->loop = ev_loop_new(EVFLAG_AUTO | EVFLAG_NOSIGMASK);
-  srv->read_buf = malloc(ymo__read_buf_size());
-  if (srv->loop == NULL || srv->read_buf == NULL) goto fail;
+  if (srv->loop == NULL || ymo__conns_init(&srv->conns) != 0) goto fail;
   pthread_mutex_init(&srv->state_lock, NULL);
   for (int i = 0; i < n_workers; i++) {
     ymo_worker_t *w = malloc(sizeof(*w));
-    if (w == NULL || ymo_worker_init(srv->loop, (size_t)i, w) != 0) {
+    if (w == NULL ||
+        ymo__worker_init(w, srv->loop, (size_t)i, &srv->draining) != 0) {
       free(w);
       srv->n_workers = i;
       ymo_server_free(srv);
       *err = YMO_ENOMEM;
       return NULL;
     }
-    w->server = srv;
     srv->workers[i] = w;
   }
+  ymo_conns_t *c = &srv->conns;
+  c->loop = srv->loop;
+  c->options = srv->options;
+  c->routes = &srv->routes;
+  c->draining = &srv->draining;
+  c->transport = &ymo__tcp;
+  c->protocol = &ymo__http1;
+  c->workers = srv->workers;
+  c->n_workers = n_workers;
+  c->on_empty = on_sessions_gone;
+  c->on_empty_arg = srv;
   *err = 0;
   return srv;
 fail:
   if (srv->loop != NULL) ev_loop_destroy(srv->loop);
-  free(srv->read_buf);
+  ymo__conns_free(&srv->conns);
   free(srv);
   *err = YMO_ENOMEM;
   return NULL;
@@ -151,41 +164,8 @@ int ymo_server_add_static(ymo_server_t *srv, const char *path, int status,
       (headers_len > 0 && headers == NULL) || (body_len > 0 && body == NULL))
     return YMO_EINVAL;
   if (srv->thread_started) return YMO_EALREADY;
-  ymo_static_route_t route = {0};
-  route.path_len = strlen(path);
-  route.path = malloc(route.path_len + 1);
-  route.headers = malloc((size_t)headers_len + 1);
-  route.body = malloc((size_t)body_len + 1);
-  ymo_static_route_t *routes =
-      realloc(srv->routes, (srv->n_routes + 1) * sizeof(*routes));
-  if (routes != NULL) srv->routes = routes;
-  if (route.path == NULL || route.headers == NULL || route.body == NULL ||
-      routes == NULL) {
-    free(route.path);
-    free(route.headers);
-    free(route.body);
-    return YMO_ENOMEM;
-  }
-  memcpy(route.path, path, route.path_len + 1);
-  route.status = status;
-  if (headers_len > 0) memcpy(route.headers, headers, (size_t)headers_len);
-  route.headers_len = (size_t)headers_len;
-  if (body_len > 0) memcpy(route.body, body, (size_t)body_len);
-  route.body_len = (size_t)body_len;
-  /* Newest first, so a later route for the same path wins. */
-  memmove(srv->routes + 1, srv->routes, srv->n_routes * sizeof(*routes));
-  srv->routes[0] = route;
-  srv->n_routes++;
-  return 0;
-}
-
-const ymo_static_route_t *ymo__static_route(ymo_server_t *srv,
-                                           const uint8_t *target, size_t len) {
-  for (size_t i = 0; i < srv->n_routes; i++) {
-    const ymo_static_route_t *r = &srv->routes[i];
-    if (r->path_len == len && memcmp(r->path, target, len) == 0) return r;
-  }
-  return NULL;
+  return ymo__routes_add(&srv->routes, path, status, headers,
+                         (size_t)headers_len, body, (size_t)body_len);
 }
 
 int ymo_server_port(ymo_server_t *srv) {
@@ -203,7 +183,7 @@ int ymo_server_host(ymo_server_t *srv, char *buf, int cap) {
 }
 
 int ymo_server_connections(ymo_server_t *srv) {
-  return srv == NULL ? YMO_EINVAL : atomic_load(&srv->connections);
+  return srv == NULL ? YMO_EINVAL : atomic_load(&srv->conns.connections);
 }
 
 ymo_worker_t *ymo_server_worker(ymo_server_t *srv, int i) {
@@ -222,13 +202,10 @@ static void close_listener(ymo_server_t *srv) {
   }
 }
 
-static void close_all_sessions(ymo_server_t *srv) {
-  while (srv->sessions != NULL) ymo__session_close(srv->sessions);
-}
-
-void ymo__server_session_closed(ymo_server_t *srv) {
-  if (atomic_load(&srv->draining) && srv->listen_fd < 0 &&
-      srv->sessions == NULL)
+/* The connection set's on_empty: the last connection closed. */
+static void on_sessions_gone(void *arg) {
+  ymo_server_t *srv = arg;
+  if (atomic_load(&srv->draining) && srv->listen_fd < 0)
     ev_break(srv->loop, EVBREAK_ALL);
 }
 
@@ -242,20 +219,22 @@ static void on_accept(struct ev_loop *loop, ev_io *w, int revents) {
     int fd = accept4(srv->listen_fd, (struct sockaddr *)&peer, &len,
                      SOCK_NONBLOCK | SOCK_CLOEXEC);
     if (fd < 0) return; /* EAGAIN, or an error the next event retries. */
-    if (atomic_load(&srv->connections) >= YMO_OPT(srv, MAX_CONNECTIONS)) {
+    if (atomic_load(&srv->conns.connections) >=
+        YMO_OPT(srv, MAX_CONNECTIONS)) {
       close(fd);
       continue;
     }
     int one = 1;
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-    ymo__session_start(srv, fd, &peer);
+    ymo__conn_start(&srv->conns, fd, &peer);
   }
 }
 
 static void on_grace_over(struct ev_loop *loop, ev_timer *w, int revents) {
   (void)loop;
   (void)revents;
-  close_all_sessions(w->data);
+  ymo_server_t *srv = w->data;
+  ymo__conns_close_all(&srv->conns);
 }
 
 static void on_control(struct ev_loop *loop, ev_async *w, int revents) {
@@ -263,14 +242,14 @@ static void on_control(struct ev_loop *loop, ev_async *w, int revents) {
   ymo_server_t *srv = w->data;
   if (atomic_load(&srv->stop_now)) {
     close_listener(srv);
-    close_all_sessions(srv);
+    ymo__conns_close_all(&srv->conns);
     ev_break(loop, EVBREAK_ALL);
     return;
   }
   if (atomic_load(&srv->draining) && srv->listen_fd >= 0) {
     close_listener(srv);
-    ymo__sessions_drain(srv);
-    if (srv->sessions == NULL) {
+    ymo__conns_drain(&srv->conns);
+    if (srv->conns.sessions == NULL) {
       ev_break(loop, EVBREAK_ALL);
       return;
     }
@@ -285,13 +264,14 @@ static void on_control(struct ev_loop *loop, ev_async *w, int revents) {
 static void on_reap(struct ev_loop *loop, ev_prepare *w, int revents) {
   (void)loop;
   (void)revents;
-  ymo__sessions_reap(w->data);
+  ymo_server_t *srv = w->data;
+  ymo__conns_reap(&srv->conns);
 }
 
 static void *loop_main(void *arg) {
   ymo_server_t *srv = arg;
   struct ev_loop *loop = srv->loop;
-  for (int i = 0; i < srv->n_workers; i++) ymo__worker_attach(srv->workers[i]);
+  ymo__conns_attach(&srv->conns);
   ev_prepare_init(&srv->reaper, on_reap);
   srv->reaper.data = srv;
   ev_prepare_start(loop, &srv->reaper);
@@ -303,11 +283,11 @@ static void *loop_main(void *arg) {
   ev_run(loop, 0);
 
   close_listener(srv);
-  close_all_sessions(srv);
+  ymo__conns_close_all(&srv->conns);
   ev_timer_stop(loop, &srv->grace_timer);
   ev_async_stop(loop, &srv->control);
-  for (int i = 0; i < srv->n_workers; i++) ymo__worker_detach(srv->workers[i]);
-  ymo__sessions_reap(srv);
+  ymo__conns_detach(&srv->conns);
+  ymo__conns_reap(&srv->conns);
   ev_prepare_stop(loop, &srv->reaper);
   for (int i = 0; i < srv->n_workers; i++)
     ymo__worker_release_waiters(srv->workers[i]);
@@ -380,14 +360,9 @@ void ymo_server_free(ymo_server_t *srv) {
     ymo__worker_destroy(srv->workers[i]);
     free(srv->workers[i]);
   }
-  for (size_t i = 0; i < srv->n_routes; i++) {
-    free(srv->routes[i].path);
-    free(srv->routes[i].headers);
-    free(srv->routes[i].body);
-  }
-  free(srv->routes);
+  ymo__routes_free(&srv->routes);
   pthread_mutex_destroy(&srv->state_lock);
   ev_loop_destroy(srv->loop);
-  free(srv->read_buf);
+  ymo__conns_free(&srv->conns);
   free(srv);
 }

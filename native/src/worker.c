@@ -1,8 +1,8 @@
-/* The thread worker: the handoff between the libev loop thread L and the
- * JavaScript thread that drives the worker.
+/* Layer 4: the thread worker, the handoff between the libev loop thread L
+ * and the JavaScript thread that drives the worker.
  *
  * In:  L parses a whole request into an exchange and calls
- *      ymo_worker_add_exchange(), which queues it under lock_in and, only on
+ *      ymo__worker_add_exchange(), which queues it under lock_in and, only on
  *      the empty-to-non-empty transition, wakes the JS thread (ready_in for
  *      Deno's blocking waiter, notify_fn for Bun). The JS thread copies a
  *      batch out with ymo_worker_take().
@@ -10,82 +10,14 @@
  *      ymo_worker_response_body_append(), queues them under lock_out and
  *      sends event_out; L drains the queue in its async, prepare and check
  *      watchers, taking the whole list under the lock and writing after
- *      releasing it. */
+ *      releasing it. Those watchers call the drain callback that the
+ *      connection layer installed: this file never names connection code. */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "ymo_internal.h"
-
-/* ------------------------------------------------------------------------ */
-/* Exchanges and output pieces.                                             */
-
-void ymo__exchange_ref(ymo_exchange_t *ex) {
-  atomic_fetch_add_explicit(&ex->refs, 1, memory_order_relaxed);
-}
-
-void ymo__exchange_unref(ymo_exchange_t *ex) {
-  /* acq_rel: the thread that frees must see every write made by the others
-   * before they let go. */
-  if (atomic_fetch_sub_explicit(&ex->refs, 1, memory_order_acq_rel) == 1) {
-    free(ex->req);
-    free(ex);
-  }
-}
-
-/* Pieces between these sizes come from the spares (a 16 KiB stream chunk
- * with its framing fits); smaller ones are cheap for malloc, larger rare.
- * Up to OUT_SPARES_MAX are kept: about one per response in flight at a few
- * hundred connections. With only 32, 256 connections of 16 KiB answers made
- * glibc grow and trim its heap on every batch (page faults on the JS thread,
- * brk and TLB shootdowns on L). A spare is resident only as far as it was
- * written, so the cost is at most 256 x 64 KiB per worker. */
-#define OUT_POOLED_MIN 1024
-#define OUT_POOLED 65600
-#define OUT_SPARES_MAX 256
-
-ymo_out_t *ymo__out_new(ymo_exchange_t *ex, size_t len, int flags) {
-  ymo_worker_t *w = ex->worker;
-  ymo_out_t *out = NULL;
-  bool pooled = w != NULL && len > OUT_POOLED_MIN && len <= OUT_POOLED;
-  if (pooled) {
-    ymo_worker_lock_out(w);
-    out = w->spare;
-    if (out != NULL) {
-      w->spare = out->next;
-      w->n_spare--;
-    }
-    ymo_worker_unlock_out(w);
-    if (out == NULL) out = malloc(sizeof(*out) + OUT_POOLED);
-  } else {
-    out = malloc(sizeof(*out) + len);
-  }
-  if (out == NULL) return NULL;
-  out->next = NULL;
-  out->exchange = ex;
-  out->pool = pooled ? w : NULL;
-  out->flags = flags;
-  out->len = len;
-  out->off = 0;
-  return out;
-}
-
-void ymo__out_free(ymo_out_t *out) {
-  ymo_worker_t *w = out->pool;
-  if (w != NULL) {
-    ymo_worker_lock_out(w);
-    bool keep = w->n_spare < OUT_SPARES_MAX;
-    if (keep) {
-      out->next = w->spare;
-      w->spare = out;
-      w->n_spare++;
-    }
-    ymo_worker_unlock_out(w);
-    if (keep) return;
-  }
-  free(out);
-}
+#include "worker.h"
 
 /* queue_in holds exchanges, and items about exchanges JS holds, told apart
  * by the low bits of the pointer (all are malloc-aligned): 1 is an abort
@@ -130,11 +62,12 @@ static void drop_item(void *item) {
 /* ------------------------------------------------------------------------ */
 /* Life cycle.                                                              */
 
-int ymo_worker_init(struct ev_loop *loop, size_t thread_id,
-                    ymo_worker_t *worker) {
+int ymo__worker_init(ymo_worker_t *worker, struct ev_loop *loop,
+                     size_t thread_id, const atomic_int *draining) {
   memset(worker, 0, sizeof(*worker));
   worker->loop = loop;
   worker->id = thread_id;
+  worker->draining = draining;
   ymo__queue_init(&worker->queue_in, worker->pool_in,
                   YMO_WORKER_QUEUE_POOL_SIZE);
   ymo__queue_init(&worker->queue_out, worker->pool_out,
@@ -149,6 +82,7 @@ int ymo_worker_init(struct ev_loop *loop, size_t thread_id,
     pthread_mutex_destroy(&worker->lock_in);
     return YMO_ENOMEM;
   }
+  ymo__out_pool_init(&worker->spares, &worker->lock_out);
   worker->first_free = UINT32_MAX;
   return 0;
 }
@@ -173,11 +107,7 @@ void ymo__worker_destroy(ymo_worker_t *w) {
   }
   release_slots(w);
   free(w->slots);
-  while (w->spare != NULL) {
-    ymo_out_t *next = w->spare->next;
-    free(w->spare);
-    w->spare = next;
-  }
+  ymo__out_pool_destroy(&w->spares);
   pthread_cond_destroy(&w->ready_in);
   pthread_mutex_destroy(&w->lock_out);
   pthread_mutex_destroy(&w->lock_in);
@@ -185,24 +115,20 @@ void ymo__worker_destroy(ymo_worker_t *w) {
 
 int ymo_worker_start(ymo_worker_t *w) {
   if (w == NULL) return YMO_EINVAL;
-  ymo_worker_lock_in(w);
+  ymo__worker_lock_in(w);
   int err = w->stopped ? YMO_ESHUTDOWN : 0;
-  if (err == 0) {
-    w->thread = pthread_self();
-    w->running = 1;
-  }
-  ymo_worker_unlock_in(w);
+  ymo__worker_unlock_in(w);
   return err;
 }
 
 int ymo_worker_set_notify(ymo_worker_t *w, ymo_notify_fn fn) {
   if (w == NULL) return YMO_EINVAL;
-  ymo_worker_lock_in(w);
+  ymo__worker_lock_in(w);
   w->notify_fn = fn;
   /* Released between ymo_worker_start() and now (the server stopped while
    * the thread was making its callback): tell it, or it waits for ever. */
   if (fn != NULL && w->stopped) fn(1);
-  ymo_worker_unlock_in(w);
+  ymo__worker_unlock_in(w);
   return 0;
 }
 
@@ -217,44 +143,43 @@ static void notify_locked(ymo_worker_t *w, int32_t event) {
 
 int ymo_worker_notify(ymo_worker_t *w) {
   if (w == NULL) return YMO_EINVAL;
-  ymo_worker_lock_in(w);
+  ymo__worker_lock_in(w);
   w->notified = true;
   notify_locked(w, 0);
-  ymo_worker_unlock_in(w);
+  ymo__worker_unlock_in(w);
   return 0;
 }
 
 int ymo_worker_wait(ymo_worker_t *w) {
   if (w == NULL) return YMO_EINVAL;
-  ymo_worker_lock_in(w);
+  ymo__worker_lock_in(w);
   while (w->queue_in.count == 0 && !w->notified && !w->stopped)
     pthread_cond_wait(&w->ready_in, &w->lock_in);
   int n = (int)w->queue_in.count;
   if (n == 0 && w->stopped) n = YMO_ESHUTDOWN;
   w->stat_waits++;
   w->notified = false;
-  ymo_worker_unlock_in(w);
+  ymo__worker_unlock_in(w);
   return n;
 }
 
 void ymo__worker_release_waiters(ymo_worker_t *w) {
-  ymo_worker_lock_in(w);
+  ymo__worker_lock_in(w);
   w->stopped = true;
   pthread_cond_broadcast(&w->ready_in);
   if (w->notify_fn != NULL) w->notify_fn(1);
-  ymo_worker_unlock_in(w);
+  ymo__worker_unlock_in(w);
 }
 
 static void answer_held(ymo_worker_t *w);
 
 int ymo_worker_join(ymo_worker_t *w) {
   if (w == NULL) return YMO_EINVAL;
-  ymo_worker_lock_in(w);
-  w->running = 0;
+  ymo__worker_lock_in(w);
   w->notify_fn = NULL;
   w->notified = true;
   pthread_cond_broadcast(&w->ready_in);
-  ymo_worker_unlock_in(w);
+  ymo__worker_unlock_in(w);
   answer_held(w);
   return 0;
 }
@@ -264,13 +189,13 @@ int ymo_worker_join(ymo_worker_t *w) {
 
 static int queue_in_push(ymo_worker_t *w, ymo_exchange_t *ex, void *item) {
   ymo__exchange_ref(ex);
-  ymo_worker_lock_in(w);
+  ymo__worker_lock_in(w);
   bool wake = w->queue_in.count == 0;
   int err = ymo__queue_push(&w->queue_in, item);
   wake = wake && err == 0;
   /* The callback is called under the lock (see notify_locked()). */
   if (wake && w->notify_fn != NULL) w->notify_fn(0);
-  ymo_worker_unlock_in(w);
+  ymo__worker_unlock_in(w);
   /* Signalled after unlocking: a waiter woken while L still held lock_in
    * went straight back to sleep on it, two more futex calls and context
    * switches per wake. Safe: a waiter checks the queue under the lock and
@@ -280,7 +205,7 @@ static int queue_in_push(ymo_worker_t *w, ymo_exchange_t *ex, void *item) {
   return err;
 }
 
-int ymo_worker_add_exchange(ymo_worker_t *w, ymo_exchange_t *ex) {
+int ymo__worker_add_exchange(ymo_worker_t *w, ymo_exchange_t *ex) {
   return queue_in_push(w, ex, ex);
 }
 
@@ -344,13 +269,6 @@ static ymo_exchange_t *slot_get(ymo_worker_t *w, uint32_t id, uint32_t gen) {
   return s->gen == gen ? s->exchange : NULL;
 }
 
-static void put_u32(uint8_t *p, uint32_t v) {
-  p[0] = (uint8_t)v;
-  p[1] = (uint8_t)(v >> 8);
-  p[2] = (uint8_t)(v >> 16);
-  p[3] = (uint8_t)(v >> 24);
-}
-
 #define TAKE_BATCH 256
 
 /* One record picked for a take(): a request, or a notice or body piece for
@@ -375,7 +293,7 @@ int32_t ymo_worker_take(ymo_worker_t *w, uint8_t *buf, int32_t cap) {
    * batch never comes back empty while the queue has work. The copying is
    * done after the lock is released. The slot table is the JS thread's, and
    * this is the JS thread. */
-  ymo_worker_lock_in(w);
+  ymo__worker_lock_in(w);
   while (n < TAKE_BATCH && w->queue_in.head != NULL) {
     void *item = w->queue_in.head->item;
     ymo_exchange_t *ex = untag(item);
@@ -427,30 +345,27 @@ int32_t ymo_worker_take(ymo_worker_t *w, uint8_t *buf, int32_t cap) {
   }
   w->stat_takes++;
   w->stat_taken += (unsigned long)n;
-  ymo_worker_unlock_in(w);
+  ymo__worker_unlock_in(w);
 
   size_t off = 0;
   for (int i = 0; i < n; i++) {
     pick_t *pick = &picks[i];
     if (pick->notice) {
-      memset(buf + off, 0, pick->size);
-      put_u32(buf + off, (uint32_t)pick->size);
-      buf[off + 14] = pick->notice;
       ymo_body_t *body = pick->body;
       if (body != NULL) {
-        if (body->last) buf[off + 14] |= YMO_REQF_END;
-        size_t data = YMO_REQ_ABORT_SIZE + body->len;
-        buf[off + 15] = (uint8_t)(pick->size - data); /* Padding. */
-        memcpy(buf + off + YMO_REQ_ABORT_SIZE, body->data, body->len);
+        uint8_t flags = pick->notice | (body->last ? YMO_REQF_END : 0);
+        ymo__record_notice(buf + off, pick->size, pick->id, pick->gen, flags,
+                           body->data, body->len);
         free(body);
+      } else {
+        ymo__record_notice(buf + off, pick->size, pick->id, pick->gen,
+                           pick->notice, NULL, 0);
       }
       /* The item's own reference; the slot keeps the exchange alive. */
       ymo__exchange_unref(pick->exchange);
     } else {
-      memcpy(buf + off, pick->exchange->req, pick->exchange->req_len);
+      ymo__record_copy(buf + off, pick->exchange, pick->id, pick->gen);
     }
-    put_u32(buf + off + 4, pick->id);
-    put_u32(buf + off + 8, pick->gen);
     off += pick->size;
   }
   if (n == 0 && needed > 0) return -(int32_t)needed;
@@ -463,9 +378,9 @@ int32_t ymo_worker_take(ymo_worker_t *w, uint8_t *buf, int32_t cap) {
 static void push_out(ymo_worker_t *w, ymo_out_t *out) {
   atomic_fetch_add_explicit(&out->exchange->unwritten, (long long)out->len,
                             memory_order_relaxed);
-  ymo_worker_lock_out(w);
+  ymo__worker_lock_out(w);
   int err = ymo__queue_push(&w->queue_out, out);
-  ymo_worker_unlock_out(w);
+  ymo__worker_unlock_out(w);
   if (err != 0) {
     /* The heap is exhausted: the piece is lost, so the connection must not
      * go on as if it were sent. Mark the exchange aborted; L closes it. */
@@ -481,19 +396,6 @@ static void push_out(ymo_worker_t *w, ymo_out_t *out) {
 static void finish_slot(ymo_worker_t *w, ymo_exchange_t *ex) {
   slot_free(w, ex->slot);
   ex->resp_state = 2;
-}
-
-static size_t chunk_frame(uint8_t *dst, const uint8_t *body, size_t len) {
-  static const char hex[] = "0123456789abcdef";
-  size_t n = 0;
-  int shift = 60;
-  while (shift > 0 && (len >> shift) == 0) shift -= 4;
-  for (; shift >= 0; shift -= 4) dst[n++] = (uint8_t)hex[(len >> shift) & 15];
-  dst[n++] = '\r';
-  dst[n++] = '\n';
-  memcpy(dst + n, body, len);
-  memcpy(dst + n + len, "\r\n", 2);
-  return n + len + 2;
 }
 
 int ymo_worker_respond(ymo_worker_t *w, uint32_t id, uint32_t gen, int status,
@@ -512,53 +414,25 @@ int ymo_worker_respond(ymo_worker_t *w, uint32_t id, uint32_t gen, int status,
     ymo__exchange_unref(ex);
     return YMO_EPIPE;
   }
-  bool is_head = ex->req_flags & YMO_REQF_HEAD;
-  bool no_body_status = status == 204 || status == 304;
-  bool no_body = is_head || no_body_status;
-  bool http10 = ex->http_major == 1 && ex->http_minor == 0;
-  bool close = !(ex->req_flags & YMO_REQF_KEEPALIVE) ||
+  ymo_response_t r = {
+      .status = status,
+      .fields = headers,
+      .fields_len = (size_t)headers_len,
+      .body = body,
+      .body_len = (size_t)body_len,
+      .done = done,
+      .head = ex->req_flags & YMO_REQF_HEAD,
+      .http10 = ex->http_major == 1 && ex->http_minor == 0,
+      .close = !(ex->req_flags & YMO_REQF_KEEPALIVE) ||
                (flags & YMO_RESP_CLOSE) ||
-               atomic_load_explicit(&w->server->draining, memory_order_relaxed);
-  bool chunked = false;
-  int64_t content_length = -1;
-  if (done) {
-    if (!no_body_status) content_length = body_len;
-  } else if (!no_body) {
-    if (http10)
-      close = true; /* The end of the body is the end of the connection. */
-    else
-      chunked = true;
-  }
-  size_t date_len = ymo__date_line(&w->date_sec, w->date);
-  char head[256];
-  size_t head_len =
-      ymo__format_head(head, sizeof(head), status, w->date, date_len,
-                       content_length, chunked, close, http10 && !close);
-  if (head_len == 0) return YMO_EINVAL;
-  size_t send_body = no_body ? 0 : (size_t)body_len;
-  size_t body_bytes = send_body;
-  if (chunked && send_body > 0) body_bytes += 20;
-  size_t total = head_len + (size_t)headers_len + 2 + body_bytes;
-  ymo_out_t *out = ymo__out_new(
-      ex, total, (done ? YMO_RESP_DONE : 0) | (close ? YMO_RESP_CLOSE : 0));
-  if (out == NULL) return YMO_ENOMEM;
-  uint8_t *p = out->data;
-  memcpy(p, head, head_len);
-  p += head_len;
-  if (headers_len > 0) memcpy(p, headers, (size_t)headers_len);
-  p += headers_len;
-  memcpy(p, "\r\n", 2);
-  p += 2;
-  if (chunked && send_body > 0)
-    p += chunk_frame(p, body, send_body);
-  else if (send_body > 0) {
-    memcpy(p, body, send_body);
-    p += send_body;
-  }
-  out->len = (size_t)(p - out->data);
-  ex->resp_chunked = chunked;
-  ex->resp_no_body = no_body;
-  ex->resp_close = close;
+               atomic_load_explicit(w->draining, memory_order_relaxed),
+  };
+  ymo_out_t *out;
+  int err = ymo__response_start(&r, &w->date, ex, &out);
+  if (err != 0) return err;
+  ex->resp_chunked = r.chunked;
+  ex->resp_no_body = r.no_body;
+  ex->resp_close = r.close;
   if (done)
     finish_slot(w, ex); /* The slot's reference moves to `out`. */
   else {
@@ -584,23 +458,11 @@ int32_t ymo_worker_response_body_append(ymo_worker_t *w, uint32_t id,
     return YMO_EPIPE;
   }
   size_t send = ex->resp_no_body ? 0 : (size_t)body_len;
-  size_t cap = send + (ex->resp_chunked ? 25 : 0);
   int out_flags = (done ? YMO_RESP_DONE : 0) |
                   (ex->resp_close ? YMO_RESP_CLOSE : 0);
-  ymo_out_t *out = ymo__out_new(ex, cap, out_flags);
+  ymo_out_t *out =
+      ymo__response_more(ex, body, send, ex->resp_chunked, done, out_flags);
   if (out == NULL) return YMO_ENOMEM;
-  uint8_t *p = out->data;
-  if (ex->resp_chunked) {
-    if (send > 0) p += chunk_frame(p, body, send);
-    if (done) {
-      memcpy(p, "0\r\n\r\n", 5);
-      p += 5;
-    }
-  } else if (send > 0) {
-    memcpy(p, body, send);
-    p += send;
-  }
-  out->len = (size_t)(p - out->data);
   if (done)
     finish_slot(w, ex);
   else
@@ -616,17 +478,22 @@ int32_t ymo_worker_response_body_append(ymo_worker_t *w, uint32_t id,
   return pending > INT32_MAX ? INT32_MAX : (int32_t)pending;
 }
 
+/* Answers (id, gen) with the canned page for status (response.c). */
+static int respond_canned(ymo_worker_t *w, uint32_t id, uint32_t gen,
+                          int status, int flags) {
+  ymo_response_t page;
+  ymo__response_canned(&page, status);
+  return ymo_worker_respond(w, id, gen, status, page.fields,
+                            (int32_t)page.fields_len, page.body,
+                            (int32_t)page.body_len,
+                            YMO_RESP_DONE | (flags & YMO_RESP_CLOSE));
+}
 
 int ymo_worker_release(ymo_worker_t *w, uint32_t id, uint32_t gen) {
   ymo_exchange_t *ex = slot_get(w, id, gen);
   if (ex == NULL) return YMO_ESTALE;
-  if (ex->resp_state == 0) {
-    static const char msg[] = "Internal Server Error";
-    static const char hdr[] = "Content-Type: text/plain;charset=UTF-8\r\n";
-    return ymo_worker_respond(w, id, gen, 500, (const uint8_t *)hdr,
-                              sizeof(hdr) - 1, (const uint8_t *)msg,
-                              sizeof(msg) - 1, YMO_RESP_DONE | YMO_RESP_CLOSE);
-  }
+  if (ex->resp_state == 0)
+    return respond_canned(w, id, gen, 500, YMO_RESP_CLOSE);
   ymo_out_t *out = ymo__out_new(ex, 0, YMO_RESP_DONE | YMO_RESP_CLOSE |
                                            YMO__OUT_ABORT);
   finish_slot(w, ex);
@@ -664,15 +531,11 @@ int ymo_worker_aborted(ymo_worker_t *w, uint32_t id, uint32_t gen) {
  * response was started, or a close if one was. Queued ones stay queued for
  * the next thread that drives this worker. */
 static void answer_held(ymo_worker_t *w) {
-  static const char msg[] = "Service Unavailable";
-  static const char hdr[] = "Content-Type: text/plain;charset=UTF-8\r\n";
   for (uint32_t i = 0; i < w->n_slots; i++) {
     ymo_exchange_t *ex = w->slots[i].exchange;
     if (ex == NULL) continue;
     if (ex->resp_state == 0)
-      ymo_worker_respond(w, i, w->slots[i].gen, 503, (const uint8_t *)hdr,
-                         sizeof(hdr) - 1, (const uint8_t *)msg,
-                         sizeof(msg) - 1, YMO_RESP_DONE | YMO_RESP_CLOSE);
+      respond_canned(w, i, w->slots[i].gen, 503, YMO_RESP_CLOSE);
     else
       ymo_worker_release(w, i, w->slots[i].gen);
   }
@@ -690,44 +553,35 @@ static void release_slots(ymo_worker_t *w) {
 /* ------------------------------------------------------------------------ */
 /* L's side of the output queue.                                            */
 
-static void drain_out(ymo_worker_t *w) {
-  ymo_worker_lock_out(w);
+ymo_queue_node_t *ymo__worker_take_out(ymo_worker_t *w) {
+  ymo__worker_lock_out(w);
   ymo_queue_node_t *list = ymo__queue_take_all(&w->queue_out);
-  ymo_worker_unlock_out(w);
-  if (list == NULL) {
-    ev_idle_stop(w->loop, &w->idle_watcher);
-    return;
-  }
-  w->stat_drains++;
-  for (ymo_queue_node_t *n = list; n != NULL; n = n->next) {
-    ymo_out_t *out = n->item;
-    if (out->flags & YMO__OUT_ABORT) {
-      ymo_exchange_t *ex = out->exchange;
-      /* What came before the abort is written first. */
-      ymo__flush_delivered(w->server);
-      if (ex->session != NULL) ymo__session_close(ex->session);
-      ymo__exchange_unref(ex);
-      ymo__out_free(out);
-      continue;
-    }
-    ymo__deliver_out(out);
-  }
-  ymo__flush_delivered(w->server);
-  ymo_worker_lock_out(w);
-  ymo__queue_recycle(&w->queue_out, list);
-  ymo_worker_unlock_out(w);
-  /* Responses tend to come in bursts: poll once more before sleeping. */
-  ev_idle_start(w->loop, &w->idle_watcher);
+  ymo__worker_unlock_out(w);
+  if (list != NULL) w->stat_drains++;
+  return list;
 }
 
-void ymo__worker_drain(ymo_worker_t *w) { drain_out(w); }
+void ymo__worker_recycle_out(ymo_worker_t *w, ymo_queue_node_t *list) {
+  ymo__worker_lock_out(w);
+  ymo__queue_recycle(&w->queue_out, list);
+  ymo__worker_unlock_out(w);
+}
+
+void ymo__worker_drain(ymo_worker_t *w) {
+  /* Responses tend to come in bursts: after a drain that found some, poll
+   * once more before sleeping. */
+  if (w->drain(w, w->drain_arg))
+    ev_idle_start(w->loop, &w->idle_watcher);
+  else
+    ev_idle_stop(w->loop, &w->idle_watcher);
+}
 
 /* The four watchers that drain queue_out differ only in their type. */
-#define DRAIN_CALLBACK(name, type)                                   \
+#define DRAIN_CALLBACK(name, type)                                     \
   static void name(struct ev_loop *loop, type *watcher, int revents) { \
-    (void)loop;                                                      \
-    (void)revents;                                                   \
-    drain_out(watcher->data);                                        \
+    (void)loop;                                                        \
+    (void)revents;                                                     \
+    ymo__worker_drain(watcher->data);                                  \
   }
 DRAIN_CALLBACK(on_event_out, ev_async)
 DRAIN_CALLBACK(on_prepare, ev_prepare)
@@ -735,7 +589,9 @@ DRAIN_CALLBACK(on_check, ev_check)
 DRAIN_CALLBACK(on_idle, ev_idle)
 #undef DRAIN_CALLBACK
 
-void ymo__worker_attach(ymo_worker_t *w) {
+void ymo__worker_attach(ymo_worker_t *w, ymo_drain_fn drain, void *arg) {
+  w->drain = drain;
+  w->drain_arg = arg;
   ev_async_init(&w->event_out, on_event_out);
   w->event_out.data = w;
   ev_prepare_init(&w->prepare_watcher, on_prepare);
@@ -754,6 +610,5 @@ void ymo__worker_detach(ymo_worker_t *w) {
   ev_prepare_stop(w->loop, &w->prepare_watcher);
   ev_check_stop(w->loop, &w->check_watcher);
   ev_idle_stop(w->loop, &w->idle_watcher);
-  drain_out(w);
-  ev_idle_stop(w->loop, &w->idle_watcher); /* drain_out may start it. */
+  w->drain(w, w->drain_arg);
 }

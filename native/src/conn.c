@@ -1,0 +1,394 @@
+/* Layer 5, the connection core: the set of open connections, and for each
+ * one its reads, its FIFO of exchanges in request order, its one timer, and
+ * the writes of their responses. Bytes move through the session's transport
+ * (tcp.c) and are given meaning by its protocol (http1.c); this file calls
+ * both only through their tables. It is also the drain callback that the
+ * workers' watchers call to deliver queue_out. Everything here runs on L. */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "conn.h"
+
+#define READ_BUF_SIZE 65536
+#define MAX_IOV 64
+
+static void on_readable(struct ev_loop *loop, ev_io *w, int revents);
+static void on_writable(struct ev_loop *loop, ev_io *w, int revents);
+static void on_timeout(struct ev_loop *loop, ev_timer *w, int revents);
+
+/* ------------------------------------------------------------------------ */
+/* Timer and reading.                                                       */
+
+/* One ev_timer per connection, re-armed with ev_timer_again() only when the
+ * connection changes state. */
+void ymo__conn_arm_timer(ymo_session_t *s) {
+  ymo_conns_t *c = s->conns;
+  int state;
+  if (s->cur != NULL && s->cur->streaming && !s->reading)
+    state = YMO_TIMER_OFF; /* Waiting for JS to read the body. */
+  else if (s->cur != NULL)
+    state = YMO_TIMER_HEAD;
+  else if (s->fifo_len > 0)
+    state = YMO_TIMER_OFF;
+  else
+    state = YMO_TIMER_IDLE;
+  if (state == s->timer_state) return;
+  s->timer_state = state;
+  if (state == YMO_TIMER_OFF) {
+    ev_timer_stop(c->loop, &s->timer);
+    return;
+  }
+  int64_t ms = state == YMO_TIMER_HEAD ? YMO_OPT(c, HEADER_TIMEOUT_MS)
+                                       : YMO_OPT(c, KEEPALIVE_TIMEOUT_MS);
+  s->timer.repeat = (ev_tstamp)ms / 1000.0;
+  ev_timer_again(c->loop, &s->timer);
+}
+
+void ymo__conn_start_reading(ymo_session_t *s) {
+  if (!s->reading && !s->closed) {
+    ev_io_start(s->conns->loop, &s->rio);
+    s->reading = true;
+  }
+}
+
+void ymo__conn_stop_reading(ymo_session_t *s) {
+  if (s->reading) {
+    ev_io_stop(s->conns->loop, &s->rio);
+    s->reading = false;
+  }
+}
+
+static void on_readable(struct ev_loop *loop, ev_io *w, int revents) {
+  (void)loop;
+  (void)revents;
+  ymo_session_t *s = w->data;
+  uint8_t *buf = s->conns->read_buf;
+  ssize_t n = s->transport->read(s, buf, READ_BUF_SIZE);
+  if (n > 0) {
+    s->protocol->data(s, buf, (size_t)n);
+    return;
+  }
+  if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
+    return;
+  /* End of stream, even with requests in flight, means the client is gone,
+   * as Deno.serve and Bun.serve take it: their handlers see req.signal
+   * abort. (A client that only shut down its sending side gets no answer;
+   * HTTP/1.1 clients do not do that.) */
+  ymo__conn_close(s);
+}
+
+static void on_timeout(struct ev_loop *loop, ev_timer *w, int revents) {
+  (void)loop;
+  (void)revents;
+  ymo_session_t *s = w->data;
+  s->timer_state = YMO_TIMER_OFF;
+  s->protocol->timeout(s);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Opening and closing.                                                     */
+
+void ymo__conn_start(ymo_conns_t *c, int fd,
+                     const struct sockaddr_storage *peer) {
+  ymo_session_t *s = calloc(1, sizeof(*s));
+  if (s == NULL) {
+    c->transport->close(&(ymo_session_t){.fd = fd});
+    return;
+  }
+  s->conns = c;
+  s->transport = c->transport;
+  s->protocol = c->protocol;
+  s->fd = fd;
+  s->peer = *peer;
+  s->worker = c->workers[c->next_worker++ % (size_t)c->n_workers];
+  ev_io_init(&s->rio, on_readable, fd, EV_READ);
+  s->rio.data = s;
+  ev_io_init(&s->wio, on_writable, fd, EV_WRITE);
+  s->wio.data = s;
+  ev_init(&s->timer, on_timeout);
+  s->timer.data = s;
+  s->timer_state = YMO_TIMER_OFF;
+  s->protocol->open(s);
+  s->next = c->sessions;
+  if (c->sessions != NULL) c->sessions->prev = s;
+  c->sessions = s;
+  atomic_fetch_add(&c->connections, 1);
+  ymo__conn_start_reading(s);
+  ymo__conn_arm_timer(s);
+}
+
+/* Lets go of the pieces ex still had to write. */
+static void free_out_list(ymo_exchange_t *ex) {
+  ymo_out_t *out = ex->out_head;
+  while (out != NULL) {
+    ymo_out_t *next = out->next;
+    atomic_fetch_sub_explicit(&ex->unwritten, (long long)(out->len - out->off),
+                              memory_order_relaxed);
+    ymo__exchange_unref(ex);
+    ymo__out_free(out);
+    out = next;
+  }
+  ex->out_head = ex->out_tail = NULL;
+}
+
+void ymo__conn_close(ymo_session_t *s) {
+  if (s->closed) return;
+  s->closed = true;
+  ymo_conns_t *c = s->conns;
+  ymo__conn_stop_reading(s);
+  ev_io_stop(c->loop, &s->wio);
+  ev_timer_stop(c->loop, &s->timer);
+  s->transport->close(s);
+  if (s->cur != NULL) ymo__exchange_unref(s->cur);
+  ymo_exchange_t *ex = s->fifo_head;
+  while (ex != NULL) {
+    ymo_exchange_t *next = ex->fifo_next;
+    ex->session = NULL;
+    atomic_store_explicit(&ex->aborted, 1, memory_order_release);
+    if (!ex->local && !ex->response_done)
+      ymo__worker_add_abort(ex->worker, ex);
+    free_out_list(ex);
+    ymo__exchange_unref(ex);
+    ex = next;
+  }
+  s->protocol->close(s);
+  if (s->prev != NULL)
+    s->prev->next = s->next;
+  else
+    c->sessions = s->next;
+  if (s->next != NULL) s->next->prev = s->prev;
+  atomic_fetch_sub(&c->connections, 1);
+  /* Callers up the stack may still look at s->closed: free it only after
+   * this loop iteration (see ymo__conns_reap). */
+  s->next = c->closed_sessions;
+  c->closed_sessions = s;
+  if (c->sessions == NULL && c->on_empty != NULL) c->on_empty(c->on_empty_arg);
+}
+
+void ymo__conn_fifo_push(ymo_session_t *s, ymo_exchange_t *ex) {
+  ex->fifo_next = NULL;
+  if (s->fifo_tail != NULL)
+    s->fifo_tail->fifo_next = ex;
+  else
+    s->fifo_head = ex;
+  s->fifo_tail = ex;
+  s->fifo_len++;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Writing.                                                                 */
+
+void ymo__conn_send_now(ymo_session_t *s, const void *data, size_t len) {
+  struct iovec iov = {.iov_base = (void *)data, .iov_len = len};
+  ssize_t n = s->transport->writev(s, &iov, 1);
+  (void)n; /* A lost interim response only costs the client its wait. */
+}
+
+/* Drops the head exchange once its response is written. Returns false when
+ * the connection was closed as a result. */
+static bool finish_head(ymo_session_t *s) {
+  ymo_exchange_t *ex = s->fifo_head;
+  s->fifo_head = ex->fifo_next;
+  if (s->fifo_head == NULL) s->fifo_tail = NULL;
+  s->fifo_len--;
+  bool close_now = ex->close_after;
+  ex->session = NULL;
+  ymo__exchange_unref(ex);
+  if (close_now) {
+    ymo__conn_close(s);
+    return false;
+  }
+  return true;
+}
+
+void ymo__conn_flush(ymo_session_t *s) {
+  ymo_conns_t *c = s->conns;
+  struct iovec iov[MAX_IOV];
+  while (s->fifo_head != NULL) {
+    ymo_exchange_t *ex = s->fifo_head;
+    if (ex->out_head == NULL) {
+      if (!ex->response_done) break;
+      if (!finish_head(s)) return;
+      continue;
+    }
+    int n_iov = 0;
+    for (ymo_out_t *o = ex->out_head; o != NULL && n_iov < MAX_IOV;
+         o = o->next) {
+      if (o->len == o->off) continue;
+      iov[n_iov].iov_base = o->data + o->off;
+      iov[n_iov].iov_len = o->len - o->off;
+      n_iov++;
+    }
+    ssize_t written = 0;
+    if (n_iov > 0) {
+      written = s->transport->writev(s, iov, n_iov);
+      if (written < 0) {
+        if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) {
+          ev_io_start(c->loop, &s->wio);
+          return;
+        }
+        ymo__conn_close(s);
+        return;
+      }
+    }
+    size_t left = (size_t)written;
+    while (ex->out_head != NULL) {
+      ymo_out_t *o = ex->out_head;
+      size_t avail = o->len - o->off;
+      size_t take = left < avail ? left : avail;
+      o->off += take;
+      left -= take;
+      atomic_fetch_sub_explicit(&ex->unwritten, (long long)take,
+                                memory_order_relaxed);
+      if (o->off < o->len) break;
+      ex->out_head = o->next;
+      if (ex->out_head == NULL) ex->out_tail = NULL;
+      ymo__out_free(o);
+      ymo__exchange_unref(ex);
+    }
+    if (atomic_load_explicit(&ex->want_drain, memory_order_relaxed) &&
+        atomic_load_explicit(&ex->unwritten, memory_order_relaxed) <=
+            YMO_RESP_LOW_WATER &&
+        atomic_exchange(&ex->want_drain, 0))
+      ymo__worker_add_drain(ex->worker, ex);
+    if (ex->out_head != NULL) {
+      ev_io_start(c->loop, &s->wio);
+      return;
+    }
+  }
+  ev_io_stop(c->loop, &s->wio);
+  if (!s->protocol->flushed(s)) return;
+  ymo__conn_arm_timer(s);
+}
+
+static void on_writable(struct ev_loop *loop, ev_io *w, int revents) {
+  (void)loop;
+  (void)revents;
+  ymo__conn_flush(w->data);
+}
+
+/* ------------------------------------------------------------------------ */
+/* The drain of queue_out: L's side of the handoff out.                     */
+
+/* Moves an out piece into its exchange; the session is written by
+ * flush_delivered() once the whole drain is delivered, so several pieces
+ * for one connection go out in one writev. */
+static void deliver_out(ymo_conns_t *c, ymo_out_t *out) {
+  ymo_exchange_t *ex = out->exchange;
+  ymo_session_t *s = ex->session;
+  if (out->flags & YMO__OUT_RESUME) {
+    if (s != NULL && s->cur == ex) s->protocol->resume(s);
+    ymo__exchange_unref(ex);
+    ymo__out_free(out);
+    return;
+  }
+  if (s != NULL && (out->flags & YMO_RESP_DONE) && s->cur == ex &&
+      !ex->local) {
+    /* Answered before its body was all read: the rest is read and thrown
+     * away (RFC 9112 section 9.3 keeps the connection usable), so reading
+     * must not stay paused for a handler that no longer reads. */
+    ex->response_done = true;
+    s->protocol->resume(s);
+  }
+  if (s == NULL || ex->local) {
+    /* The client is gone, or L answered this request itself. */
+    atomic_fetch_sub_explicit(&ex->unwritten, (long long)out->len,
+                              memory_order_relaxed);
+    ymo__exchange_unref(ex);
+    ymo__out_free(out);
+    return;
+  }
+  if (ex->out_tail != NULL)
+    ex->out_tail->next = out;
+  else
+    ex->out_head = out;
+  ex->out_tail = out;
+  if (out->flags & YMO_RESP_DONE) ex->response_done = true;
+  if (out->flags & YMO_RESP_CLOSE) ex->close_after = true;
+  if (ex == s->fifo_head && !s->flush_listed) {
+    s->flush_listed = true;
+    s->flush_next = c->to_flush;
+    c->to_flush = s;
+  }
+}
+
+static void flush_delivered(ymo_conns_t *c) {
+  ymo_session_t *s = c->to_flush;
+  c->to_flush = NULL;
+  while (s != NULL) {
+    ymo_session_t *next = s->flush_next;
+    s->flush_listed = false;
+    /* Closed sessions stay allocated until the reaper runs, after this. */
+    if (!s->closed) ymo__conn_flush(s);
+    s = next;
+  }
+}
+
+/* The workers' drain callback (ymo_drain_fn). */
+static bool drain_out(ymo_worker_t *w, void *arg) {
+  ymo_conns_t *c = arg;
+  ymo_queue_node_t *list = ymo__worker_take_out(w);
+  if (list == NULL) return false;
+  for (ymo_queue_node_t *n = list; n != NULL; n = n->next) {
+    ymo_out_t *out = n->item;
+    if (out->flags & YMO__OUT_ABORT) {
+      ymo_exchange_t *ex = out->exchange;
+      /* What came before the abort is written first. */
+      flush_delivered(c);
+      if (ex->session != NULL) ymo__conn_close(ex->session);
+      ymo__exchange_unref(ex);
+      ymo__out_free(out);
+      continue;
+    }
+    deliver_out(c, out);
+  }
+  flush_delivered(c);
+  ymo__worker_recycle_out(w, list);
+  return true;
+}
+
+/* ------------------------------------------------------------------------ */
+/* The set.                                                                 */
+
+int ymo__conns_init(ymo_conns_t *c) {
+  c->read_buf = malloc(READ_BUF_SIZE);
+  return c->read_buf != NULL ? 0 : YMO_ENOMEM;
+}
+
+void ymo__conns_free(ymo_conns_t *c) {
+  free(c->read_buf);
+  c->read_buf = NULL;
+}
+
+void ymo__conns_attach(ymo_conns_t *c) {
+  for (int i = 0; i < c->n_workers; i++)
+    ymo__worker_attach(c->workers[i], drain_out, c);
+}
+
+void ymo__conns_detach(ymo_conns_t *c) {
+  for (int i = 0; i < c->n_workers; i++) ymo__worker_detach(c->workers[i]);
+}
+
+void ymo__conns_drain(ymo_conns_t *c) {
+  ymo_session_t *s = c->sessions;
+  while (s != NULL) {
+    ymo_session_t *next = s->next;
+    s->protocol->drain(s);
+    s = next;
+  }
+}
+
+void ymo__conns_close_all(ymo_conns_t *c) {
+  while (c->sessions != NULL) ymo__conn_close(c->sessions);
+}
+
+void ymo__conns_reap(ymo_conns_t *c) {
+  ymo_session_t *s = c->closed_sessions;
+  c->closed_sessions = NULL;
+  while (s != NULL) {
+    ymo_session_t *next = s->next;
+    free(s);
+    s = next;
+  }
+}

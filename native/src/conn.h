@@ -1,0 +1,219 @@
+/* Layer 5: the connection. A connection core (conn.c: the fd, reading and
+ * writing, the FIFO of exchanges in request order, one timer, the drain of
+ * queue_out, the set of open connections) with two seams, each a small table
+ * of functions: a transport under it (tcp.c: plain TCP) and a protocol over
+ * it (http1.c: HTTP/1.1 with llhttp). A new transport (TLS) or protocol
+ * (WebSocket) is a new file with its own table, not a branch in the core.
+ * Static routes (routes.c) are a table the server owns and passes down.
+ * Everything in this layer runs on L. */
+#ifndef YMO_CONN_H
+#define YMO_CONN_H
+
+#include <llhttp.h>
+#include <sys/uio.h>
+#include <sys/types.h>
+
+#include "worker.h"
+
+typedef struct ymo_conns ymo_conns_t;
+
+/* ---------------------------------------------------------------------------
+ * Seams.
+ * ------------------------------------------------------------------------- */
+
+/* How bytes move on a connection's fd. Each returns as the system call it
+ * stands for, with errno set on failure. */
+typedef struct ymo_transport {
+  ssize_t (*read)(ymo_session_t *s, uint8_t *buf, size_t cap);
+  /* Writes iov without raising SIGPIPE when the peer is gone. */
+  ssize_t (*writev)(ymo_session_t *s, const struct iovec *iov, int n_iov);
+  void (*close)(ymo_session_t *s);
+} ymo_transport_t;
+
+/* What the bytes mean. The core calls these; a protocol calls the core's
+ * ymo__conn_* functions. Those returning bool return false when the
+ * connection was closed meanwhile. */
+typedef struct ymo_protocol {
+  /* A connection opened: set up the protocol's state. */
+  void (*open)(ymo_session_t *s);
+  /* Bytes arrived. */
+  bool (*data)(ymo_session_t *s, const uint8_t *data, size_t len);
+  /* Every response that could be written is written. */
+  bool (*flushed)(ymo_session_t *s);
+  /* JS has read enough of the current request's body: read on. */
+  void (*resume)(ymo_session_t *s);
+  /* The connection's timer expired. */
+  void (*timeout)(ymo_session_t *s);
+  /* Graceful shutdown: close if idle, else finish what is in flight. */
+  void (*drain)(ymo_session_t *s);
+  /* The connection closed: free the protocol's state. */
+  void (*close)(ymo_session_t *s);
+} ymo_protocol_t;
+
+extern const ymo_transport_t ymo__tcp;
+extern const ymo_protocol_t ymo__http1;
+
+/* ---------------------------------------------------------------------------
+ * Static routes (routes.c): fixed responses served by L
+ * (ymo_server_add_static); the server owns the table and hands it down; it
+ * is immutable once the server has started.
+ * ------------------------------------------------------------------------- */
+typedef struct ymo_static_route {
+  char *path;
+  size_t path_len;
+  int status;
+  uint8_t *headers;
+  size_t headers_len;
+  uint8_t *body;
+  size_t body_len;
+} ymo_static_route_t;
+
+typedef struct ymo_routes {
+  ymo_static_route_t *routes; /* Newest first: a later route wins. */
+  size_t n_routes;
+} ymo_routes_t;
+
+int ymo__routes_add(ymo_routes_t *routes, const char *path, int status,
+                    const uint8_t *headers, size_t headers_len,
+                    const uint8_t *body, size_t body_len);
+/* The route for a request target, or NULL. */
+const ymo_static_route_t *ymo__routes_find(const ymo_routes_t *routes,
+                                           const uint8_t *target, size_t len);
+void ymo__routes_free(ymo_routes_t *routes);
+
+/* ---------------------------------------------------------------------------
+ * HTTP/1.1 (http1.c): the protocol's state, embedded in each session.
+ * ------------------------------------------------------------------------- */
+
+/* Per-request parse state that does not belong in the exchange; cleared
+ * when a request begins. */
+typedef struct ymo_http1_request {
+  size_t method_len, url_len, header_at, body_len;
+  int hosts;
+  bool expect_continue;
+  /* The head is complete: field callbacks from now on are trailers, which
+   * count against the head limit but are not passed on. */
+  bool in_trailers;
+  /* A 100 Continue is owed once the responses ahead are written. */
+  bool continue_owed;
+  /* Transfer-Encoding seen, and whether every coding in it was "chunked". */
+  bool te_seen, te_only_chunked;
+  bool bad_host;
+  /* The line-end check (see scan_lines): its state, and where the last
+   * span llhttp reported ended, if in the buffer being parsed. */
+  int line_state;
+  const char *span_end;
+} ymo_http1_request_t;
+
+typedef struct ymo_http1 {
+  llhttp_t parser;
+  ymo_http1_request_t req;
+  /* What the callbacks recorded: the status one failed with, or 0; what
+   * the parser paused for (enum verdict in http1.c); the streamed body
+   * piece, and the framing of the request just completed. */
+  int error_status;
+  int verdict;
+  const uint8_t *body_at;
+  size_t body_piece;
+  bool keepalive, upgrade;
+  uint8_t *pending;            /* Bytes read but not yet parsed. */
+  size_t pending_len;
+  size_t head_bytes;           /* Bytes of the current request head. */
+  bool in_value;               /* Last header callback was a value. */
+  bool paused;                 /* Parser paused; pending holds the rest. */
+  bool flush_owed;             /* A parse callback queued a response. */
+  const char *exec_start;      /* The buffer llhttp is parsing now. */
+  const char *exec_end;
+} ymo_http1_t;
+
+/* What the connection's one ev_timer is timing. */
+enum ymo_timer_state { YMO_TIMER_OFF, YMO_TIMER_HEAD, YMO_TIMER_IDLE };
+
+/* ---------------------------------------------------------------------------
+ * Session: one connection, owned and touched by L only. Created by
+ * ymo__conn_start(), listed in its ymo_conns_t until closed, then freed by
+ * ymo__conns_reap() after the loop iteration that closed it (callers up the
+ * stack may still look at `closed`).
+ * ------------------------------------------------------------------------- */
+struct ymo_session {
+  ymo_conns_t *conns;
+  ymo_worker_t *worker;
+  const ymo_transport_t *transport;
+  const ymo_protocol_t *protocol;
+  int fd;
+  ev_io rio, wio;
+  ev_timer timer;
+  int timer_state;             /* enum ymo_timer_state. */
+  ymo_exchange_t *cur;         /* The request being received. */
+  ymo_exchange_t *fifo_head;   /* Requests in order, awaiting responses. */
+  ymo_exchange_t *fifo_tail;
+  int fifo_len;
+  bool reading;                /* rio is started. */
+  bool no_more_requests;       /* Take nothing more from this client. */
+  bool closed;
+  bool flush_listed;           /* On the set's list of sessions to write. */
+  ymo_session_t *flush_next;
+  struct sockaddr_storage peer;
+  ymo_session_t *prev, *next;
+  ymo_http1_t http1;           /* The protocol's state. */
+};
+
+/* ---------------------------------------------------------------------------
+ * The set of open connections of one loop, L only except `connections`.
+ * The server fills in the configuration fields before the loop starts.
+ * ------------------------------------------------------------------------- */
+struct ymo_conns {
+  struct ev_loop *loop;
+  const int64_t *options;      /* Indexed by enum ymo_option. */
+  const ymo_routes_t *routes;
+  const atomic_int *draining;  /* The server is shutting down. */
+  const ymo_transport_t *transport;
+  const ymo_protocol_t *protocol;
+  ymo_worker_t *const *workers;
+  int n_workers;
+  size_t next_worker;          /* Round robin. */
+  /* Called when the last open connection has closed. */
+  void (*on_empty)(void *arg);
+  void *on_empty_arg;
+
+  atomic_int connections;      /* Open ones; read by any thread. */
+  ymo_session_t *sessions;
+  ymo_session_t *closed_sessions; /* Freed in the reaper. */
+  ymo_session_t *to_flush;     /* Sessions given output in a drain. */
+  uint8_t *read_buf;           /* One read buffer for the loop. */
+  ymo_date_t date;             /* L's Date cache. */
+};
+
+#define YMO_OPT(owner, name) ((owner)->options[YMO_OPT_##name])
+
+/* The set (conn.c). */
+int ymo__conns_init(ymo_conns_t *c);
+void ymo__conns_free(ymo_conns_t *c);
+/* Installs the drain of every worker's queue_out on the loop, and removes
+ * it after a last drain. */
+void ymo__conns_attach(ymo_conns_t *c);
+void ymo__conns_detach(ymo_conns_t *c);
+/* Graceful shutdown: close idle connections, let busy ones finish. */
+void ymo__conns_drain(ymo_conns_t *c);
+void ymo__conns_close_all(ymo_conns_t *c);
+/* Free sessions closed during the last loop iteration. */
+void ymo__conns_reap(ymo_conns_t *c);
+
+/* One connection (conn.c), for the protocols. */
+void ymo__conn_start(ymo_conns_t *c, int fd,
+                     const struct sockaddr_storage *peer);
+void ymo__conn_close(ymo_session_t *s);
+/* Writes what the FIFO's head exchanges have, in order. */
+void ymo__conn_flush(ymo_session_t *s);
+void ymo__conn_fifo_push(ymo_session_t *s, ymo_exchange_t *ex);
+void ymo__conn_start_reading(ymo_session_t *s);
+void ymo__conn_stop_reading(ymo_session_t *s);
+/* Re-arms the timer when the connection's state (receiving a request, idle,
+ * or waiting for responses) differs from timer_state, so a client dribbling
+ * bytes cannot push its deadline back; setting timer_state to YMO_TIMER_OFF
+ * first gives a fresh deadline. */
+void ymo__conn_arm_timer(ymo_session_t *s);
+/* Writes a short message at once, outside the FIFO (100 Continue). */
+void ymo__conn_send_now(ymo_session_t *s, const void *data, size_t len);
+
+#endif /* YMO_CONN_H */

@@ -1,0 +1,726 @@
+/* Layer 5, a protocol: HTTP/1.1 on a connection, parsed with llhttp. The
+ * parser's callbacks only record: request bytes into the exchange's record,
+ * limits and checks as an error status, and, for what needs acting on, a
+ * verdict (head complete with a 100 Continue owed, a piece of a streamed
+ * body, message complete) on which they pause the parser. parse() acts on
+ * the verdict after llhttp_execute() returns (hand the request to a static
+ * route or the worker, queue a body piece, answer an error) and resumes.
+ * ymo's own checks where strict llhttp is lenient live here too. Everything
+ * in this file runs on L. */
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "conn.h"
+
+/* What a paused parser asks parse() to do. */
+enum verdict {
+  VERDICT_NONE,
+  VERDICT_CONTINUE, /* A head wants 100 Continue. */
+  VERDICT_BODY,     /* A piece of a streamed body: body_at, body_piece. */
+  VERDICT_MESSAGE   /* A request is complete. */
+};
+
+static bool parse(ymo_session_t *s, const uint8_t *data, size_t len);
+static void set_error_response(ymo_session_t *s, ymo_exchange_t *ex,
+                               int status);
+
+/* ------------------------------------------------------------------------ */
+/* llhttp callbacks: they record, and pause on a verdict.                   */
+
+static int fail(ymo_session_t *s, int status) {
+  s->http1.error_status = status;
+  return HPE_USER;
+}
+
+static int pause_for(ymo_session_t *s, int verdict) {
+  s->http1.verdict = verdict;
+  return HPE_PAUSED;
+}
+
+static int check_head(ymo_session_t *s, size_t len) {
+  s->http1.head_bytes += len;
+  if (s->http1.head_bytes > (size_t)YMO_OPT(s->conns, MAX_HEAD_SIZE))
+    return fail(s, 431);
+  return 0;
+}
+
+static int on_message_begin(llhttp_t *p) {
+  ymo_session_t *s = p->data;
+  s->cur = ymo__exchange_new(s->worker, &s->worker->spares, s, true);
+  if (s->cur == NULL) return fail(s, 503);
+  memset(&s->http1.req, 0, sizeof(s->http1.req));
+  s->http1.error_status = 0;
+  s->http1.head_bytes = 0;
+  s->http1.in_value = false;
+  return 0;
+}
+
+static int on_method(llhttp_t *p, const char *at, size_t len) {
+  ymo_session_t *s = p->data;
+  if (check_head(s, len) || !ymo__record_append(s->cur, at, len))
+    return s->http1.error_status ? HPE_USER : fail(s, 503);
+  s->http1.req.method_len += len;
+  return 0;
+}
+
+static int on_url(llhttp_t *p, const char *at, size_t len) {
+  ymo_session_t *s = p->data;
+  s->http1.req.url_len += len;
+  if (s->http1.req.url_len > (size_t)YMO_OPT(s->conns, MAX_URL_SIZE))
+    return fail(s, 414);
+  if (check_head(s, len)) return HPE_USER;
+  if (!ymo__record_append(s->cur, at, len)) return fail(s, 503);
+  return 0;
+}
+
+/* Line ends in the head, checked on the bytes llhttp consumed between the
+ * spans it reports. llhttp 8.1 in strict mode still takes a bare LF as a
+ * line end, and joins an obs-fold continuation line onto a header value;
+ * RFC 9112 sections 2.2 and 5.2 let a server refuse both, and DESIGN.md asks
+ * ymo to. The state carries over from one read to the next, so a line split
+ * anywhere, down to one byte per read, is judged the same. */
+enum line_state {
+  LINE_OFF,      /* Not in a head (or its end was seen). */
+  LINE_FIELD,    /* After a field name: the ":" comes next. */
+  LINE_TOKEN,    /* After a version or a value (or ":"): OWS, then CR. */
+  LINE_CR,       /* CR seen: LF must follow. */
+  LINE_START,    /* A line ended: a field, or the CR of the blank line. */
+  LINE_FINAL_CR, /* The blank line's CR: its LF ends the head. */
+  LINE_BAD
+};
+
+static void scan_lines(ymo_session_t *s, const char *from, const char *to) {
+  ymo_http1_request_t *ps = &s->http1.req;
+  for (const char *c = from; c < to; c++) {
+    switch (ps->line_state) {
+      case LINE_OFF:
+      case LINE_BAD:
+        return;
+      case LINE_FIELD:
+        if (*c == ':') ps->line_state = LINE_TOKEN;
+        break;
+      case LINE_TOKEN:
+        if (*c == '\r') ps->line_state = LINE_CR;
+        else if (*c == '\n') ps->line_state = LINE_BAD; /* Bare LF. */
+        break;
+      case LINE_CR:
+        ps->line_state = *c == '\n' ? LINE_START : LINE_BAD;
+        break;
+      case LINE_START:
+        if (*c == '\r') ps->line_state = LINE_FINAL_CR;
+        else if (*c == ' ' || *c == '\t' || *c == '\n')
+          ps->line_state = LINE_BAD; /* obs-fold, or a bare LF. */
+        else
+          ps->line_state = LINE_OFF; /* A field starts; its span says so. */
+        break;
+      case LINE_FINAL_CR:
+        ps->line_state = *c == '\n' ? LINE_OFF : LINE_BAD;
+        return; /* The head ends here: what follows is body. */
+    }
+  }
+}
+
+/* Checks the bytes between the last span and `at`, where a span starts. */
+static bool lines_ok_until(ymo_session_t *s, const char *at) {
+  ymo_http1_request_t *ps = &s->http1.req;
+  scan_lines(s, ps->span_end != NULL ? ps->span_end : s->http1.exec_start, at);
+  return ps->line_state != LINE_BAD;
+}
+
+/* A span ends at `end`; the line state after it is `state`. */
+static void span_ends(ymo_session_t *s, const char *end, int state) {
+  s->http1.req.span_end = end;
+  s->http1.req.line_state = state;
+}
+
+static int on_version(llhttp_t *p, const char *at, size_t len) {
+  ymo_session_t *s = p->data;
+  if (check_head(s, len)) return HPE_USER;
+  span_ends(s, at + len, LINE_TOKEN);
+  return 0;
+}
+
+static int on_header_field(llhttp_t *p, const char *at, size_t len) {
+  ymo_session_t *s = p->data;
+  ymo_exchange_t *ex = s->cur;
+  ymo_http1_request_t *ps = &s->http1.req;
+  if (check_head(s, len)) return HPE_USER;
+  if (ps->in_trailers) return 0;
+  if (!lines_ok_until(s, at)) return fail(s, 400);
+  span_ends(s, at + len, LINE_FIELD);
+  if (ex->n_headers == 0 || s->http1.in_value) {
+    if (ex->n_headers == 0) ex->headers_start = ex->req_len;
+    if (++ex->n_headers > (uint32_t)YMO_OPT(s->conns, MAX_HEADERS))
+      return fail(s, 431);
+    ps->header_at = ymo__record_field_open(ex);
+    if (ps->header_at == 0) return fail(s, 503);
+    s->http1.in_value = false;
+  }
+  if (!ymo__record_field_append(ex, ps->header_at, false, at, len))
+    return fail(s, 503);
+  return 0;
+}
+
+static int on_header_value(llhttp_t *p, const char *at, size_t len) {
+  ymo_session_t *s = p->data;
+  ymo_exchange_t *ex = s->cur;
+  ymo_http1_request_t *ps = &s->http1.req;
+  if (check_head(s, len)) return HPE_USER;
+  if (ps->in_trailers) return 0;
+  /* A value that goes on after a line end is an obs-fold continuation
+   * (llhttp hands it over as more of the same value, from its SP or HTAB).
+   * An empty value comes as an empty span placed after its line end, so it
+   * says nothing about line ends. */
+  if (len > 0) {
+    if (!lines_ok_until(s, at) || ps->line_state == LINE_START)
+      return fail(s, 400);
+    span_ends(s, at + len, LINE_TOKEN);
+  }
+  s->http1.in_value = true;
+  if (!ymo__record_field_append(ex, ps->header_at, true, at, len))
+    return fail(s, 503);
+  return 0;
+}
+
+/* RFC 9110 section 7.2 / RFC 3986 3.2.2-3.2.3: uri-host [ ":" port ]:
+ * a reg-name or IP literal, with no "/", "@", spaces or controls. */
+static bool valid_host(const uint8_t *v, size_t len) {
+  for (size_t i = 0; i < len; i++) {
+    uint8_t c = v[i];
+    bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+              (c >= '0' && c <= '9') || strchr("-._~!$&'()*+,;=:[]%", c);
+    if (!ok || c == 0) return false;
+  }
+  return true;
+}
+
+/* Whether a Transfer-Encoding value lists only "chunked" codings: ymo
+ * applies no other (RFC 9112 section 6.1 asks for 501 then). */
+static bool only_chunked(const uint8_t *v, size_t len) {
+  size_t i = 0;
+  while (i < len) {
+    while (i < len && (v[i] == ' ' || v[i] == '\t' || v[i] == ',')) i++;
+    size_t start = i;
+    while (i < len && v[i] != ',' && v[i] != ' ' && v[i] != '\t') i++;
+    if (i > start &&
+        !(i - start == 7 && strncasecmp((const char *)v + start, "chunked",
+                                        7) == 0))
+      return false;
+  }
+  return true;
+}
+
+/* Ends a header value; also entered for an empty value, so in_value is set
+ * here too, and the next field name starts a new header. */
+static int on_header_value_complete(llhttp_t *p) {
+  ymo_session_t *s = p->data;
+  ymo_http1_request_t *ps = &s->http1.req;
+  if (ps->in_trailers) return 0;
+  s->http1.in_value = true;
+  const char *name, *value;
+  uint32_t name_len, value_len;
+  ymo__record_field_get(s->cur, ps->header_at, &name, &name_len, &value,
+                        &value_len);
+  /* RFC 9110 section 5.1: a field name is a token, never empty (llhttp
+   * 8.1 passes ": value" on as a field with no name). */
+  if (name_len == 0) return fail(s, 400);
+  if (name_len == 4 && strncasecmp(name, "host", 4) == 0) {
+    ps->hosts++;
+    if (!valid_host((const uint8_t *)value, value_len)) ps->bad_host = true;
+  }
+  if (name_len == 17 && strncasecmp(name, "transfer-encoding", 17) == 0) {
+    if (!ps->te_seen) ps->te_only_chunked = true;
+    ps->te_seen = true;
+    if (!only_chunked((const uint8_t *)value, value_len))
+      ps->te_only_chunked = false;
+  }
+  if (name_len == 6 && strncasecmp(name, "expect", 6) == 0 &&
+      value_len == 12 && strncasecmp(value, "100-continue", 12) == 0)
+    ps->expect_continue = true;
+  return 0;
+}
+
+static int on_headers_complete(llhttp_t *p) {
+  ymo_session_t *s = p->data;
+  ymo_exchange_t *ex = s->cur;
+  ymo_http1_request_t *ps = &s->http1.req;
+  /* The head's last line ends were consumed just now, in this buffer. */
+  scan_lines(s, ps->span_end != NULL ? ps->span_end : s->http1.exec_start,
+             s->http1.exec_end);
+  if (ps->line_state == LINE_BAD) return fail(s, 400);
+  ps->line_state = LINE_OFF;
+  if (ex->n_headers == 0) ex->headers_start = ex->req_len;
+  ex->body_start = ex->req_len;
+  ps->in_trailers = true;
+  ex->http_major = llhttp_get_http_major(p);
+  ex->http_minor = llhttp_get_http_minor(p);
+  /* RFC 9110 section 15.6.6: only HTTP/1.0 and 1.1 are spoken here. */
+  if (ex->http_major != 1 || ex->http_minor > 1) return fail(s, 505);
+  /* RFC 9112 section 3.2: exactly one valid Host in HTTP/1.1. */
+  if (ex->http_minor == 1 && ps->hosts != 1) return fail(s, 400);
+  if (ps->hosts > 1 || ps->bad_host) return fail(s, 400);
+  if (ps->te_seen) {
+    /* RFC 9112 section 6.1: an HTTP/1.0 message with Transfer-Encoding has
+     * faulty framing; a coding other than chunked is not implemented. */
+    if (ex->http_minor == 0) return fail(s, 400);
+    /* Chunked not last: the length cannot be known (section 6.3), 400. */
+    if (!(p->flags & F_CHUNKED)) return fail(s, 400);
+    if (!ps->te_only_chunked) return fail(s, 501);
+  }
+  bool has_body = (p->flags & F_CHUNKED) ||
+                  ((p->flags & F_CONTENT_LENGTH) && p->content_length > 0);
+  if ((p->flags & F_CONTENT_LENGTH) &&
+      p->content_length > (uint64_t)YMO_OPT(s->conns, MAX_BODY_SIZE))
+    return fail(s, 413);
+  if (llhttp_get_method(p) == HTTP_HEAD) ex->req_flags |= YMO_REQF_HEAD;
+  if (ps->expect_continue && has_body && ex->http_minor >= 1)
+    return pause_for(s, VERDICT_CONTINUE);
+  return 0;
+}
+
+static int on_body(llhttp_t *p, const char *at, size_t len) {
+  ymo_session_t *s = p->data;
+  ymo_exchange_t *ex = s->cur;
+  if (len == 0) return 0; /* A span restarted at the end of a buffer. */
+  s->http1.req.body_len += len;
+  if (s->http1.req.body_len > (size_t)YMO_OPT(s->conns, MAX_BODY_SIZE))
+    return fail(s, 413);
+  if (ex->streaming) {
+    /* The head went to JS already: the bytes are passed on as they come. */
+    s->http1.body_at = (const uint8_t *)at;
+    s->http1.body_piece = len;
+    return pause_for(s, VERDICT_BODY);
+  }
+  if (!ymo__record_append(ex, at, len)) return fail(s, 503);
+  return 0;
+}
+
+static int on_message_complete(llhttp_t *p) {
+  ymo_session_t *s = p->data;
+  s->http1.keepalive = llhttp_should_keep_alive(p);
+  s->http1.upgrade = llhttp_get_upgrade(p);
+  return pause_for(s, VERDICT_MESSAGE);
+}
+
+static llhttp_settings_t parser_settings;
+static pthread_once_t settings_once = PTHREAD_ONCE_INIT;
+
+static void init_settings(void) {
+  llhttp_settings_init(&parser_settings);
+  parser_settings.on_message_begin = on_message_begin;
+  parser_settings.on_method = on_method;
+  parser_settings.on_url = on_url;
+  parser_settings.on_version = on_version;
+  parser_settings.on_header_field = on_header_field;
+  parser_settings.on_header_value = on_header_value;
+  parser_settings.on_header_value_complete = on_header_value_complete;
+  parser_settings.on_headers_complete = on_headers_complete;
+  parser_settings.on_body = on_body;
+  parser_settings.on_message_complete = on_message_complete;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Acting on verdicts.                                                      */
+
+/* Interim 100 only to HTTP/1.1 clients, and only when it cannot overtake
+ * an earlier response on the wire. */
+static void send_continue(ymo_session_t *s) {
+  static const char cont[] = "HTTP/1.1 100 Continue\r\n\r\n";
+  s->http1.req.continue_owed = false;
+  ymo__conn_send_now(s, cont, sizeof(cont) - 1);
+}
+
+/* The static route for a GET or HEAD request, if one matches its target. */
+static const ymo_static_route_t *static_route_for(ymo_session_t *s,
+                                                  ymo_exchange_t *ex) {
+  ymo_http1_request_t *ps = &s->http1.req;
+  const uint8_t *method = ymo__record_method(ex);
+  bool get = ps->method_len == 3 && memcmp(method, "GET", 3) == 0;
+  if (!get && !(ex->req_flags & YMO_REQF_HEAD)) return NULL;
+  return ymo__routes_find(s->conns->routes, method + ps->method_len,
+                          ps->url_len);
+}
+
+/* Makes out the whole of ex's response, written by L. */
+static void set_local_out(ymo_exchange_t *ex, ymo_out_t *out, bool close) {
+  ymo__exchange_ref(ex); /* The piece's reference. */
+  ex->local = true;
+  ex->out_head = ex->out_tail = out;
+  atomic_fetch_add(&ex->unwritten, (long long)out->len);
+  ex->response_done = true;
+  ex->close_after = close;
+}
+
+/* Answers ex from a static route, on L: the response goes in the FIFO like
+ * any other, so pipelined order holds; it is written after the parse. */
+static bool answer_static(ymo_session_t *s, ymo_exchange_t *ex,
+                          const ymo_static_route_t *route) {
+  ymo_response_t r = {
+      .status = route->status,
+      .fields = route->headers,
+      .fields_len = route->headers_len,
+      .body = route->body,
+      .body_len = route->body_len,
+      .done = true,
+      .head = ex->req_flags & YMO_REQF_HEAD,
+      .http10 = ex->http_minor == 0,
+      .close = !(ex->req_flags & YMO_REQF_KEEPALIVE) ||
+               atomic_load(s->conns->draining),
+  };
+  ymo_out_t *out;
+  if (ymo__response_start(&r, &s->conns->date, ex, &out) != 0) return false;
+  set_local_out(ex, out, r.close);
+  s->http1.flush_owed = true;
+  return true;
+}
+
+/* Puts ex in the connection's FIFO and gives it to a static route or to the
+ * worker. Returns 0, or an llhttp error code. */
+static int hand_off(ymo_session_t *s, ymo_exchange_t *ex) {
+  ymo__conn_fifo_push(s, ex);
+  const ymo_static_route_t *route =
+      s->conns->routes->n_routes > 0 && !ex->streaming
+          ? static_route_for(s, ex)
+          : NULL;
+  if (route != NULL) {
+    if (!answer_static(s, ex, route)) return fail(s, 503);
+  } else if (ymo__worker_add_exchange(s->worker, ex) != 0) {
+    /* Cannot queue it: it stays in the FIFO, answered by nothing, and a 503
+     * follows it so earlier responses keep their order. */
+    ex->response_done = true;
+    return fail(s, 503);
+  }
+  return 0;
+}
+
+static bool finish_record(ymo_session_t *s, ymo_exchange_t *ex) {
+  return ymo__record_finish(ex, s->http1.req.method_len, s->http1.req.url_len,
+                            &s->peer);
+}
+
+/* After a read: a request whose body is still coming goes to JS now, with
+ * what came so far; the rest follows as body records (ymo_worker_take). So a
+ * large upload never sits whole in memory, and JS can start on it early. */
+static int stream_body(ymo_session_t *s) {
+  ymo_exchange_t *ex = s->cur;
+  llhttp_t *parser = &s->http1.parser;
+  if (ex == NULL || ex->streaming || !s->http1.req.in_trailers) return 0;
+  uint64_t min = (uint64_t)YMO_OPT(s->conns, STREAM_BODY_MIN);
+  bool big = (parser->flags & F_CONTENT_LENGTH)
+                 ? s->http1.req.body_len + parser->content_length > min
+                 : s->http1.req.body_len > min;
+  if (!big) return 0; /* Small enough to wait for whole. */
+  if (llhttp_should_keep_alive(parser)) ex->req_flags |= YMO_REQF_KEEPALIVE;
+  ex->req_flags |= YMO_REQF_STREAM;
+  ex->streaming = true;
+  ymo__exchange_ref(ex); /* s->cur keeps one while the body comes. */
+  if (!finish_record(s, ex)) return fail(s, 503);
+  return hand_off(s, ex);
+}
+
+/* A piece of a streamed body: unless the request was answered already
+ * (when the bytes are only read past), it goes to JS. */
+static int act_on_body(ymo_session_t *s) {
+  ymo_exchange_t *ex = s->cur;
+  if (!ex->response_done &&
+      ymo__worker_add_body(ex->worker, ex, s->http1.body_at,
+                           s->http1.body_piece, false) != 0)
+    return fail(s, 503);
+  s->timer_state = YMO_TIMER_OFF; /* Progress: restart the body timer. */
+  return 0;
+}
+
+/* A request is complete. Returns 0 to parse on, HPE_PAUSED to stop (the
+ * client sends no more, or the pipeline is full), or HPE_USER. */
+static int act_on_message(ymo_session_t *s) {
+  ymo_exchange_t *ex = s->cur;
+  bool keepalive = s->http1.keepalive;
+  bool upgrade = s->http1.upgrade;
+  s->http1.req.continue_owed = false;
+  if (ex->streaming) {
+    /* The head and the body so far went to JS already: end the body. */
+    s->cur = NULL;
+    int err = ex->response_done
+                  ? 0
+                  : ymo__worker_add_body(ex->worker, ex, NULL, 0, true);
+    ymo__exchange_unref(ex); /* s->cur's reference. */
+    if (err != 0) return fail(s, 503);
+  } else {
+    /* An Upgrade ymo does not switch for ends the connection after the
+     * response (the client may send the new protocol next), so the
+     * response says Connection: close. */
+    if (keepalive && !upgrade) ex->req_flags |= YMO_REQF_KEEPALIVE;
+    if (!finish_record(s, ex)) return fail(s, 503);
+    s->cur = NULL;
+    int err = hand_off(s, ex);
+    if (err != 0) return err;
+  }
+  ymo__conn_arm_timer(s);
+  if (!keepalive || upgrade) {
+    s->no_more_requests = true;
+    return HPE_PAUSED;
+  }
+  if (s->fifo_len >= YMO_OPT(s->conns, MAX_PIPELINE)) return HPE_PAUSED;
+  return 0;
+}
+
+/* Acts on the verdict the parser paused for. Returns 0 to resume, or what
+ * parse() is to treat as llhttp_execute's result. */
+static int act(ymo_session_t *s) {
+  int verdict = s->http1.verdict;
+  s->http1.verdict = VERDICT_NONE;
+  switch (verdict) {
+    case VERDICT_CONTINUE:
+      if (s->fifo_len == 0)
+        send_continue(s);
+      else
+        s->http1.req.continue_owed = true; /* Sent by flushed(). */
+      return 0;
+    case VERDICT_BODY:
+      return act_on_body(s);
+    case VERDICT_MESSAGE:
+      return act_on_message(s);
+    default:
+      return HPE_PAUSED; /* A pause nobody asked for: stop. */
+  }
+}
+
+/* ------------------------------------------------------------------------ */
+/* Errors, pausing and resuming.                                            */
+
+/* Queue a response made by L itself (an error) behind the earlier ones, and
+ * read nothing more from this client. */
+static void respond_local(ymo_session_t *s, int status) {
+  ymo_exchange_t *ex = s->cur;
+  if (ex != NULL && ex->streaming) {
+    /* JS has this request and its half-read body. If it has sent nothing
+     * yet, the error answers the request in its place (JS sees an abort
+     * and what it sends later is dropped); otherwise the connection ends. */
+    ymo__worker_drain(ex->worker);
+    if (s->closed) return;
+    if (ex->out_head != NULL || ex->response_done) {
+      ymo__conn_close(s);
+      return;
+    }
+    atomic_store_explicit(&ex->aborted, 1, memory_order_release);
+    ymo__worker_add_abort(ex->worker, ex);
+    s->cur = NULL;
+    ymo__exchange_unref(ex); /* s->cur's reference; the FIFO keeps one. */
+    s->no_more_requests = true;
+    ymo__conn_stop_reading(s);
+    set_error_response(s, ex, status);
+    ymo__conn_flush(s);
+    return;
+  }
+  s->cur = NULL;
+  if (ex != NULL) ymo__exchange_unref(ex);
+  s->no_more_requests = true;
+  ymo__conn_stop_reading(s);
+  ex = ymo__exchange_new(NULL, NULL, s, false);
+  if (ex == NULL) {
+    ymo__conn_close(s);
+    return;
+  }
+  ymo__conn_fifo_push(s, ex);
+  set_error_response(s, ex, status);
+  ymo__conn_flush(s);
+}
+
+/* Makes ex, already in the FIFO, answered by L with its canned error page
+ * and a close. */
+static void set_error_response(ymo_session_t *s, ymo_exchange_t *ex,
+                               int status) {
+  ymo_response_t r = {.done = true, .close = true};
+  ymo__response_canned(&r, status);
+  ymo_out_t *out;
+  ex->local = true;
+  ex->response_done = true;
+  ex->close_after = true;
+  if (ymo__response_start(&r, &s->conns->date, ex, &out) != 0)
+    return; /* Out of memory: it just closes. */
+  set_local_out(ex, out, true);
+}
+
+static void resume_parsing(ymo_session_t *s) {
+  ymo_http1_t *h = &s->http1;
+  if (!h->paused || s->no_more_requests) return;
+  h->paused = false;
+  llhttp_resume(&h->parser);
+  uint8_t *data = h->pending;
+  size_t len = h->pending_len;
+  h->pending = NULL;
+  h->pending_len = 0;
+  bool alive = len == 0 || parse(s, data, len);
+  free(data);
+  if (alive && !h->paused && !s->no_more_requests) ymo__conn_start_reading(s);
+}
+
+/* Stops reading while JS holds more of the current body than it has read
+ * (backpressure for uploads). Whoever clears want_resume resumes: this
+ * thread here if JS caught up meanwhile, else ymo_worker_body_ack(). */
+static void pause_for_body(ymo_session_t *s) {
+  ymo_exchange_t *ex = s->cur;
+  if (ex == NULL || !ex->streaming || ex->response_done ||
+      atomic_load(&ex->body_unacked) <= YMO_BODY_HIGH_WATER)
+    return;
+  atomic_store(&ex->want_resume, 1);
+  if (atomic_load(&ex->body_unacked) <= YMO_BODY_LOW_WATER &&
+      atomic_exchange(&ex->want_resume, 0))
+    return;
+  ymo__conn_stop_reading(s);
+  s->timer_state = YMO_TIMER_HEAD; /* Let arm_timer() switch it off. */
+  ymo__conn_arm_timer(s);
+}
+
+/* Runs llhttp over [from, to) and acts on each verdict it pauses for,
+ * resuming after each. Returns llhttp's last result, or what an act asked
+ * for; on HPE_PAUSED, llhttp_get_error_pos() says where parsing stopped. */
+static llhttp_errno_t execute(ymo_session_t *s, const char *from,
+                              const char *to) {
+  ymo_http1_t *h = &s->http1;
+  llhttp_errno_t err = llhttp_execute(&h->parser, from, (size_t)(to - from));
+  /* A request that began in this buffer is timed from now. */
+  ymo__conn_arm_timer(s);
+  while (err == HPE_PAUSED && h->verdict != VERDICT_NONE) {
+    const char *pos = llhttp_get_error_pos(&h->parser);
+    int next = act(s);
+    if (next != 0) return (llhttp_errno_t)next;
+    llhttp_resume(&h->parser);
+    h->exec_start = pos;
+    err = llhttp_execute(&h->parser, pos, (size_t)(to - pos));
+    ymo__conn_arm_timer(s);
+  }
+  return err;
+}
+
+/* Parses data; returns false when the session was closed. */
+static bool parse(ymo_session_t *s, const uint8_t *data, size_t len) {
+  ymo_http1_t *h = &s->http1;
+  h->exec_start = (const char *)data;
+  h->exec_end = (const char *)data + len;
+  h->req.span_end = NULL; /* Pointers into an earlier buffer mean nothing. */
+  llhttp_errno_t err = execute(s, h->exec_start, h->exec_end);
+  if (err == HPE_OK && s->cur != NULL && !h->req.in_trailers) {
+    /* A head still coming: check the line ends read so far, carrying the
+     * state to the next read. */
+    scan_lines(s, h->req.span_end != NULL ? h->req.span_end : h->exec_start,
+               h->exec_end);
+    if (h->req.line_state == LINE_BAD) {
+      respond_local(s, 400);
+      return false;
+    }
+  }
+  if (h->flush_owed && err != HPE_USER) {
+    /* Static responses queued by the parse: write them now that llhttp is
+     * done with this session's state. */
+    h->flush_owed = false;
+    ymo__conn_flush(s);
+    if (s->closed) return false;
+  }
+  if (err == HPE_OK) {
+    if (stream_body(s) != 0) {
+      respond_local(s, h->error_status ? h->error_status : 503);
+      return false;
+    }
+    pause_for_body(s);
+    if (s->timer_state == YMO_TIMER_OFF) ymo__conn_arm_timer(s);
+    return true;
+  }
+  if (err == HPE_PAUSED || err == HPE_PAUSED_UPGRADE) {
+    ymo__conn_stop_reading(s);
+    if (s->no_more_requests || err == HPE_PAUSED_UPGRADE) {
+      s->no_more_requests = true;
+      return true;
+    }
+    const uint8_t *pos = (const uint8_t *)llhttp_get_error_pos(&h->parser);
+    size_t rest = (size_t)(data + len - pos);
+    h->paused = true;
+    if (rest > 0) {
+      h->pending = malloc(rest);
+      if (h->pending == NULL) {
+        ymo__conn_close(s);
+        return false;
+      }
+      memcpy(h->pending, pos, rest);
+      h->pending_len = rest;
+    }
+    /* The responses may all be written already (a fast handler). */
+    if (s->fifo_len < YMO_OPT(s->conns, MAX_PIPELINE)) {
+      resume_parsing(s);
+      return !s->closed;
+    }
+    return true;
+  }
+  /* Any callback that failed set the status; the error code llhttp returns
+   * depends on which callback it was. */
+  int status = h->error_status ? h->error_status : 400;
+  respond_local(s, status);
+  return false;
+}
+
+/* ------------------------------------------------------------------------ */
+/* The protocol table.                                                      */
+
+static void http1_open(ymo_session_t *s) {
+  pthread_once(&settings_once, init_settings);
+  llhttp_init(&s->http1.parser, HTTP_REQUEST, &parser_settings);
+  s->http1.parser.data = s;
+}
+
+static bool http1_data(ymo_session_t *s, const uint8_t *data, size_t len) {
+  return parse(s, data, len);
+}
+
+static bool http1_flushed(ymo_session_t *s) {
+  if (s->fifo_head == NULL && s->cur != NULL && s->http1.req.continue_owed &&
+      s->http1.req.body_len == 0)
+    send_continue(s);
+  if (s->fifo_head == NULL && s->no_more_requests) {
+    ymo__conn_close(s);
+    return false;
+  }
+  if (s->http1.paused && s->fifo_len < YMO_OPT(s->conns, MAX_PIPELINE)) {
+    resume_parsing(s);
+    if (s->closed) return false;
+  }
+  return true;
+}
+
+static void http1_resume(ymo_session_t *s) {
+  if (s->closed || s->http1.paused || s->no_more_requests) return;
+  ymo__conn_start_reading(s);
+  s->timer_state = YMO_TIMER_OFF;
+  ymo__conn_arm_timer(s);
+}
+
+static void http1_timeout(ymo_session_t *s) {
+  if (s->cur != NULL && s->fifo_len == 0 && s->http1.head_bytes > 0)
+    respond_local(s, 408);
+  else
+    ymo__conn_close(s);
+}
+
+static void http1_drain(ymo_session_t *s) {
+  if (s->fifo_len == 0 && (s->cur == NULL || s->http1.head_bytes == 0)) {
+    ymo__conn_close(s);
+  } else {
+    s->no_more_requests = true;
+    ymo__conn_stop_reading(s);
+  }
+}
+
+static void http1_close(ymo_session_t *s) {
+  free(s->http1.pending);
+  s->http1.pending = NULL;
+}
+
+const ymo_protocol_t ymo__http1 = {
+    .open = http1_open,
+    .data = http1_data,
+    .flushed = http1_flushed,
+    .resume = http1_resume,
+    .timeout = http1_timeout,
+    .drain = http1_drain,
+    .close = http1_close,
+};

@@ -1,0 +1,35 @@
+/* Layer 6, the top: the server. It owns the loop, the listening socket, the
+ * options, the static routes, the workers and the set of connections, and
+ * hands each layer below what it needs. */
+#ifndef YMO_SERVER_H
+#define YMO_SERVER_H
+
+#include "conn.h"
+
+struct ymo_server {
+  struct ev_loop *loop;
+  pthread_t thread;
+  bool thread_started;
+  bool joined;
+  pthread_mutex_t state_lock;  /* Serialises start/stop/join callers. */
+
+  int listen_fd;
+  int port;                    /* Saved at listen; never changes after. */
+  char host[64];               /* The bound address as text, likewise. */
+  ev_io accept_watcher;
+  ev_async control;            /* Shutdown and stop requests. */
+  ev_timer grace_timer;
+  atomic_int draining;         /* Set once; read by JS threads too. */
+  atomic_int stop_now;
+  atomic_int grace_ms;
+
+  int64_t options[16];         /* Indexed by enum ymo_option. */
+  ymo_routes_t routes;         /* Immutable once started. */
+  ymo_conns_t conns;           /* L only, but for conns.connections. */
+  ev_prepare reaper;
+
+  int n_workers;
+  ymo_worker_t *workers[];
+};
+
+#endif /* YMO_SERVER_H */

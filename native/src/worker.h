@@ -1,0 +1,126 @@
+/* Layer 4: the worker, the handoff between the loop thread L and the JS
+ * thread that drives it: queue_in (requests, body pieces and notices for
+ * JS) and queue_out (response pieces for L), their locks, waking and
+ * waiting, and the slot table of handles JS holds. It knows nothing of
+ * connections: L's side of queue_out goes up through
+ * ymo__worker_take_out()/ymo__worker_recycle_out() and the drain callback
+ * that the connection layer installs with ymo__worker_attach(). */
+#ifndef YMO_WORKER_H
+#define YMO_WORKER_H
+
+#include <ev.h>
+
+#include "response.h"
+
+/* Nodes preallocated per queue; past these the queue falls back to malloc. */
+#define YMO_WORKER_QUEUE_POOL_SIZE 256
+
+/* Called on L by the worker's watchers to deliver what queue_out holds;
+ * returns whether it found anything (the worker then polls once more on the
+ * next loop iteration). */
+typedef bool (*ymo_drain_fn)(ymo_worker_t *worker, void *arg);
+
+/* ---------------------------------------------------------------------------
+ * Worker.
+ *
+ * Locking: lock_in protects queue_in, pool_in, notify_fn, notified and
+ * stopped; ready_in is signalled under it. lock_out protects queue_out,
+ * pool_out and the spares. No thread ever holds both locks. ev_async_send()
+ * on event_out coalesces: many sends before L runs wake it once, so L always
+ * drains the whole of queue_out. The slot table is touched only by the
+ * worker's JS thread.
+ * ------------------------------------------------------------------------- */
+typedef struct ymo_slot {
+  ymo_exchange_t *exchange; /* NULL when free. */
+  uint32_t gen;
+  uint32_t next_free;
+} ymo_slot_t;
+
+struct ymo_worker {
+  ymo_queue_t queue_in;
+  ymo_queue_t queue_out;
+  ymo_queue_node_t pool_in[YMO_WORKER_QUEUE_POOL_SIZE];
+  ymo_queue_node_t pool_out[YMO_WORKER_QUEUE_POOL_SIZE];
+
+  /* Callbacks, all on L: prepare and check drain queue_out on each loop
+   * iteration; idle is started when a drain found work, so what comes next
+   * is written on the next iteration without a new async send. Each calls
+   * `drain` (installed by ymo__worker_attach) with drain_arg. */
+  ev_prepare prepare_watcher;
+  ev_check check_watcher;
+  ev_idle idle_watcher;
+  ymo_drain_fn drain;
+  void *drain_arg;
+
+  /* Output data is signalled to the loop with an async watcher: */
+  ev_async event_out;
+  pthread_mutex_t lock_out;
+
+  /* Input data is signalled with a condition variable (Deno's waiter) and
+   * the notify callback (Bun's threadsafe JSCallback): */
+  pthread_mutex_t lock_in;
+  pthread_cond_t ready_in;
+  ymo_notify_fn notify_fn;
+  bool notified;
+  bool stopped;
+
+  size_t id;
+  struct ev_loop *loop;
+  /* The server's "shutting down" flag: responses then close. */
+  const atomic_int *draining;
+
+  /* Counters for YMO_STATS=1 (printed when the server is freed): waits and
+   * takes by the JS thread, exchanges taken, drains of queue_out by L. */
+  unsigned long stat_waits, stat_takes, stat_taken, stat_drains;
+
+  /* Spare output pieces for this worker's exchanges; under lock_out. */
+  ymo_out_pool_t spares;
+
+  /* JS thread only. */
+  ymo_slot_t *slots;
+  uint32_t n_slots, first_free;
+  ymo_date_t date;
+};
+
+int ymo__worker_init(ymo_worker_t *worker, struct ev_loop *loop,
+                     size_t thread_id, const atomic_int *draining);
+void ymo__worker_destroy(ymo_worker_t *worker);
+/* L: queue an exchange for JS (takes a new reference) and wake the worker on
+ * the empty-to-non-empty transition. */
+int ymo__worker_add_exchange(ymo_worker_t *worker, ymo_exchange_t *exchange);
+/* L: the client of a queued or taken exchange went away; JS learns it from
+ * an abort record in its next take(). */
+int ymo__worker_add_abort(ymo_worker_t *worker, ymo_exchange_t *exchange);
+/* L: a piece of a streaming request's body (data NULL, len 0 and last set
+ * for its end), copied into queue_in for JS. */
+int ymo__worker_add_body(ymo_worker_t *worker, ymo_exchange_t *exchange,
+                         const uint8_t *data, size_t len, bool last);
+/* L: a response JS waits on has drained (see want_drain). */
+int ymo__worker_add_drain(ymo_worker_t *worker, ymo_exchange_t *exchange);
+/* L: the server stopped; release the waiter and call notify(1). */
+void ymo__worker_release_waiters(ymo_worker_t *worker);
+/* L: watchers on the loop, each calling drain(worker, arg). */
+void ymo__worker_attach(ymo_worker_t *worker, ymo_drain_fn drain, void *arg);
+/* L: call the drain callback now, as a watcher would. */
+void ymo__worker_drain(ymo_worker_t *worker);
+/* L: watchers off the loop, after a last drain. */
+void ymo__worker_detach(ymo_worker_t *worker);
+/* L: take the whole of queue_out (under lock_out, released on return), and
+ * give its nodes back once they are walked. The items are ymo_out_t. */
+ymo_queue_node_t *ymo__worker_take_out(ymo_worker_t *worker);
+void ymo__worker_recycle_out(ymo_worker_t *worker, ymo_queue_node_t *list);
+
+static inline int ymo__worker_lock_in(ymo_worker_t *w) {
+  return pthread_mutex_lock(&w->lock_in);
+}
+static inline int ymo__worker_unlock_in(ymo_worker_t *w) {
+  return pthread_mutex_unlock(&w->lock_in);
+}
+static inline int ymo__worker_lock_out(ymo_worker_t *w) {
+  return pthread_mutex_lock(&w->lock_out);
+}
+static inline int ymo__worker_unlock_out(ymo_worker_t *w) {
+  return pthread_mutex_unlock(&w->lock_out);
+}
+
+#endif /* YMO_WORKER_H */
