@@ -86,6 +86,12 @@ export const symbols = {
     ],
     result: "i32",
   },
+  /** int ymo_worker_respond_canned(ymo_worker_t *worker, uint32_t id,
+   *   uint32_t gen, int status, int flags) */
+  ymo_worker_respond_canned: {
+    parameters: ["pointer", "u32", "u32", "i32", "i32"],
+    result: "i32",
+  },
   /** int32_t ymo_worker_response_body_append(ymo_worker_t *worker,
    *   uint32_t id, uint32_t gen, const uint8_t *body, int32_t body_len,
    *   int flags) */

@@ -204,7 +204,7 @@ YMO_EXTERN int ymo_worker_notify(ymo_worker_t *worker);
  * exchanges to the caller. Returns the number of bytes written (0 when the
  * queue is empty), or -(bytes needed) (always < -1) when not even the first
  * request fits: grow the buffer and call again. The byte format is in
- * ffi/_codec.ts and below (YMO_REQ_*). JS thread only. */
+ * ffi/codec.ts and below (YMO_RECORD_MAP). JS thread only. */
 YMO_EXTERN int32_t ymo_worker_take(ymo_worker_t *worker, uint8_t *buf,
                                    int32_t cap);
 
@@ -225,6 +225,14 @@ YMO_EXTERN int ymo_worker_respond(ymo_worker_t *worker, uint32_t id,
                                   const uint8_t *headers, int32_t headers_len,
                                   const uint8_t *body, int32_t body_len,
                                   int flags);
+
+/* Answer exchange (id, gen) with ymo's standard plain-text page for status:
+ * the reason phrase as the body, "Content-Type: text/plain;charset=UTF-8",
+ * the same bytes as the server's own error pages. flags as for
+ * ymo_worker_respond() (YMO_RESP_CLOSE is honoured); the response is always
+ * complete. JS thread only. Returns as ymo_worker_respond(). */
+YMO_EXTERN int ymo_worker_respond_canned(ymo_worker_t *worker, uint32_t id,
+                                         uint32_t gen, int status, int flags);
 
 /* Append a chunk to a streamed response; with YMO_RESP_DONE it is the last.
  * Returns the number of response bytes queued for this connection and not yet

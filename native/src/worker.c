@@ -478,9 +478,8 @@ int32_t ymo_worker_response_body_append(ymo_worker_t *w, uint32_t id,
   return pending > INT32_MAX ? INT32_MAX : (int32_t)pending;
 }
 
-/* Answers (id, gen) with the canned page for status (response.c). */
-static int respond_canned(ymo_worker_t *w, uint32_t id, uint32_t gen,
-                          int status, int flags) {
+int ymo_worker_respond_canned(ymo_worker_t *w, uint32_t id, uint32_t gen,
+                              int status, int flags) {
   ymo_response_t page;
   ymo__response_canned(&page, status);
   return ymo_worker_respond(w, id, gen, status, page.fields,
@@ -493,7 +492,7 @@ int ymo_worker_release(ymo_worker_t *w, uint32_t id, uint32_t gen) {
   ymo_exchange_t *ex = slot_get(w, id, gen);
   if (ex == NULL) return YMO_ESTALE;
   if (ex->resp_state == 0)
-    return respond_canned(w, id, gen, 500, YMO_RESP_CLOSE);
+    return ymo_worker_respond_canned(w, id, gen, 500, YMO_RESP_CLOSE);
   ymo_out_t *out = ymo__out_new(ex, 0, YMO_RESP_DONE | YMO_RESP_CLOSE |
                                            YMO__OUT_ABORT);
   finish_slot(w, ex);
@@ -535,7 +534,7 @@ static void answer_held(ymo_worker_t *w) {
     ymo_exchange_t *ex = w->slots[i].exchange;
     if (ex == NULL) continue;
     if (ex->resp_state == 0)
-      respond_canned(w, i, w->slots[i].gen, 503, YMO_RESP_CLOSE);
+      ymo_worker_respond_canned(w, i, w->slots[i].gen, 503, YMO_RESP_CLOSE);
     else
       ymo_worker_release(w, i, w->slots[i].gen);
   }

@@ -16,21 +16,8 @@ static void get(int fd, const char *path) {
   send_all(fd, req, (size_t)len);
 }
 
-/* Takes exactly one request. A wait may also count an abort notice for an
- * exchange already finished (after a release mid-stream, say), which
- * take() skips: then take() returns 0 and we wait again. */
-static rec_t take_one(takebuf_t *tb) {
-  int32_t n = 0;
-  while (n == 0) {
-    CHECK(ymo_worker_wait(w) > 0);
-    n = take_all(w, tb);
-  }
-  rec_t r;
-  CHECK(n > 0);
-  CHECK_EQ(parse_record(tb->p, (size_t)n, &r), n);
-  CHECK(!(r.flags & YMO_REQF_ABORT));
-  return r;
-}
+/* Takes exactly one request (see take_request in test_util.h). */
+static rec_t take_one(takebuf_t *tb) { return take_request(w, tb); }
 
 static void expect_body(int fd, int status, const char *body, bool close,
                         const char *what) {

@@ -552,6 +552,22 @@ static int32_t take_all(ymo_worker_t *w, takebuf_t *tb) {
   }
 }
 
+/* Waits for and takes exactly one request. A wait may also count an abort
+ * notice for an exchange already finished (after a release mid-stream,
+ * say), which take() skips: then take() returns 0 and we wait again. */
+static rec_t take_request(ymo_worker_t *w, takebuf_t *tb) {
+  int32_t n = 0;
+  while (n == 0) {
+    CHECK(ymo_worker_wait(w) > 0);
+    n = take_all(w, tb);
+  }
+  rec_t r;
+  CHECK(n > 0);
+  CHECK_EQ(parse_record(tb->p, (size_t)n, &r), n);
+  CHECK(!(r.flags & YMO_REQF_ABORT));
+  return r;
+}
+
 /* A server on 127.0.0.1 with a free port, not yet started. */
 static ymo_server_t *test_server(int n_workers, int *port) {
   int err = 1;
