@@ -53,6 +53,7 @@
 #include <unistd.h>
 
 #include "ymo_internal.h"
+#include "../tests/record_field.h"
 
 /* Record flags that newer versions of ymo.h define; 0 (never set) before. */
 #ifdef YMO_REQF_STREAM
@@ -203,10 +204,6 @@ static void read_known(void) {
    : known_on[KNOWN_##name] ? (known_hits[KNOWN_##name]++, false) \
                             : (fail(__VA_ARGS__), false))
 
-static uint32_t get_u32(const uint8_t *p) {
-  return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 |
-         (uint32_t)p[3] << 24;
-}
 
 /* FNV-1a, to compare what two plays of one input handed over. */
 static uint64_t fnv(uint64_t h, const void *data, size_t len) {
@@ -371,11 +368,15 @@ static void answer(play_t *p, uint32_t id, uint32_t gen, size_t index) {
 static void handle_record(play_t *p, const uint8_t *rec, size_t size) {
   CHECK(size >= YMO_REQ_FIXED_SIZE && size % 8 == 0,
         "record size %zu is not a padded record", size);
-  uint32_t id = get_u32(rec + 4), gen = get_u32(rec + 8);
-  uint8_t major = rec[12], minor = rec[13], flags = rec[14];
-  size_t method_len = rec[15];
-  size_t url_len = get_u32(rec + 16), n_headers = get_u32(rec + 20);
-  size_t headers_len = get_u32(rec + 24), body_len = get_u32(rec + 28);
+  uint32_t id = REC_FIELD(rec, id), gen = REC_FIELD(rec, gen);
+  uint8_t major = (uint8_t)REC_FIELD(rec, http_major);
+  uint8_t minor = (uint8_t)REC_FIELD(rec, http_minor);
+  uint8_t flags = (uint8_t)REC_FIELD(rec, flags);
+  size_t method_len = REC_FIELD(rec, method_len);
+  size_t url_len = REC_FIELD(rec, url_len);
+  size_t n_headers = REC_FIELD(rec, n_headers);
+  size_t headers_len = REC_FIELD(rec, headers_len);
+  size_t body_len = REC_FIELD(rec, body_len);
   /* HTTP/0.9-style lines ("GET /" with no version) count here too: llhttp
    * hands them over as version 0.9, sometimes with an empty target. */
   bool version_ok =
@@ -422,10 +423,13 @@ static void handle_record(play_t *p, const uint8_t *rec, size_t size) {
             (int)url_len, url, n_headers, body_len);
   const uint8_t *h = url + url_len, *h_end = h + headers_len;
   for (size_t i = 0; i < n_headers; i++) {
-    CHECK(h + 8 <= h_end, "header %zu runs past the header block", i);
-    size_t nl = get_u32(h), vl = get_u32(h + 4);
-    CHECK(h + 8 + nl + vl <= h_end, "header %zu runs past the header block", i);
-    const uint8_t *name = h + 8, *value = name + nl;
+    CHECK(h + YMO_REQ_FIELD_SIZE <= h_end,
+          "header %zu runs past the header block", i);
+    size_t nl = REC_FIELD(h, field_name_len);
+    size_t vl = REC_FIELD(h, field_value_len);
+    CHECK(h + YMO_REQ_FIELD_SIZE + nl + vl <= h_end,
+          "header %zu runs past the header block", i);
+    const uint8_t *name = h + YMO_REQ_FIELD_SIZE, *value = name + nl;
     CHECK_KNOWN(empty_name, nl > 0, "header %zu has an empty name", i);
     for (size_t j = 0; j < nl; j++)
       CHECK(is_tchar(name[j]), "header name byte 0x%02x is not a tchar",
@@ -439,7 +443,7 @@ static void handle_record(play_t *p, const uint8_t *rec, size_t size) {
       for (size_t j = 0; j + 7 <= vl; j++)
         if (strncasecmp((const char *)value + j, "upgrade", 7) == 0)
           connection_upgrade = true;
-    h += 8 + nl + vl;
+    h += YMO_REQ_FIELD_SIZE + nl + vl;
   }
   CHECK(h == h_end, "header block has %zu bytes left over",
         (size_t)(h_end - h));
@@ -449,9 +453,10 @@ static void handle_record(play_t *p, const uint8_t *rec, size_t size) {
    * in body records, as far as the reads went). */
   CHECK(p->n_reqs < MAX_REQS, "more than %d requests", MAX_REQS);
   p->before[p->n_reqs] = p->hash;
-  uint8_t fixed[16];
-  memcpy(fixed, rec + 12, 16);
-  fixed[2] &= (uint8_t)~REQF_STREAM;
+  /* From the version up to the body length: the fields two plays share. */
+  uint8_t fixed[YMO_REQ_AT_body_len - YMO_REQ_AT_http_major];
+  memcpy(fixed, rec + YMO_REQ_AT_http_major, sizeof(fixed));
+  fixed[YMO_REQ_AT_flags - YMO_REQ_AT_http_major] &= (uint8_t)~REQF_STREAM;
   p->hash = fnv(p->hash, fixed, sizeof(fixed));
   p->hash = fnv(p->hash, method, method_len + url_len + headers_len);
   p->hashes[p->n_reqs] = p->hash;
@@ -484,19 +489,19 @@ static void handle_record(play_t *p, const uint8_t *rec, size_t size) {
 /* A body record of a streamed request (ymo.h, YMO_REQF_BODY): its bytes
  * continue the body of the last request handed over. */
 static void handle_body(play_t *p, const uint8_t *rec, size_t size) {
-  size_t padding = rec[15];
-  CHECK(size >= 16 + padding, "body record of %zu bytes, padding %zu", size,
-        padding);
+  size_t padding = REC_FIELD(rec, body_padding);
+  CHECK(size >= YMO_REQ_ABORT_SIZE + padding,
+        "body record of %zu bytes, padding %zu", size, padding);
   CHECK(p->n_reqs > 0, "a body record before any request");
-  size_t n = size - 16 - padding;
+  size_t n = size - YMO_REQ_ABORT_SIZE - padding;
   p->body_total += n;
   CHECK(p->body_total <= LIMIT_BODY, "body of %zu bytes handed over (limit %d)",
         p->body_total, LIMIT_BODY);
-  p->hash = fnv(p->hash, rec + 16, n);
-  if (rec[14] & REQF_END) p->reqs[p->n_reqs - 1].ended = true;
-  if (p->deferred && (rec[14] & REQF_END) &&
-      get_u32(rec + 4) == p->deferred_id &&
-      get_u32(rec + 8) == p->deferred_gen) {
+  p->hash = fnv(p->hash, rec + YMO_REQ_ABORT_SIZE, n);
+  bool end = REC_FIELD(rec, flags) & REQF_END;
+  if (end) p->reqs[p->n_reqs - 1].ended = true;
+  if (p->deferred && end && REC_FIELD(rec, id) == p->deferred_id &&
+      REC_FIELD(rec, gen) == p->deferred_gen) {
     p->deferred = false;
     answer(p, p->deferred_id, p->deferred_gen, p->deferred_index);
   }
@@ -504,7 +509,8 @@ static void handle_body(play_t *p, const uint8_t *rec, size_t size) {
   /* As the JS side does once it has read them (the exchange may already be
    * finished: then the handle is stale, which is fine). */
   if (n > 0)
-    ymo_worker_body_ack(worker, get_u32(rec + 4), get_u32(rec + 8), (int32_t)n);
+    ymo_worker_body_ack(worker, REC_FIELD(rec, id), REC_FIELD(rec, gen),
+                        (int32_t)n);
 #endif
 }
 
@@ -524,14 +530,15 @@ static bool serve_queue(play_t *p) {
     any = true;
     size_t off = 0;
     while (off < (size_t)n) {
-      CHECK((size_t)n - off >= 16, "truncated record in take()");
-      size_t size = get_u32(take_buf + off);
-      CHECK(size >= 16 && off + size <= (size_t)n,
+      CHECK((size_t)n - off >= YMO_REQ_ABORT_SIZE,
+            "truncated record in take()");
+      size_t size = REC_FIELD(take_buf + off, record_len);
+      CHECK(size >= YMO_REQ_ABORT_SIZE && off + size <= (size_t)n,
             "record of %zu bytes at %zu of %d", size, off, n);
       /* The harness answers at once, so the server never has to tell it a
        * client went away; an abort record may still come for an exchange
        * the harness has finished, and must then refer to no live slot. */
-      uint8_t flags = take_buf[off + 14];
+      uint8_t flags = (uint8_t)REC_FIELD(take_buf + off, flags);
       if (flags & REQF_BODY)
         handle_body(p, take_buf + off, size);
       else if (!(flags & (YMO_REQF_ABORT | REQF_DRAIN)))

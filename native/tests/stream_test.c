@@ -33,15 +33,19 @@ static void *worker_main(void *arg) {
     int32_t len = take_all(w, &tb);
     for (int32_t off = 0; off < len;) {
       const uint8_t *p = tb.p + off;
-      uint32_t rec_len = rd32(p);
-      if (p[14] & YMO_REQF_BODY) {
-        CHECK(up.open && rd32(p + 4) == up.id && rd32(p + 8) == up.gen);
-        size_t data_len = rec_len - 16 - p[15];
-        for (size_t i = 0; i < data_len; i++) up.sum += p[16 + i];
+      uint32_t rec_len = REC_FIELD(p, record_len);
+      uint32_t flags = REC_FIELD(p, flags);
+      if (flags & YMO_REQF_BODY) {
+        CHECK(up.open && REC_FIELD(p, id) == up.id &&
+              REC_FIELD(p, gen) == up.gen);
+        size_t data_len =
+            rec_len - YMO_REQ_ABORT_SIZE - REC_FIELD(p, body_padding);
+        for (size_t i = 0; i < data_len; i++)
+          up.sum += p[YMO_REQ_ABORT_SIZE + i];
         up.len += data_len;
         up.unacked += data_len;
         atomic_fetch_add(&received, (long long)data_len);
-        if (p[14] & YMO_REQF_END) {
+        if (flags & YMO_REQF_END) {
           char reply[64];
           int k = snprintf(reply, sizeof(reply), "%llu %llu",
                            (unsigned long long)up.len,

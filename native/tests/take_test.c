@@ -74,8 +74,9 @@ static void test_record_fields(void) {
                                  "inner  spaces", "11"};
   size_t off = 0;
   for (int i = 0; i < 6; i++) {
-    size_t nl = rd32(r.headers + off), vl = rd32(r.headers + off + 4);
-    const uint8_t *name = r.headers + off + 8;
+    size_t nl = REC_FIELD(r.headers + off, field_name_len);
+    size_t vl = REC_FIELD(r.headers + off, field_value_len);
+    const uint8_t *name = r.headers + off + YMO_REQ_FIELD_SIZE;
     CHECKF(field_is(name, nl, names[i]), "header %d name", i);
     size_t trimmed = vl;
     while (trimmed > 0 && (name[nl + trimmed - 1] == ' ' ||
@@ -83,7 +84,7 @@ static void test_record_fields(void) {
       trimmed--;
     CHECKF(field_is(name + nl, trimmed, values[i]), "header %d value: '%.*s'",
            i, (int)vl, (const char *)name + nl);
-    off += 8 + nl + vl;
+    off += YMO_REQ_FIELD_SIZE + nl + vl;
   }
   CHECK_EQ(r.body_len, 11);
   CHECK(memcmp(r.body, "hello\0world", 11) == 0);

@@ -28,6 +28,7 @@
 #include <unistd.h>
 
 #include "ymo.h"
+#include "record_field.h"
 
 /* ------------------------------------------------------------------------ */
 /* Failing.                                                                 */
@@ -419,22 +420,17 @@ typedef struct {
   const uint8_t *remote_addr;
 } rec_t;
 
-static uint32_t rd32(const uint8_t *p) {
-  return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 |
-         (uint32_t)p[3] << 24;
-}
-
 /* Parses and validates the record at p (avail bytes left in the batch);
  * returns its length. Any inconsistency fails the test. */
 static size_t parse_record(const uint8_t *p, size_t avail, rec_t *r) {
   memset(r, 0, sizeof(*r));
   CHECKF(avail >= YMO_REQ_ABORT_SIZE, "record: %zu bytes left", avail);
-  r->len = rd32(p);
-  r->id = rd32(p + 4);
-  r->gen = rd32(p + 8);
-  r->http_major = p[12];
-  r->http_minor = p[13];
-  r->flags = p[14];
+  r->len = REC_FIELD(p, record_len);
+  r->id = REC_FIELD(p, id);
+  r->gen = REC_FIELD(p, gen);
+  r->http_major = (uint8_t)REC_FIELD(p, http_major);
+  r->http_minor = (uint8_t)REC_FIELD(p, http_minor);
+  r->flags = (uint8_t)REC_FIELD(p, flags);
   CHECKF(r->len % 8 == 0 && r->len <= avail && r->len >= YMO_REQ_ABORT_SIZE,
          "record length %u (%zu bytes left)", r->len, avail);
   if (r->flags & YMO_REQF_ABORT) {
@@ -446,14 +442,14 @@ static size_t parse_record(const uint8_t *p, size_t avail, rec_t *r) {
   CHECKF((r->flags & ~(YMO_REQF_KEEPALIVE | YMO_REQF_HEAD |
                        YMO_REQF_STREAM)) == 0,
          "record flags %#x", r->flags);
-  r->method_len = p[15];
-  r->url_len = rd32(p + 16);
-  r->n_headers = rd32(p + 20);
-  r->headers_len = rd32(p + 24);
-  r->body_len = rd32(p + 28);
-  r->remote_port = (uint16_t)(p[32] | p[33] << 8);
-  r->remote_family = p[34];
-  r->remote_addr = p + 36;
+  r->method_len = REC_FIELD(p, method_len);
+  r->url_len = REC_FIELD(p, url_len);
+  r->n_headers = REC_FIELD(p, n_headers);
+  r->headers_len = REC_FIELD(p, headers_len);
+  r->body_len = REC_FIELD(p, body_len);
+  r->remote_port = (uint16_t)REC_FIELD(p, remote_port);
+  r->remote_family = (uint8_t)REC_FIELD(p, remote_family);
+  r->remote_addr = p + YMO_REQ_AT_remote_addr;
   size_t need = YMO_REQ_FIXED_SIZE + r->method_len + r->url_len +
                 r->headers_len + r->body_len;
   CHECKF(r->len == ((need + 7) & ~(size_t)7),
@@ -472,16 +468,17 @@ static size_t parse_record(const uint8_t *p, size_t avail, rec_t *r) {
   /* The header entries must fill the header block exactly. */
   size_t off = 0;
   for (uint32_t i = 0; i < r->n_headers; i++) {
-    CHECKF(off + 8 <= r->headers_len,
+    CHECKF(off + YMO_REQ_FIELD_SIZE <= r->headers_len,
            "header %u of %u starts at %zu, past the %zu-byte header block", i,
            r->n_headers, off, r->headers_len);
-    size_t nl = rd32(r->headers + off), vl = rd32(r->headers + off + 4);
-    CHECKF(off + 8 + nl + vl <= r->headers_len,
+    size_t nl = REC_FIELD(r->headers + off, field_name_len);
+    size_t vl = REC_FIELD(r->headers + off, field_value_len);
+    CHECKF(off + YMO_REQ_FIELD_SIZE + nl + vl <= r->headers_len,
            "header %u of %u (%zu+%zu bytes) overruns the %zu-byte header "
            "block",
            i, r->n_headers, nl, vl, r->headers_len);
     CHECKF(nl > 0, "header %u has an empty name", i);
-    off += 8 + nl + vl;
+    off += YMO_REQ_FIELD_SIZE + nl + vl;
   }
   CHECKF(off == r->headers_len, "%u headers fill %zu of %zu bytes",
          r->n_headers, off, r->headers_len);
@@ -493,13 +490,14 @@ static const uint8_t *rec_header(const rec_t *r, const char *name,
                                  size_t *value_len) {
   size_t off = 0, want = strlen(name);
   for (uint32_t i = 0; i < r->n_headers; i++) {
-    size_t nl = rd32(r->headers + off), vl = rd32(r->headers + off + 4);
-    const uint8_t *n = r->headers + off + 8;
+    size_t nl = REC_FIELD(r->headers + off, field_name_len);
+    size_t vl = REC_FIELD(r->headers + off, field_value_len);
+    const uint8_t *n = r->headers + off + YMO_REQ_FIELD_SIZE;
     if (nl == want && strncasecmp((const char *)n, name, nl) == 0) {
       *value_len = vl;
       return n + nl;
     }
-    off += 8 + nl + vl;
+    off += YMO_REQ_FIELD_SIZE + nl + vl;
   }
   *value_len = 0;
   return NULL;
