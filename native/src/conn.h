@@ -4,6 +4,8 @@
  * of functions: a transport under it (tcp.c: plain TCP) and a protocol over
  * it (http1.c: HTTP/1.1 with llhttp). A new transport (TLS) or protocol
  * (WebSocket) is a new file with its own table, not a branch in the core.
+ * HTTP/1.1 has two files: http1_parser.c records what llhttp finds, and
+ * http1.c acts on it.
  * Static routes (routes.c) are a table the server owns and passes down.
  * Everything in this layer runs on L. */
 #ifndef YMO_CONN_H
@@ -82,8 +84,17 @@ const ymo_static_route_t *ymo__routes_find(const ymo_routes_t *routes,
 void ymo__routes_free(ymo_routes_t *routes);
 
 /* ---------------------------------------------------------------------------
- * HTTP/1.1 (http1.c): the protocol's state, embedded in each session.
+ * HTTP/1.1 (http1.c, http1_parser.c): the protocol's state, embedded in each
+ * session.
  * ------------------------------------------------------------------------- */
+
+/* What a paused parser asks http1.c to act on. */
+enum ymo_http1_verdict {
+  YMO_HTTP1_NONE,
+  YMO_HTTP1_CONTINUE, /* A head wants 100 Continue. */
+  YMO_HTTP1_BODY,     /* A piece of a streamed body: body_at, body_piece. */
+  YMO_HTTP1_MESSAGE   /* A request is complete. */
+};
 
 /* Per-request parse state that does not belong in the exchange; cleared
  * when a request begins. */
@@ -109,7 +120,7 @@ typedef struct ymo_http1 {
   llhttp_t parser;
   ymo_http1_request_t req;
   /* What the callbacks recorded: the status one failed with, or 0; what
-   * the parser paused for (enum verdict in http1.c); the streamed body
+   * the parser paused for (enum ymo_http1_verdict); the streamed body
    * piece, and the framing of the request just completed. */
   int error_status;
   int verdict;
@@ -198,6 +209,14 @@ void ymo__conns_drain(ymo_conns_t *c);
 void ymo__conns_close_all(ymo_conns_t *c);
 /* Free sessions closed during the last loop iteration. */
 void ymo__conns_reap(ymo_conns_t *c);
+
+/* HTTP/1.1's parsing half (http1_parser.c), for http1.c. */
+const llhttp_settings_t *ymo__http1_settings(void);
+/* Records status as the request's error; returns HPE_USER. */
+int ymo__http1_fail(ymo_session_t *s, int status);
+/* Checks the line ends of a head still coming, read so far in the buffer
+ * being parsed; the state carries over to the next read. */
+bool ymo__http1_head_lines_ok(ymo_session_t *s);
 
 /* One connection (conn.c), for the protocols. */
 void ymo__conn_start(ymo_conns_t *c, int fd,

@@ -1,0 +1,321 @@
+/* Layer 5, HTTP/1.1's parsing half: the llhttp callbacks, and ymo's own
+ * checks where strict llhttp is lenient (bare LF and obs-fold judged on the
+ * raw bytes across reads, versions other than 1.0/1.1, Host missing,
+ * duplicated or not a uri-host, codings other than chunked, empty field
+ * names). The callbacks only record: request bytes into the exchange's
+ * record, limits and checks as an error status (ymo__http1_fail), and, for
+ * what needs acting on, a verdict on which they pause the parser. http1.c
+ * acts on it after llhttp_execute() returns. Everything here runs on L. */
+#include <string.h>
+#include <strings.h>
+
+#include "conn.h"
+
+/* ------------------------------------------------------------------------ */
+/* llhttp callbacks: they record, and pause on a verdict.                   */
+
+static int fail(ymo_session_t *s, int status) {
+  s->http1.error_status = status;
+  return HPE_USER;
+}
+
+int ymo__http1_fail(ymo_session_t *s, int status) { return fail(s, status); }
+
+static int pause_for(ymo_session_t *s, int verdict) {
+  s->http1.verdict = verdict;
+  return HPE_PAUSED;
+}
+
+static int check_head(ymo_session_t *s, size_t len) {
+  s->http1.head_bytes += len;
+  if (s->http1.head_bytes > (size_t)YMO_OPT(s->conns, MAX_HEAD_SIZE))
+    return fail(s, 431);
+  return 0;
+}
+
+static int on_message_begin(llhttp_t *p) {
+  ymo_session_t *s = p->data;
+  s->cur = ymo__exchange_new(s->worker, &s->worker->spares, s, true);
+  if (s->cur == NULL) return fail(s, 503);
+  memset(&s->http1.req, 0, sizeof(s->http1.req));
+  s->http1.error_status = 0;
+  s->http1.head_bytes = 0;
+  s->http1.in_value = false;
+  return 0;
+}
+
+static int on_method(llhttp_t *p, const char *at, size_t len) {
+  ymo_session_t *s = p->data;
+  if (check_head(s, len) || !ymo__record_append(s->cur, at, len))
+    return s->http1.error_status ? HPE_USER : fail(s, 503);
+  s->http1.req.method_len += len;
+  return 0;
+}
+
+static int on_url(llhttp_t *p, const char *at, size_t len) {
+  ymo_session_t *s = p->data;
+  s->http1.req.url_len += len;
+  if (s->http1.req.url_len > (size_t)YMO_OPT(s->conns, MAX_URL_SIZE))
+    return fail(s, 414);
+  if (check_head(s, len)) return HPE_USER;
+  if (!ymo__record_append(s->cur, at, len)) return fail(s, 503);
+  return 0;
+}
+
+/* Line ends in the head, checked on the bytes llhttp consumed between the
+ * spans it reports. llhttp 8.1 in strict mode still takes a bare LF as a
+ * line end, and joins an obs-fold continuation line onto a header value;
+ * RFC 9112 sections 2.2 and 5.2 let a server refuse both, and DESIGN.md asks
+ * ymo to. The state carries over from one read to the next, so a line split
+ * anywhere, down to one byte per read, is judged the same. */
+enum line_state {
+  LINE_OFF,      /* Not in a head (or its end was seen). */
+  LINE_FIELD,    /* After a field name: the ":" comes next. */
+  LINE_TOKEN,    /* After a version or a value (or ":"): OWS, then CR. */
+  LINE_CR,       /* CR seen: LF must follow. */
+  LINE_START,    /* A line ended: a field, or the CR of the blank line. */
+  LINE_FINAL_CR, /* The blank line's CR: its LF ends the head. */
+  LINE_BAD
+};
+
+static void scan_lines(ymo_session_t *s, const char *from, const char *to) {
+  ymo_http1_request_t *ps = &s->http1.req;
+  for (const char *c = from; c < to; c++) {
+    switch (ps->line_state) {
+      case LINE_OFF:
+      case LINE_BAD:
+        return;
+      case LINE_FIELD:
+        if (*c == ':') ps->line_state = LINE_TOKEN;
+        break;
+      case LINE_TOKEN:
+        if (*c == '\r') ps->line_state = LINE_CR;
+        else if (*c == '\n') ps->line_state = LINE_BAD; /* Bare LF. */
+        break;
+      case LINE_CR:
+        ps->line_state = *c == '\n' ? LINE_START : LINE_BAD;
+        break;
+      case LINE_START:
+        if (*c == '\r') ps->line_state = LINE_FINAL_CR;
+        else if (*c == ' ' || *c == '\t' || *c == '\n')
+          ps->line_state = LINE_BAD; /* obs-fold, or a bare LF. */
+        else
+          ps->line_state = LINE_OFF; /* A field starts; its span says so. */
+        break;
+      case LINE_FINAL_CR:
+        ps->line_state = *c == '\n' ? LINE_OFF : LINE_BAD;
+        return; /* The head ends here: what follows is body. */
+    }
+  }
+}
+
+/* Checks the bytes between the last span and `at`, where a span starts. */
+static bool lines_ok_until(ymo_session_t *s, const char *at) {
+  ymo_http1_request_t *ps = &s->http1.req;
+  scan_lines(s, ps->span_end != NULL ? ps->span_end : s->http1.exec_start, at);
+  return ps->line_state != LINE_BAD;
+}
+
+/* A span ends at `end`; the line state after it is `state`. */
+static void span_ends(ymo_session_t *s, const char *end, int state) {
+  s->http1.req.span_end = end;
+  s->http1.req.line_state = state;
+}
+
+static int on_version(llhttp_t *p, const char *at, size_t len) {
+  ymo_session_t *s = p->data;
+  if (check_head(s, len)) return HPE_USER;
+  span_ends(s, at + len, LINE_TOKEN);
+  return 0;
+}
+
+static int on_header_field(llhttp_t *p, const char *at, size_t len) {
+  ymo_session_t *s = p->data;
+  ymo_exchange_t *ex = s->cur;
+  ymo_http1_request_t *ps = &s->http1.req;
+  if (check_head(s, len)) return HPE_USER;
+  if (ps->in_trailers) return 0;
+  if (!lines_ok_until(s, at)) return fail(s, 400);
+  span_ends(s, at + len, LINE_FIELD);
+  if (ex->n_headers == 0 || s->http1.in_value) {
+    if (ex->n_headers == 0) ex->headers_start = ex->req_len;
+    if (++ex->n_headers > (uint32_t)YMO_OPT(s->conns, MAX_HEADERS))
+      return fail(s, 431);
+    ps->header_at = ymo__record_field_open(ex);
+    if (ps->header_at == 0) return fail(s, 503);
+    s->http1.in_value = false;
+  }
+  if (!ymo__record_field_append(ex, ps->header_at, false, at, len))
+    return fail(s, 503);
+  return 0;
+}
+
+static int on_header_value(llhttp_t *p, const char *at, size_t len) {
+  ymo_session_t *s = p->data;
+  ymo_exchange_t *ex = s->cur;
+  ymo_http1_request_t *ps = &s->http1.req;
+  if (check_head(s, len)) return HPE_USER;
+  if (ps->in_trailers) return 0;
+  /* A value that goes on after a line end is an obs-fold continuation
+   * (llhttp hands it over as more of the same value, from its SP or HTAB).
+   * An empty value comes as an empty span placed after its line end, so it
+   * says nothing about line ends. */
+  if (len > 0) {
+    if (!lines_ok_until(s, at) || ps->line_state == LINE_START)
+      return fail(s, 400);
+    span_ends(s, at + len, LINE_TOKEN);
+  }
+  s->http1.in_value = true;
+  if (!ymo__record_field_append(ex, ps->header_at, true, at, len))
+    return fail(s, 503);
+  return 0;
+}
+
+/* RFC 9110 section 7.2 / RFC 3986 3.2.2-3.2.3: uri-host [ ":" port ]:
+ * a reg-name or IP literal, with no "/", "@", spaces or controls. */
+static bool valid_host(const uint8_t *v, size_t len) {
+  for (size_t i = 0; i < len; i++) {
+    uint8_t c = v[i];
+    bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+              (c >= '0' && c <= '9') || strchr("-._~!$&'()*+,;=:[]%", c);
+    if (!ok || c == 0) return false;
+  }
+  return true;
+}
+
+/* Whether a Transfer-Encoding value lists only "chunked" codings: ymo
+ * applies no other (RFC 9112 section 6.1 asks for 501 then). */
+static bool only_chunked(const uint8_t *v, size_t len) {
+  size_t i = 0;
+  while (i < len) {
+    while (i < len && (v[i] == ' ' || v[i] == '\t' || v[i] == ',')) i++;
+    size_t start = i;
+    while (i < len && v[i] != ',' && v[i] != ' ' && v[i] != '\t') i++;
+    if (i > start &&
+        !(i - start == 7 && strncasecmp((const char *)v + start, "chunked",
+                                        7) == 0))
+      return false;
+  }
+  return true;
+}
+
+/* Ends a header value; also entered for an empty value, so in_value is set
+ * here too, and the next field name starts a new header. */
+static int on_header_value_complete(llhttp_t *p) {
+  ymo_session_t *s = p->data;
+  ymo_http1_request_t *ps = &s->http1.req;
+  if (ps->in_trailers) return 0;
+  s->http1.in_value = true;
+  const char *name, *value;
+  uint32_t name_len, value_len;
+  ymo__record_field_get(s->cur, ps->header_at, &name, &name_len, &value,
+                        &value_len);
+  /* RFC 9110 section 5.1: a field name is a token, never empty (llhttp
+   * 8.1 passes ": value" on as a field with no name). */
+  if (name_len == 0) return fail(s, 400);
+  if (name_len == 4 && strncasecmp(name, "host", 4) == 0) {
+    ps->hosts++;
+    if (!valid_host((const uint8_t *)value, value_len)) ps->bad_host = true;
+  }
+  if (name_len == 17 && strncasecmp(name, "transfer-encoding", 17) == 0) {
+    if (!ps->te_seen) ps->te_only_chunked = true;
+    ps->te_seen = true;
+    if (!only_chunked((const uint8_t *)value, value_len))
+      ps->te_only_chunked = false;
+  }
+  if (name_len == 6 && strncasecmp(name, "expect", 6) == 0 &&
+      value_len == 12 && strncasecmp(value, "100-continue", 12) == 0)
+    ps->expect_continue = true;
+  return 0;
+}
+
+static int on_headers_complete(llhttp_t *p) {
+  ymo_session_t *s = p->data;
+  ymo_exchange_t *ex = s->cur;
+  ymo_http1_request_t *ps = &s->http1.req;
+  /* The head's last line ends were consumed just now, in this buffer. */
+  scan_lines(s, ps->span_end != NULL ? ps->span_end : s->http1.exec_start,
+             s->http1.exec_end);
+  if (ps->line_state == LINE_BAD) return fail(s, 400);
+  ps->line_state = LINE_OFF;
+  if (ex->n_headers == 0) ex->headers_start = ex->req_len;
+  ex->body_start = ex->req_len;
+  ps->in_trailers = true;
+  ex->http_major = llhttp_get_http_major(p);
+  ex->http_minor = llhttp_get_http_minor(p);
+  /* RFC 9110 section 15.6.6: only HTTP/1.0 and 1.1 are spoken here. */
+  if (ex->http_major != 1 || ex->http_minor > 1) return fail(s, 505);
+  /* RFC 9112 section 3.2: exactly one valid Host in HTTP/1.1. */
+  if (ex->http_minor == 1 && ps->hosts != 1) return fail(s, 400);
+  if (ps->hosts > 1 || ps->bad_host) return fail(s, 400);
+  if (ps->te_seen) {
+    /* RFC 9112 section 6.1: an HTTP/1.0 message with Transfer-Encoding has
+     * faulty framing; a coding other than chunked is not implemented. */
+    if (ex->http_minor == 0) return fail(s, 400);
+    /* Chunked not last: the length cannot be known (section 6.3), 400. */
+    if (!(p->flags & F_CHUNKED)) return fail(s, 400);
+    if (!ps->te_only_chunked) return fail(s, 501);
+  }
+  bool has_body = (p->flags & F_CHUNKED) ||
+                  ((p->flags & F_CONTENT_LENGTH) && p->content_length > 0);
+  if ((p->flags & F_CONTENT_LENGTH) &&
+      p->content_length > (uint64_t)YMO_OPT(s->conns, MAX_BODY_SIZE))
+    return fail(s, 413);
+  if (llhttp_get_method(p) == HTTP_HEAD) ex->req_flags |= YMO_REQF_HEAD;
+  if (ps->expect_continue && has_body && ex->http_minor >= 1)
+    return pause_for(s, YMO_HTTP1_CONTINUE);
+  return 0;
+}
+
+static int on_body(llhttp_t *p, const char *at, size_t len) {
+  ymo_session_t *s = p->data;
+  ymo_exchange_t *ex = s->cur;
+  if (len == 0) return 0; /* A span restarted at the end of a buffer. */
+  s->http1.req.body_len += len;
+  if (s->http1.req.body_len > (size_t)YMO_OPT(s->conns, MAX_BODY_SIZE))
+    return fail(s, 413);
+  if (ex->streaming) {
+    /* The head went to JS already: the bytes are passed on as they come. */
+    s->http1.body_at = (const uint8_t *)at;
+    s->http1.body_piece = len;
+    return pause_for(s, YMO_HTTP1_BODY);
+  }
+  if (!ymo__record_append(ex, at, len)) return fail(s, 503);
+  return 0;
+}
+
+static int on_message_complete(llhttp_t *p) {
+  ymo_session_t *s = p->data;
+  s->http1.keepalive = llhttp_should_keep_alive(p);
+  s->http1.upgrade = llhttp_get_upgrade(p);
+  return pause_for(s, YMO_HTTP1_MESSAGE);
+}
+
+static llhttp_settings_t parser_settings;
+static pthread_once_t settings_once = PTHREAD_ONCE_INIT;
+
+static void init_settings(void) {
+  llhttp_settings_init(&parser_settings);
+  parser_settings.on_message_begin = on_message_begin;
+  parser_settings.on_method = on_method;
+  parser_settings.on_url = on_url;
+  parser_settings.on_version = on_version;
+  parser_settings.on_header_field = on_header_field;
+  parser_settings.on_header_value = on_header_value;
+  parser_settings.on_header_value_complete = on_header_value_complete;
+  parser_settings.on_headers_complete = on_headers_complete;
+  parser_settings.on_body = on_body;
+  parser_settings.on_message_complete = on_message_complete;
+}
+
+const llhttp_settings_t *ymo__http1_settings(void) {
+  pthread_once(&settings_once, init_settings);
+  return &parser_settings;
+}
+
+bool ymo__http1_head_lines_ok(ymo_session_t *s) {
+  ymo_http1_t *h = &s->http1;
+  scan_lines(s, h->req.span_end != NULL ? h->req.span_end : h->exec_start,
+             h->exec_end);
+  return h->req.line_state != LINE_BAD;
+}
