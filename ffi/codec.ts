@@ -200,6 +200,7 @@ export function decodeRequests(
     p += urlLen;
     const fields: string[] = [];
     let host = "";
+    let cookieAt = -1;
     for (let i = 0; i < nHeaders; i++) {
       const nameLen = view.getUint32(p + AT_FIELD_NAME_LEN, true);
       const valueLen = view.getUint32(p + AT_FIELD_VALUE_LEN, true);
@@ -208,10 +209,20 @@ export function decodeRequests(
       p += nameLen;
       const value = text(buf, p, p + valueLen);
       p += valueLen;
-      fields.push(name, value);
       if (nameLen === 4 && host === "" && name.toLowerCase() === "host") {
         host = value;
       }
+      if (nameLen === 6 && name.toLowerCase() === "cookie") {
+        // Several Cookie fields are one list joined with "; " (RFC 9110
+        // section 5.3, RFC 6265 section 5.4), not the ", " that Headers
+        // would join them with.
+        if (cookieAt >= 0) {
+          fields[cookieAt] = `${fields[cookieAt]}; ${value}`;
+          continue;
+        }
+        cookieAt = fields.length + 1;
+      }
+      fields.push(name, value);
     }
     if (p !== at + FIXED_SIZE + methodLen + urlLen + headersLen) {
       throw new Error("Corrupt request record: header block length mismatch");
@@ -250,30 +261,63 @@ const OWN_HEADERS = new Set([
 const encoder = new TextEncoder();
 
 /**
- * Writes header fields as "name: value\r\n" lines into a reusable buffer and
- * returns it with the length used, leaving out the fields ymo sets itself.
- * Headers objects (and so Responses' field lists) have already rejected CR,
- * LF and NUL in names and values.
+ * Writes header fields as "name: value\r\n" lines into a reusable buffer,
+ * leaving out the fields ymo sets itself. Headers objects (and so Responses'
+ * field lists) have already rejected CR, LF and NUL in names and values.
+ * Values are byte strings (RFC 9110 section 5.5, the Fetch standard): each
+ * code point up to U+00FF is one byte, as Deno.serve sends it.
  */
 export class HeaderWriter {
   #buf = new Uint8Array(4096);
+  /** Whether the last write kept the app's Content-Length. */
+  keptLength = false;
+
+  /** The buffer of the last write, valid until the next one. */
+  get bytes(): Uint8Array {
+    return this.#buf;
+  }
 
   /**
    * Encodes `headers` (a Headers object, or a Response's inner field list,
    * whose names may be in any case) with names in lower case, as on both
-   * runtimes' Headers; the result is valid until the next call.
+   * runtimes' Headers, into {@linkcode bytes}.
+   *
+   * @param headers The fields.
+   * @param keepLength Keep a Content-Length field (for a HEAD response,
+   * whose length is the app's to say).
+   * @returns The number of bytes written.
    */
-  write(headers: Iterable<readonly [string, string]>): [Uint8Array, number] {
+  write(
+    headers: Iterable<readonly [string, string]>,
+    keepLength = false,
+  ): number {
     let s = "";
+    this.keptLength = false;
     for (const [field, value] of headers) {
       const name = field.toLowerCase();
-      if (OWN_HEADERS.has(name)) continue;
+      if (OWN_HEADERS.has(name)) {
+        if (!keepLength || name !== "content-length") continue;
+        this.keptLength = true;
+      }
       s += `${name}: ${value}\r\n`;
     }
     if (s.length * 3 > this.#buf.length) {
       this.#buf = new Uint8Array(s.length * 3);
     }
     const { written } = encoder.encodeInto(s, this.#buf);
-    return [this.#buf, written];
+    // Only ASCII encodes to as many bytes as it has code units.
+    return written === s.length ? written : this.#latin1(s);
+  }
+
+  /** Writes `s` one byte per code point when every one fits in a byte;
+   * otherwise (Bun lets wider values into Headers) as UTF-8. */
+  #latin1(s: string): number {
+    for (let i = 0; i < s.length; i++) {
+      if (s.charCodeAt(i) > 0xff) {
+        return encoder.encodeInto(s, this.#buf).written;
+      }
+    }
+    for (let i = 0; i < s.length; i++) this.#buf[i] = s.charCodeAt(i);
+    return s.length;
   }
 }

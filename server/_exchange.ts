@@ -249,6 +249,27 @@ export class Exchange {
   }
 
   /**
+   * Answers with ymo's own page for `status` (the reason phrase as plain
+   * text), the one C builds for its own errors too.
+   *
+   * @param status The status code, e.g. 500.
+   * @param close Whether to close the connection afterwards.
+   */
+  respondCanned(status: number, close = false): void {
+    if (!this.open) return;
+    this.responded = true;
+    const rc: number = lib.ymo_worker_respond_canned(
+      this.#worker.pointer,
+      this.#id,
+      this.#gen,
+      status,
+      close ? RESP_CLOSE : 0,
+    );
+    if (rc < 0) this.#refused(rc);
+    else this.#finish();
+  }
+
+  /**
    * Gives up the exchange: a 500 if nothing was sent yet, otherwise the
    * connection is closed (its body is incomplete).
    */

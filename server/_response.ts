@@ -14,18 +14,10 @@ const { headerList, staticBody } = await loadNative();
 
 const encoder = new TextEncoder();
 
-/** The default of `ServeOptions.onError`: log, then answer 500. */
-export function defaultOnError(error: unknown): Response {
-  console.error("ymo: handler failed:", error);
-  return new Response("Internal Server Error", {
-    status: 500,
-    headers: { "content-type": "text/plain;charset=UTF-8" },
-  });
-}
-
 /** What a {@linkcode Responder} needs of the app. */
 export interface ResponderHost {
-  /** Turns a handler error into a response (default: log, then 500). */
+  /** Turns a handler error into a response; without it ymo logs the error
+   * and answers with its own 500 page. */
   onError?(error: unknown): Response | Promise<Response>;
 }
 
@@ -61,13 +53,19 @@ export class Responder {
    * be sent: `onError`'s response, or a 500. Never rejects.
    */
   async fail(exchange: Exchange, error: unknown): Promise<void> {
+    const onError = this.#host.onError;
+    if (onError === undefined) {
+      console.error("ymo: handler failed:", error);
+      exchange.respondCanned(500);
+      return;
+    }
     let response: unknown;
     try {
-      const host = this.#host;
-      response =
-        await (host.onError ? host.onError(error) : defaultOnError(error));
+      response = await onError(error);
     } catch (second) {
       console.error("ymo: onError threw:", second);
+      exchange.respondCanned(500);
+      return;
     }
     await this.send(exchange, response, true);
   }
@@ -106,9 +104,10 @@ export class Responder {
       }
       // Read the headers before touching the body: Bun drops a Blob body's
       // implied Content-Type once `body` is read.
-      [head, headLength] = this.#headerWriter.write(
+      headLength = this.#headerWriter.write(
         headerList(response) ?? response.headers,
       );
+      head = this.#headerWriter.bytes;
       fixed = staticBody(response);
       if (fixed === undefined) {
         body = response.body;
@@ -150,7 +149,7 @@ export class Responder {
   ): Promise<void> | undefined {
     if (!failed) return this.fail(exchange, error);
     console.error("ymo: onError's response cannot be sent:", error);
-    exchange.release();
+    exchange.respondCanned(500);
   }
 
   async #sendStream(

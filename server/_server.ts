@@ -20,7 +20,6 @@ import {
   type ServeOptions,
   validateOptions,
 } from "./_options.ts";
-import { defaultOnError } from "./_response.ts";
 import { ThreadWorker, type WorkerHost } from "./_worker.ts";
 import { ThreadPool } from "./_pool.ts";
 
@@ -77,7 +76,7 @@ export class Server {
       );
     }
     const app = handler ?? (() => new Response(null, { status: 500 }));
-    const onError = options.onError ?? defaultOnError;
+    const onError = options.onError;
     this.#shutdownTimeout = options.shutdownTimeout ?? 10_000;
     const hostname = options.hostname ?? "0.0.0.0";
     const err = new Int32Array(1);
@@ -129,7 +128,7 @@ export class Server {
       const stopping = () => this.#stopping;
       const host: WorkerHost = {
         handler: app.bind(this),
-        onError: onError.bind(this),
+        onError: onError?.bind(this),
         // As with Deno.serve: a request without a Host, or with an empty
         // one, is for localhost on this server's port.
         defaultHost: `localhost:${port}`,
@@ -187,18 +186,18 @@ export class Server {
     }
     const signal = options.signal;
     if (signal !== undefined) {
-      if (signal.aborted) this.shutdown();
-      else {signal.addEventListener("abort", () => this.shutdown(), {
-          once: true,
-        });}
+      if (signal.aborted) {
+        this.shutdown();
+      } else {
+        signal.addEventListener("abort", () => this.shutdown(), { once: true });
+      }
     }
   }
 
   async #startWithRoutes(routes: Record<string, Response>): Promise<void> {
     const writer = new HeaderWriter();
     for (const [path, response] of Object.entries(routes)) {
-      const [head, headLength] = writer.write(response.headers);
-      const headers = head.slice(0, headLength);
+      const headers = writer.bytes.slice(0, writer.write(response.headers));
       const body = new Uint8Array(await response.arrayBuffer());
       if (this.#stopping) return;
       check(

@@ -16,17 +16,12 @@ import {
 import type { Pointer, Timer, Waker } from "../ffi/_types.ts";
 import { check } from "./_errors.ts";
 import type { ServeHandler, ServeHandlerInfo } from "./_options.ts";
-import { EMPTY, Exchange, type ExchangeOwner } from "./_exchange.ts";
+import { Exchange, type ExchangeOwner } from "./_exchange.ts";
 import { buildRequest } from "./_request.ts";
 import { Responder } from "./_response.ts";
 
 const native = await loadNative();
 const lib = native.fn;
-
-const encoder = new TextEncoder();
-const TIMEOUT_HEADERS = encoder.encode(
-  "content-type: text/plain;charset=UTF-8\r\n",
-);
 
 /**
  * What a {@linkcode ThreadWorker} needs from its owner (the server, or a
@@ -35,7 +30,8 @@ const TIMEOUT_HEADERS = encoder.encode(
 export interface WorkerHost {
   /** The request handler. */
   readonly handler: ServeHandler;
-  /** Turns a handler error into a response (default: log, then 500). */
+  /** Turns a handler error into a response; without it ymo logs the error
+   * and answers with its own 500 page. */
   onError?(error: unknown): Response | Promise<Response>;
   /** "host:port" for the URL of a request that has no Host header. */
   readonly defaultHost: string;
@@ -102,14 +98,7 @@ export class ThreadWorker implements ExchangeOwner {
         exchange === undefined || exchange.responded ||
         now - exchange.started < timeout
       ) continue;
-      const body = encoder.encode("Service Unavailable");
-      exchange.respond(
-        503,
-        TIMEOUT_HEADERS,
-        TIMEOUT_HEADERS.length,
-        body,
-        true,
-      );
+      exchange.respondCanned(503);
       exchange.abort();
     }
   }
@@ -224,8 +213,7 @@ export class ThreadWorker implements ExchangeOwner {
       request = buildRequest(rec, exchange, this.#server.defaultHost);
     } catch {
       // An URL or header the platform's Request refuses: the client's fault.
-      const body = encoder.encode("Bad Request");
-      exchange.respond(400, EMPTY, 0, body, true, true);
+      exchange.respondCanned(400, true);
       return;
     }
     const info: ServeHandlerInfo = {

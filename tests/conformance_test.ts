@@ -14,6 +14,7 @@
  */
 
 import assert from "node:assert/strict";
+import { Buffer } from "node:buffer";
 import process from "node:process";
 import { test } from "./_shim.ts";
 import type { Handler, ServeOptions, Server } from "./_target.ts";
@@ -1617,4 +1618,21 @@ test("RFC 9112 7.1.2: trailer fields after the last chunk end the message and th
     );
     assert.equal(ex.responses[1].text(), "ok");
   });
+});
+
+test("RFC 9110 5.5: a response field value is a byte string: U+00E9 goes out as the byte 0xE9, as Deno.serve sends it", async () => {
+  await withServer(
+    QUIET,
+    () => new Response("x", { headers: { "x-word": "caf\u00e9" } }),
+    async (server) => {
+      const ex = await exchange(server.port, head("GET / HTTP/1.1", "Host: a"));
+      assert.equal(ex.responses[0]?.status, 200, describe(ex));
+      const raw = Buffer.from(ex.raw);
+      assert.ok(
+        raw.includes(Buffer.from("x-word: caf\xe9\r\n", "latin1")),
+        describe(ex),
+      );
+      assert.ok(!raw.includes(Buffer.from("caf\u00e9", "utf8")), describe(ex));
+    },
+  );
 });
