@@ -49,6 +49,7 @@ import {
   svg,
 } from "./bench/_report.ts";
 import {
+  baseServers,
   logTail,
   type Paths,
   type Running,
@@ -212,6 +213,9 @@ const HELP = `Usage: deno run -A scripts/bench.ts [options]
   --start-timeout S   how long a server may take to answer GET / (default 30)
   --wait-idle S       before each run, wait up to S seconds for other processes
                       to use less than ${NOISE_CORES} cores (default 0: do not wait)
+  --base DIR          also run ymo from the checkout DIR (another commit, built
+                      with its scripts/setup.sh), labelled "base", interleaved
+                      with this one: a change measured before and after
   --pin               pinned mode: each server on core 1 alone, wrk (one thread)
                       on core 0, so req/s is what one server core does; output
                       in bench/pinned/ by default
@@ -269,6 +273,7 @@ const { values: flags } = parseArgs({
     from: { type: "string" },
     quick: { type: "boolean" },
     pin: { type: "boolean" },
+    base: { type: "string" },
     deno: { type: "string" },
     bun: { type: "string" },
     node: { type: "string" },
@@ -335,7 +340,13 @@ const workloads = pick(
   flags.workloads,
   (w) => w.byDefault,
 );
-const requested = pick("server", SERVERS, flags.servers, () => true)
+// The base's ymo servers come right after this checkout's, in report order.
+const known = [
+  ...SERVERS.filter((s) => s.kind === "ymo"),
+  ...(flags.base ? baseServers(resolve(flags.base)) : []),
+  ...SERVERS.filter((s) => s.kind !== "ymo"),
+];
+const requested = pick("server", known, flags.servers, () => true)
   .filter((spec) => {
     // A server limited to some workloads runs only when one of them does.
     if (!spec.workloads || workloads.some((w) => runs(spec, w))) return true;
@@ -393,7 +404,7 @@ if (flags.from) {
     records.some((r) => r[key] === id);
   const input: ReportInput = {
     records,
-    servers: SERVERS.filter((s) => has("server", s.id))
+    servers: [...SERVERS, ...baseServers("")].filter((s) => has("server", s.id))
       .map(({ id, label, kind }) => ({ id, label, kind })),
     workloads: WORKLOADS.filter((w) => has("workload", w.id))
       .map(({ id, title, short }) => ({ id, title, short })),

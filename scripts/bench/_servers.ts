@@ -60,13 +60,59 @@ function missing(path: string, what: string): string | null {
   return existsSync(path) ? null : `${what} not found at ${path}`;
 }
 
-function ymoMissing(paths: Paths, runtime: string): string | null {
-  return missing(join(paths.root, "scripts/serve.ts"), "scripts/serve.ts") ??
+function ymoMissing(root: string, runtime: string): string | null {
+  return missing(join(root, "scripts/serve.ts"), "scripts/serve.ts") ??
     missing(
-      join(paths.root, "native/build/libymo.so"),
+      join(root, "native/build/libymo.so"),
       "native/build/libymo.so (build it first)",
     ) ??
     missing(runtime, "runtime");
+}
+
+/**
+ * ymo on Deno and on Bun from the checkout at `root` (this one when
+ * undefined), serving the benchmark app; `id` and `label` get `suffix`.
+ */
+function ymoServers(root: string | undefined, suffix = ""): ServerSpec[] {
+  const from = (p: Paths) => root ?? p.root;
+  return [
+    {
+      id: `ymo-deno${suffix && `-${suffix}`}`,
+      runtime: "deno",
+      label: `ymo (Deno)${suffix && ` ${suffix}`}`,
+      kind: "ymo",
+      command: (p, port, workers) => [
+        p.deno,
+        "run",
+        "-A",
+        join(from(p), "scripts/serve.ts"),
+        p.app,
+        ...listen(port, workers),
+      ],
+      unavailable: (p) => ymoMissing(from(p), p.deno),
+    },
+    {
+      id: `ymo-bun${suffix && `-${suffix}`}`,
+      runtime: "bun",
+      label: `ymo (Bun)${suffix && ` ${suffix}`}`,
+      kind: "ymo",
+      command: (p, port, workers) => [
+        p.bun,
+        join(from(p), "scripts/serve.ts"),
+        p.app,
+        ...listen(port, workers),
+      ],
+      unavailable: (p) => ymoMissing(from(p), p.bun),
+    },
+  ];
+}
+
+/**
+ * ymo from another checkout (built with scripts/setup.sh), to measure a
+ * change before and after in one interleaved run (`--base DIR`).
+ */
+export function baseServers(root: string): ServerSpec[] {
+  return ymoServers(root, "base");
 }
 
 function listen(port: number, workers: number): string[] {
@@ -119,34 +165,7 @@ function buildPlainLibev(paths: Paths): string | null {
 
 /** Every server the harness knows, in report order. */
 export const SERVERS: ServerSpec[] = [
-  {
-    id: "ymo-deno",
-    runtime: "deno",
-    label: "ymo (Deno)",
-    kind: "ymo",
-    command: (p, port, workers) => [
-      p.deno,
-      "run",
-      "-A",
-      join(p.root, "scripts/serve.ts"),
-      p.app,
-      ...listen(port, workers),
-    ],
-    unavailable: (p) => ymoMissing(p, p.deno),
-  },
-  {
-    id: "ymo-bun",
-    runtime: "bun",
-    label: "ymo (Bun)",
-    kind: "ymo",
-    command: (p, port, workers) => [
-      p.bun,
-      join(p.root, "scripts/serve.ts"),
-      p.app,
-      ...listen(port, workers),
-    ],
-    unavailable: (p) => ymoMissing(p, p.bun),
-  },
+  ...ymoServers(undefined),
   {
     id: "deno",
     runtime: "deno",
