@@ -33,5 +33,6 @@ export type {
   ServeHandlerInfo,
   ServeInit,
   ServeOptions,
+  SocketAddress,
 } from "./server/_options.ts";
 export type { Pointer } from "./ffi/_types.ts";

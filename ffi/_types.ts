@@ -74,6 +74,12 @@ export interface Native {
   onExit(fn: () => void): void;
   /** Lets the process exit while `timer` is pending. */
   unrefTimer(timer: Timer): void;
+  /**
+   * The runtime's error for a failed system call: on Deno an instance of
+   * `Deno.errors[kind]` (e.g. `AddrInUse`), on Bun an Error; both with
+   * `code` (e.g. "EADDRINUSE") and the same message.
+   */
+  systemError(kind: string, code: string, message: string): Error;
   /** Deno.serve's way of making Requests, or undefined: use the constructor. */
   readonly fastRequest: FastRequest | undefined;
   /** A Response's header fields without iterating its Headers, or undefined:

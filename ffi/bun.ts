@@ -168,6 +168,9 @@ export function open(path: string): Native {
       }).process.on("exit", hook);
     },
     unrefTimer,
+    systemError(_kind: string, code: string, message: string): Error {
+      return Object.assign(new Error(message), { code });
+    },
     // Bun's Request and Response are native: the standard path only.
     fastRequest: undefined,
     headerList: () => undefined,

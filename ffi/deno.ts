@@ -139,6 +139,15 @@ export function open(path: string): Native {
     unrefTimer(timer: Timer): void {
       Deno.unrefTimer(timer);
     },
+    systemError(kind: string, code: string, message: string): Error {
+      const errors = Deno.errors as unknown as Record<
+        string,
+        new (message: string) => Error
+      >;
+      const error = new (errors[kind] ?? Error)(message);
+      Object.defineProperty(error, "code", { value: code, enumerable: true });
+      return error;
+    },
     fastRequest,
     headerList,
     staticBody,

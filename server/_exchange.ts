@@ -54,10 +54,37 @@ export class Exchange {
    * @param id The exchange's slot in the worker.
    * @param gen The slot's generation when the request was taken.
    */
-  constructor(worker: ExchangeOwner, id: number, gen: number) {
+  constructor(
+    worker: ExchangeOwner,
+    id: number,
+    gen: number,
+    remoteHostname: string,
+    remotePort: number,
+  ) {
     this.#worker = worker;
     this.#id = id;
     this.#gen = gen;
+    this.remoteHostname = remoteHostname;
+    this.remotePort = remotePort;
+  }
+
+  /** The client's IP address. */
+  readonly remoteHostname: string;
+  /** The client's port. */
+  readonly remotePort: number;
+
+  /** Resolves the completion promise; made with it, on first read. */
+  #complete: (() => void) | null = null;
+  #completed: Promise<void> | null = null;
+
+  /** Resolves once the response is finished (handed to C whole) or the
+   * client is gone; never rejects. */
+  get completed(): Promise<void> {
+    if (this.#completed === null) {
+      if (!this.#open) return Promise.resolve();
+      this.#completed = new Promise((resolve) => this.#complete = resolve);
+    }
+    return this.#completed;
   }
 
   /** The slot generation that, with the id, names the native exchange. */
@@ -150,8 +177,7 @@ export class Exchange {
       this.#body.error(clientGone());
       this.#body = null;
     }
-    this.#open = false;
-    this.#worker.forget(this.#id, this);
+    this.#finish();
     this.#aborted = true;
     this.#controller?.abort(clientGone());
   }
@@ -159,6 +185,8 @@ export class Exchange {
   #finish(): void {
     this.#open = false;
     this.#worker.forget(this.#id, this);
+    this.#complete?.();
+    this.#complete = null;
   }
 
   /** Whether a response can still be sent (not finished, server alive). */

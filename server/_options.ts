@@ -17,10 +17,39 @@ export interface NetAddr {
   port: number;
 }
 
-/** Information about the request passed to a handler with it. */
+/** A client's address as Bun's `server.requestIP()` gives it. */
+export interface SocketAddress {
+  /** The IP address. */
+  address: string;
+  /** "IPv4" or "IPv6". */
+  family: "IPv4" | "IPv6";
+  /** The client's port. */
+  port: number;
+}
+
+/**
+ * The handler's second argument: Deno.serve's `ServeHandlerInfo` and the
+ * parts of Bun.serve's `server` that apply, in one object, so handlers
+ * written for either runtime run unchanged.
+ */
 export interface ServeHandlerInfo {
-  /** The client's address. */
-  remoteAddr: NetAddr;
+  /** Deno: the client's address. */
+  readonly remoteAddr: NetAddr;
+  /** Deno: resolves once the response is finished or the client is gone. */
+  readonly completed: Promise<void>;
+  /** Bun: the server's URL. */
+  readonly url: URL;
+  /** Bun: the port the server listens on. */
+  readonly port: number;
+  /** Bun: the address the server listens on. */
+  readonly hostname: string;
+  /** Bun: requests being handled on this thread. */
+  readonly pendingRequests: number;
+  /** Bun: the client address of a request this server is handling. */
+  requestIP(request: Request): SocketAddress | null;
+  /** Bun: stops the server; `closeActiveConnections` does not wait for
+   * requests in flight. */
+  stop(closeActiveConnections?: boolean): Promise<void>;
 }
 
 /** A fetch-style request handler. */
@@ -32,10 +61,11 @@ export type ServeHandler = (
 /** Options of {@linkcode serve}. */
 export interface ServeOptions {
   /**
-   * The port to listen on; 0 picks a free one (see {@linkcode Server.port}).
+   * The port to listen on, as a number or a numeric string (as Bun takes
+   * it); 0 picks a free one (see {@linkcode Server.port}).
    * @default {8000}
    */
-  port?: number;
+  port?: number | string;
   /**
    * The address to listen on: an IPv4 or IPv6 literal, or a host name.
    * @default {"0.0.0.0"}
@@ -52,6 +82,8 @@ export interface ServeOptions {
    * @default {logs the error and answers 500 Internal Server Error}
    */
   onError?: (error: unknown) => Response | Promise<Response>;
+  /** Bun's name for {@linkcode ServeOptions.onError}. */
+  error?: (error: unknown) => Response | Promise<Response>;
   /** Aborting it shuts the server down, as {@linkcode Server.shutdown}. */
   signal?: AbortSignal;
   /**
@@ -72,6 +104,11 @@ export interface ServeOptions {
    * @default {5000}
    */
   keepAliveTimeout?: number;
+  /**
+   * Bun's option: seconds a connection may sit idle between requests; the
+   * same as {@linkcode ServeOptions.keepAliveTimeout} in milliseconds.
+   */
+  idleTimeout?: number;
   /**
    * Milliseconds a client has to send a whole request (head and body) once
    * it has started; past it the server answers 408 and closes.
@@ -99,6 +136,8 @@ export interface ServeOptions {
    * @default {67108864}
    */
   maxBodySize?: number;
+  /** Bun's name for {@linkcode ServeOptions.maxBodySize}. */
+  maxRequestBodySize?: number;
   /**
    * Most open connections; new ones beyond it are closed at once.
    * @default {10000}
@@ -149,10 +188,127 @@ export interface ServeOptions {
   module?: string | URL;
 }
 
-/** {@linkcode ServeOptions} with the handler as `fetch`, as in Bun.serve. */
-export interface ServeInit extends ServeOptions {
-  /** The request handler. */
-  fetch: ServeHandler;
+/**
+ * {@linkcode ServeOptions} with the handler in them: as `fetch`, as in
+ * Bun.serve, or as `handler`, as in Deno.serve.
+ */
+export type ServeInit =
+  & ServeOptions
+  & ({
+    /** The request handler (Bun's name). */
+    fetch: ServeHandler;
+  } | {
+    /** The request handler (Deno's name). */
+    handler: ServeHandler;
+  });
+
+/** Options of Deno.serve and Bun.serve that ymo does not have yet, and why
+ * it refuses them rather than serve something else than asked. */
+const NOT_YET: Record<string, string> = {
+  cert: "TLS is not supported yet",
+  key: "TLS is not supported yet",
+  tls: "TLS is not supported yet",
+  path: "unix sockets are not supported yet",
+  unix: "unix sockets are not supported yet",
+  websocket: "WebSocket is not supported yet",
+  routes: "routes are not supported yet (use `static` for fixed responses)",
+  automaticCompression: "automatic compression is not supported yet",
+  development: "Bun's development mode is not supported",
+};
+
+/** Every option serve() knows, with the handler's two names. */
+const KNOWN = new Set([
+  "port",
+  "hostname",
+  "onListen",
+  "onError",
+  "error",
+  "signal",
+  "handlerTimeout",
+  "shutdownTimeout",
+  "keepAliveTimeout",
+  "idleTimeout",
+  "requestTimeout",
+  "maxHeaderSize",
+  "maxHeaderCount",
+  "maxUrlLength",
+  "maxBodySize",
+  "maxRequestBodySize",
+  "maxConnections",
+  "maxPipelineDepth",
+  "backlog",
+  "reusePort",
+  "static",
+  "fd",
+  "workers",
+  "module",
+  "transport",
+  "fetch",
+  "handler",
+]);
+
+/**
+ * Options as ymo uses them: every key known (a TypeError names the first
+ * one that is not), Bun's names mapped onto ymo's (`error`, `idleTimeout`
+ * in seconds, `maxRequestBodySize`) and a numeric string port made a
+ * number. Values are checked by {@linkcode validateOptions}.
+ */
+export function normalizeOptions(options: ServeOptions): ServeOptions {
+  for (const key of Object.keys(options)) {
+    if (KNOWN.has(key)) continue;
+    const why = NOT_YET[key];
+    throw new TypeError(
+      why === undefined
+        ? `Unknown option: ${key}`
+        : `Unsupported option: ${key} (${why})`,
+    );
+  }
+  const out: ServeOptions & { transport?: unknown } = { ...options };
+  if (out.transport !== undefined && out.transport !== "tcp") {
+    throw new TypeError(
+      `Unsupported option: transport ${
+        String(out.transport)
+      } (only "tcp" is supported yet)`,
+    );
+  }
+  delete out.transport;
+  alias(out, "error", "onError");
+  alias(out, "maxRequestBodySize", "maxBodySize");
+  if (out.idleTimeout !== undefined) {
+    const seconds = out.idleTimeout;
+    if (typeof seconds !== "number" || !(seconds > 0)) {
+      throw new RangeError(
+        `Invalid idleTimeout: ${String(seconds)} (expected seconds > 0)`,
+      );
+    }
+    if (out.keepAliveTimeout !== undefined) {
+      throw new TypeError(
+        "Invalid options: idleTimeout and keepAliveTimeout are one option, give one",
+      );
+    }
+    out.keepAliveTimeout = Math.round(seconds * 1000);
+    delete out.idleTimeout;
+  }
+  if (typeof out.port === "string" && /^\d+$/.test(out.port)) {
+    out.port = Number(out.port);
+  }
+  return out;
+}
+
+/** Moves Bun's spelling `from` of an option to ymo's `to`. */
+function alias(
+  options: ServeOptions,
+  from: "error" | "maxRequestBodySize",
+  to: "onError" | "maxBodySize",
+): void {
+  if (options[from] === undefined) return;
+  if (options[to] !== undefined) {
+    throw new TypeError(
+      `Invalid options: ${from} and ${to} are one option, give one`,
+    );
+  }
+  (options as Record<string, unknown>)[to] = options[from];
+  delete options[from];
 }
 
 /** Numeric options passed to C as they are, with their option numbers. */

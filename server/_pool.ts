@@ -23,6 +23,10 @@ export interface ThreadInit {
   defaultHost: string;
   /** Milliseconds before an unanswered request gets 503, if set. */
   handlerTimeout?: number;
+  /** The server's URL (href), port and address. */
+  url: string;
+  port: number;
+  hostname: string;
 }
 
 /** What a thread tells the pool. */
@@ -30,6 +34,7 @@ export type ThreadMessage =
   | { type: "loaded" }
   | { type: "ready" }
   | { type: "stopped" }
+  | { type: "stop"; closeActiveConnections: boolean }
   | { type: "crashed"; message: string; detached: boolean };
 
 /**
@@ -78,7 +83,10 @@ export class ThreadPool {
       if (message.type === "loaded") this.#init(i, thread);
       else if (message.type === "ready") this.#ready[i] = true;
       else if (message.type === "stopped") this.#done(i, thread);
-      else this.#crashed(i, thread, message.message, message.detached);
+      else if (message.type === "stop") {
+        // A handler on the thread called Bun's server.stop().
+        this.#host.stop(message.closeActiveConnections);
+      } else this.#crashed(i, thread, message.message, message.detached);
     };
     thread.onerror = (event: ErrorEvent) => {
       event.preventDefault();
@@ -92,6 +100,9 @@ export class ThreadPool {
       module: this.#module,
       defaultHost: this.#host.defaultHost,
       handlerTimeout: this.#host.handlerTimeout,
+      url: this.#host.url,
+      port: this.#host.port,
+      hostname: this.#host.hostname,
     };
     thread.postMessage(init);
   }

@@ -36,6 +36,19 @@ class ServerRequest extends Request {
   override get signal(): AbortSignal {
     return this.#exchange.signal;
   }
+
+  /** The exchange of `request` if ymo made it, else undefined. */
+  static exchangeOf(request: Request): Exchange | undefined {
+    return #exchange in request
+      ? (request as ServerRequest).#exchange
+      : undefined;
+  }
+}
+
+/** The exchange behind a Request that ymo handed to a handler, if it is
+ * one (for Bun's `server.requestIP(request)`). */
+export function exchangeOf(request: Request): Exchange | undefined {
+  return ServerRequest.exchangeOf(request);
 }
 
 /** Builds the standard Request for a record. */

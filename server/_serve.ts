@@ -72,7 +72,13 @@ export function serve(
   if (a === null || typeof a !== "object") {
     throw new TypeError("Invalid arguments: expected a handler or options");
   }
-  const handler = b ?? (a as ServeInit).fetch;
+  const init = a as { fetch?: ServeHandler; handler?: ServeHandler };
+  if (init.fetch !== undefined && init.handler !== undefined) {
+    throw new TypeError(
+      "Invalid options: fetch and handler are one option, give one",
+    );
+  }
+  const handler = b ?? init.fetch ?? init.handler;
   if ((a as ServeOptions).workers !== undefined) return new Server(a, handler);
   if (typeof handler !== "function") {
     throw new TypeError("Invalid handler: expected a function");

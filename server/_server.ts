@@ -12,12 +12,16 @@ import { loadNative } from "../ffi/native.ts";
 import { HeaderWriter } from "../ffi/codec.ts";
 import { Option } from "../ffi/symbols.ts";
 import type { Pointer } from "../ffi/_types.ts";
-import { check, YmoError } from "./_errors.ts";
+import { check, checkSystem, YmoError } from "./_errors.ts";
+import { socketAddress } from "./_info.ts";
+import { exchangeOf } from "./_request.ts";
 import {
   NATIVE_OPTIONS,
   type NetAddr,
+  normalizeOptions,
   type ServeHandler,
   type ServeOptions,
+  type SocketAddress,
   validateOptions,
 } from "./_options.ts";
 import { ThreadWorker, type WorkerHost } from "./_worker.ts";
@@ -61,10 +65,11 @@ export class Server {
   /**
    * Starts a server; use {@linkcode serve} rather than this constructor.
    *
-   * @param options The validated options.
+   * @param given The options, in Deno's or Bun's spelling.
    * @param handler The request handler.
    */
-  constructor(options: ServeOptions, handler?: ServeHandler) {
+  constructor(given: ServeOptions, handler?: ServeHandler) {
+    const options = normalizeOptions(given);
     validateOptions(options);
     const threads = options.workers;
     if (threads === undefined && typeof handler !== "function") {
@@ -110,12 +115,13 @@ export class Server {
           `Cannot listen on fd ${options.fd}`,
         );
       } else {
+        const port = options.port ?? 8000;
         const rc = lib.ymo_server_listen(
           pointer,
           encoder.encode(hostname + "\0"),
-          options.port ?? 8000,
+          port,
         );
-        check(rc, `Cannot listen on ${hostname}:${options.port ?? 8000}`);
+        checkSystem(rc, `Cannot listen on ${hostname}:${port}`);
       }
       const port = check(lib.ymo_server_port(pointer), "Cannot read port");
       this.#addr = {
@@ -136,6 +142,10 @@ export class Server {
           return stopping();
         },
         handlerTimeout: options.handlerTimeout,
+        url: this.url.href,
+        port,
+        hostname: this.#addr.hostname,
+        stop: (closeActive) => this.stop(closeActive),
       };
       if (threads === undefined) {
         const worker = new ThreadWorker(
@@ -228,6 +238,38 @@ export class Server {
     return this.#addr.port;
   }
 
+  /** The address the server listens on, as Bun's `server.hostname`. */
+  get hostname(): string {
+    return this.#addr.hostname;
+  }
+
+  /**
+   * Requests being handled on this thread, as Bun's
+   * `server.pendingRequests` (with `workers`, those threads' own are not
+   * counted here).
+   */
+  get pendingRequests(): number {
+    let sum = 0;
+    for (const worker of this.#workers) sum += worker.pending;
+    return sum;
+  }
+
+  /**
+   * The client address of a request this server handles, as Bun's
+   * `server.requestIP(request)`.
+   *
+   * @param request A Request given to this server's handler.
+   * @returns Its client's address, or null for any other Request.
+   * @example
+   * ```ts
+   * const server = serve((req) => new Response(server.requestIP(req)?.address));
+   * ```
+   */
+  requestIP(request: Request): SocketAddress | null {
+    const exchange = exchangeOf(request);
+    return exchange === undefined ? null : socketAddress(exchange);
+  }
+
   /** An http URL for this server (loopback when it listens on all). */
   get url(): URL {
     let host = this.#addr.hostname;
@@ -259,13 +301,25 @@ export class Server {
    * @returns A promise that resolves like {@linkcode finished}.
    */
   shutdown(): Promise<void> {
+    return this.#shutdown(this.#shutdownTimeout);
+  }
+
+  /**
+   * Bun's name for a shutdown: graceful, or with `closeActiveConnections`
+   * closing the connections that still have requests in flight at once.
+   *
+   * @param closeActiveConnections Do not let in-flight requests finish.
+   * @returns A promise that resolves like {@linkcode finished}.
+   */
+  stop(closeActiveConnections = false): Promise<void> {
+    return this.#shutdown(closeActiveConnections ? 0 : this.#shutdownTimeout);
+  }
+
+  #shutdown(graceMs: number): Promise<void> {
     if (!this.#stopping && !this.#freed) {
       this.#stopping = true;
       if (this.#started) {
-        lib.ymo_server_shutdown(
-          this.#pointer,
-          Math.min(this.#shutdownTimeout, 2 ** 31 - 1),
-        );
+        lib.ymo_server_shutdown(this.#pointer, Math.min(graceMs, 2 ** 31 - 1));
       } else {
         lib.ymo_server_stop(this.#pointer); // Releases the waiters.
       }

@@ -42,8 +42,8 @@ scope.addEventListener("unhandledrejection", (event) => {
 });
 
 scope.onmessage = async (event: MessageEvent) => {
-  const { pointer, module, defaultHost, handlerTimeout }: ThreadInit =
-    event.data;
+  const init: ThreadInit = event.data;
+  const { pointer, module, defaultHost, handlerTimeout } = init;
   const app = (await import(module)).default;
   if (typeof app?.fetch !== "function") {
     throw new TypeError(
@@ -58,6 +58,13 @@ scope.onmessage = async (event: MessageEvent) => {
     defaultHost,
     stopping: false,
     handlerTimeout,
+    url: init.url,
+    port: init.port,
+    hostname: init.hostname,
+    stop(closeActiveConnections = false): Promise<void> {
+      scope.postMessage({ type: "stop", closeActiveConnections });
+      return worker!.stopped;
+    },
   };
   worker = new ThreadWorker(host, native.pointerFrom(pointer));
   const current = worker;

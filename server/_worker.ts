@@ -15,9 +15,10 @@ import {
 } from "../ffi/codec.ts";
 import type { Pointer, Timer, Waker } from "../ffi/_types.ts";
 import { check } from "./_errors.ts";
-import type { ServeHandler, ServeHandlerInfo } from "./_options.ts";
+import type { ServeHandler, SocketAddress } from "./_options.ts";
+import { HandlerInfo, type ServerFacade, socketAddress } from "./_info.ts";
 import { Exchange, type ExchangeOwner } from "./_exchange.ts";
-import { buildRequest } from "./_request.ts";
+import { buildRequest, exchangeOf } from "./_request.ts";
 import { Responder } from "./_response.ts";
 
 const native = await loadNative();
@@ -39,6 +40,13 @@ export interface WorkerHost {
   readonly stopping: boolean;
   /** Milliseconds before an unanswered request gets 503, if set. */
   readonly handlerTimeout?: number;
+  /** The server's URL (href), port and address, for the handler's second
+   * argument. */
+  readonly url: string;
+  readonly port: number;
+  readonly hostname: string;
+  /** Stops the server (Bun's `server.stop()` from a handler). */
+  stop(closeActiveConnections?: boolean): Promise<void>;
 }
 
 /**
@@ -157,6 +165,7 @@ export class ThreadWorker implements ExchangeOwner {
     // Producers waiting for a drain that will never come can end now.
     for (const exchange of this.#inflight) exchange?.drain();
     this.#inflight = [];
+    this.#pending = 0;
     // The server is stopped and joined: C calls the waker no more.
     this.#waker?.close();
   }
@@ -201,13 +210,52 @@ export class ThreadWorker implements ExchangeOwner {
 
   /** An exchange is finished: stop tracking it (the exchange calls this). */
   forget(id: number, exchange: Exchange): void {
-    if (this.#inflight[id] === exchange) this.#inflight[id] = undefined;
+    if (this.#inflight[id] === exchange) {
+      this.#inflight[id] = undefined;
+      this.#pending--;
+    }
+  }
+
+  #pending = 0;
+
+  /** Requests taken and not yet answered on this thread. */
+  get pending(): number {
+    return this.#pending;
+  }
+
+  /** The server as handlers see it in their second argument. */
+  #facade: ServerFacade | undefined;
+
+  #makeFacade(): ServerFacade {
+    const host = this.#server;
+    const url = new URL(host.url);
+    const worker = this;
+    return {
+      url,
+      port: host.port,
+      hostname: host.hostname,
+      get pendingRequests() {
+        return worker.pending;
+      },
+      stop: (closeActive) => host.stop(closeActive),
+      requestIP(request: Request): SocketAddress | null {
+        const exchange = exchangeOf(request);
+        return exchange === undefined ? null : socketAddress(exchange);
+      },
+    };
   }
 
   #handle(rec: RequestRecord): void {
-    const exchange = new Exchange(this, rec.id, rec.gen);
+    const exchange = new Exchange(
+      this,
+      rec.id,
+      rec.gen,
+      rec.remoteHostname,
+      rec.remotePort,
+    );
     if (this.#sweep !== undefined) exchange.started = performance.now();
     this.#inflight[rec.id] = exchange;
+    this.#pending++;
     let request: Request;
     try {
       request = buildRequest(rec, exchange, this.#server.defaultHost);
@@ -216,13 +264,10 @@ export class ThreadWorker implements ExchangeOwner {
       exchange.respondCanned(400, true);
       return;
     }
-    const info: ServeHandlerInfo = {
-      remoteAddr: {
-        transport: "tcp",
-        hostname: rec.remoteHostname,
-        port: rec.remotePort,
-      },
-    };
+    const info = new HandlerInfo(
+      exchange,
+      this.#facade ??= this.#makeFacade(),
+    );
     let result: unknown;
     try {
       result = this.#server.handler(request, info);

@@ -1,0 +1,124 @@
+/**
+ * The handler's second argument, one object that is both what Deno.serve
+ * passes (`ServeHandlerInfo`: `remoteAddr`, `completed`) and what Bun.serve
+ * passes (its server: `requestIP(request)`, `url`, `port`, `hostname`,
+ * `pendingRequests`, `stop()`), so apps written for either run unchanged.
+ *
+ * @module
+ */
+import type { NetAddr, ServeHandlerInfo, SocketAddress } from "./_options.ts";
+import type { Exchange } from "./_exchange.ts";
+
+/** What a handler's second argument tells of the server it runs in. */
+export interface ServerFacade {
+  /** The server's URL, as {@linkcode ServerFacade.url} of Bun's server. */
+  readonly url: URL;
+  /** The port the server listens on. */
+  readonly port: number;
+  /** The address the server listens on. */
+  readonly hostname: string;
+  /** Requests taken on this thread and not yet answered. */
+  readonly pendingRequests: number;
+  /** Stops the server: gracefully, or closing active connections at once
+   * with `closeActiveConnections`. */
+  stop(closeActiveConnections?: boolean): Promise<void>;
+  /** The client address of a request this server is handling, or null. */
+  requestIP(request: Request): SocketAddress | null;
+}
+
+/** The client address of an exchange, in Bun's shape. */
+export function socketAddress(exchange: Exchange): SocketAddress {
+  const address = exchange.remoteHostname;
+  return {
+    address,
+    family: address.includes(":") ? "IPv6" : "IPv4",
+    port: exchange.remotePort,
+  };
+}
+
+/**
+ * The second argument of a handler, for one request. Cheap to make: the
+ * address and the completion promise are made only when read.
+ */
+export class HandlerInfo implements ServeHandlerInfo {
+  #exchange: Exchange;
+  #server: ServerFacade;
+
+  /**
+   * Makes the info of one request.
+   *
+   * @param exchange The request's exchange.
+   * @param server The server, as the handler sees it.
+   */
+  constructor(exchange: Exchange, server: ServerFacade) {
+    this.#exchange = exchange;
+    this.#server = server;
+  }
+
+  /** Deno: the client's address. */
+  get remoteAddr(): NetAddr {
+    return {
+      transport: "tcp",
+      hostname: this.#exchange.remoteHostname,
+      port: this.#exchange.remotePort,
+    };
+  }
+
+  /** Deno: resolves once the response is finished, or the client is gone. */
+  get completed(): Promise<void> {
+    return this.#exchange.completed;
+  }
+
+  /** Bun: the server's URL. */
+  get url(): URL {
+    return this.#server.url;
+  }
+
+  /** Bun: the port the server listens on. */
+  get port(): number {
+    return this.#server.port;
+  }
+
+  /** Bun: the address the server listens on. */
+  get hostname(): string {
+    return this.#server.hostname;
+  }
+
+  /** Bun: requests taken on this thread and not yet answered. */
+  get pendingRequests(): number {
+    return this.#server.pendingRequests;
+  }
+
+  /**
+   * Bun: the client address of `request`.
+   *
+   * @param request A request this server is handling.
+   * @returns Its client's address, or null for another Request.
+   */
+  requestIP(request: Request): SocketAddress | null {
+    return this.#server.requestIP(request);
+  }
+
+  /**
+   * Bun: stops the server.
+   *
+   * @param closeActiveConnections Close connections with requests in
+   * flight at once, instead of letting them finish.
+   */
+  stop(closeActiveConnections?: boolean): Promise<void> {
+    return this.#server.stop(closeActiveConnections);
+  }
+
+  /**
+   * Bun: a per-request idle timeout. Not supported yet: ymo applies no idle
+   * timeout while a request is being handled.
+   */
+  timeout(_request: Request, _seconds: number): never {
+    throw new TypeError("server.timeout() is not supported yet");
+  }
+
+  /** Bun: a WebSocket upgrade. Not supported yet. */
+  upgrade(_request: Request, _options?: unknown): never {
+    throw new TypeError("server.upgrade() is not supported yet: WebSocket");
+  }
+}

@@ -1,0 +1,182 @@
+// A Deno.serve app and a Bun.serve app run on ymo unchanged: both handler
+// shapes and option spellings, the platform's error for a busy port, and a
+// TypeError naming every option ymo does not know or does not have yet.
+import assert from "node:assert/strict";
+import { isBun, test } from "./_shim.ts";
+import { serve, type ServeHandlerInfo, type Server } from "../mod.ts";
+
+const QUIET = { hostname: "127.0.0.1", onListen() {} };
+
+async function get(server: Server, path: string, init?: RequestInit) {
+  const res = await fetch(`http://127.0.0.1:${server.port}${path}`, init);
+  return { status: res.status, body: await res.text() };
+}
+
+test("serve() refuses an unknown option with a TypeError naming it", () => {
+  assert.throws(
+    () => serve({ ...QUIET, port: 0, bogus: 1 } as never, () => new Response()),
+    (e: Error) =>
+      e instanceof TypeError && /Unknown option: bogus/.test(e.message),
+  );
+});
+
+test("serve() refuses TLS, unix socket and WebSocket options it does not have yet, saying which", () => {
+  const cases: [Record<string, unknown>, RegExp][] = [
+    [{ cert: "x", key: "y" }, /cert \(TLS is not supported yet\)/],
+    [{ tls: { cert: "x", key: "y" } }, /tls \(TLS is not supported yet\)/],
+    [{ path: "/tmp/ymo.sock" }, /path \(unix sockets are not supported yet\)/],
+    [{ unix: "/tmp/ymo.sock" }, /unix \(unix sockets are not supported yet\)/],
+    [{ websocket: {} }, /websocket \(WebSocket is not supported yet\)/],
+    [{ transport: "unix" }, /transport unix/],
+  ];
+  for (const [options, message] of cases) {
+    assert.throws(
+      () => serve({ ...QUIET, port: 0, ...options }, () => new Response()),
+      (e: Error) => e instanceof TypeError && message.test(e.message),
+      JSON.stringify(options),
+    );
+  }
+});
+
+test("serve() takes the port as a numeric string, as Bun does, and refuses other strings", async () => {
+  const server = serve({ ...QUIET, port: "0" }, () => new Response("ok"));
+  try {
+    assert.ok(server.port > 0);
+    assert.equal((await get(server, "/")).body, "ok");
+  } finally {
+    await server.shutdown();
+  }
+  assert.throws(
+    () => serve({ ...QUIET, port: "eighty" }, () => new Response()),
+    RangeError,
+  );
+});
+
+test("a busy port throws the platform's error: Deno.errors.AddrInUse on Deno, code EADDRINUSE on both", async () => {
+  const first = serve({ ...QUIET, port: 0 }, () => new Response());
+  try {
+    let caught: unknown;
+    try {
+      serve({ ...QUIET, port: first.port }, () => new Response()).shutdown();
+    } catch (error) {
+      caught = error;
+    }
+    assert.ok(caught instanceof Error, String(caught));
+    assert.equal((caught as { code?: string }).code, "EADDRINUSE");
+    assert.match(
+      caught.message,
+      new RegExp(
+        `Cannot listen on 127\\.0\\.0\\.1:${first.port}: address already in use`,
+      ),
+    );
+    if (!isBun) {
+      const deno = (globalThis as unknown as {
+        Deno: { errors: { AddrInUse: new () => Error } };
+      }).Deno;
+      assert.ok(caught instanceof deno.errors.AddrInUse);
+    }
+  } finally {
+    await first.shutdown();
+  }
+});
+
+test("a Bun.serve app runs unchanged: fetch(req, server), error, maxRequestBodySize, idleTimeout, server.stop()", async () => {
+  let stopped = false;
+  const server = serve({
+    ...QUIET,
+    port: "0",
+    idleTimeout: 5,
+    maxRequestBodySize: 16,
+    fetch(req, server) {
+      const path = new URL(req.url).pathname;
+      if (path === "/throw") throw new Error("on purpose");
+      if (path === "/stop") {
+        server.stop().then(() => stopped = true);
+        return new Response("stopping");
+      }
+      const ip = server.requestIP(req);
+      return new Response(
+        `${ip?.address} ${ip?.family} ${typeof ip?.port} ${server.port} ` +
+          `${server.hostname} ${server.url.port} ${server.pendingRequests}`,
+      );
+    },
+    error(error) {
+      return new Response(`error: ${(error as Error).message}`, {
+        status: 500,
+      });
+    },
+  });
+  const ok = await get(server, "/");
+  assert.equal(
+    ok.body,
+    `127.0.0.1 IPv4 number ${server.port} 127.0.0.1 ${server.port} 1`,
+  );
+  assert.deepEqual(await get(server, "/throw"), {
+    status: 500,
+    body: "error: on purpose",
+  });
+  const big = await get(server, "/", { method: "POST", body: "x".repeat(17) });
+  assert.equal(big.status, 413);
+  assert.equal((await get(server, "/stop")).body, "stopping");
+  await server.finished;
+  await Promise.resolve();
+  assert.equal(stopped, true);
+});
+
+test("a Deno.serve app runs unchanged: { handler }, info.remoteAddr and info.completed", async () => {
+  let completed: Promise<void> | undefined;
+  let seen: ServeHandlerInfo["remoteAddr"] | undefined;
+  const server = serve({
+    ...QUIET,
+    port: 0,
+    handler(_req, info) {
+      seen = info.remoteAddr;
+      completed = info.completed;
+      return new Response("deno style");
+    },
+  });
+  try {
+    assert.equal((await get(server, "/")).body, "deno style");
+    assert.equal(seen?.transport, "tcp");
+    assert.equal(seen?.hostname, "127.0.0.1");
+    assert.ok(seen!.port > 0);
+    await completed; // Resolves once the response was handed over.
+  } finally {
+    await server.shutdown();
+  }
+});
+
+test("Server has Bun's members too: hostname, requestIP(), pendingRequests, stop(true)", async () => {
+  let addressOf: string | null | undefined;
+  const server: Server = serve({ ...QUIET, port: 0 }, (req) => {
+    addressOf = server.requestIP(req)?.address;
+    return new Response("ok");
+  });
+  assert.equal(server.hostname, "127.0.0.1");
+  assert.equal(server.pendingRequests, 0);
+  assert.equal(server.requestIP(new Request("http://x/")), null);
+  await get(server, "/");
+  assert.equal(addressOf, "127.0.0.1");
+  await server.stop(true);
+});
+
+test("serve() refuses two spellings of one option at once", () => {
+  const h = () => new Response();
+  for (
+    const options of [
+      { onError: h, error: h },
+      { maxBodySize: 1, maxRequestBodySize: 1 },
+      { keepAliveTimeout: 1000, idleTimeout: 1 },
+    ]
+  ) {
+    assert.throws(
+      () => serve({ ...QUIET, port: 0, ...options }, h),
+      TypeError,
+      JSON.stringify(Object.keys(options)),
+    );
+  }
+  assert.throws(
+    () => serve({ ...QUIET, port: 0, fetch: h, handler: h } as never),
+    TypeError,
+  );
+});
