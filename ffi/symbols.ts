@@ -28,6 +28,8 @@ export const symbols = {
     parameters: ["pointer", "buffer", "i32"],
     result: "i32",
   },
+  /** int ymo_server_listen_unix(ymo_server_t *server, const char *path) */
+  ymo_server_listen_unix: { parameters: ["pointer", "buffer"], result: "i32" },
   /** int ymo_server_listen_fd(ymo_server_t *server, int fd) */
   ymo_server_listen_fd: { parameters: ["pointer", "i32"], result: "i32" },
   /** int ymo_server_port(ymo_server_t *server) */

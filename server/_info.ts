@@ -6,7 +6,12 @@
  *
  * @module
  */
-import type { NetAddr, ServeHandlerInfo, SocketAddress } from "./_options.ts";
+import type {
+  NetAddr,
+  ServeHandlerInfo,
+  SocketAddress,
+  UnixAddr,
+} from "./_options.ts";
 import type { Exchange } from "./_exchange.ts";
 
 /** What a handler's second argument tells of the server it runs in. */
@@ -26,9 +31,11 @@ export interface ServerFacade {
   requestIP(request: Request): SocketAddress | null;
 }
 
-/** The client address of an exchange, in Bun's shape. */
-export function socketAddress(exchange: Exchange): SocketAddress {
+/** The client address of an exchange, in Bun's shape (null for a unix
+ * socket's client, as Bun gives). */
+export function socketAddress(exchange: Exchange): SocketAddress | null {
   const address = exchange.remoteHostname;
+  if (address === "") return null;
   return {
     address,
     family: address.includes(":") ? "IPv6" : "IPv4",
@@ -56,7 +63,10 @@ export class HandlerInfo implements ServeHandlerInfo {
   }
 
   /** Deno: the client's address. */
-  get remoteAddr(): NetAddr {
+  get remoteAddr(): NetAddr | UnixAddr {
+    if (this.#exchange.remoteHostname === "") {
+      return { transport: "unix", path: "" };
+    }
     return {
       transport: "tcp",
       hostname: this.#exchange.remoteHostname,

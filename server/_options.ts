@@ -17,6 +17,14 @@ export interface NetAddr {
   port: number;
 }
 
+/** A unix domain socket's address. */
+export interface UnixAddr {
+  /** Always "unix". */
+  transport: "unix";
+  /** The socket file's path ("" for a client's unnamed socket). */
+  path: string;
+}
+
 /** A client's address as Bun's `server.requestIP()` gives it. */
 export interface SocketAddress {
   /** The IP address. */
@@ -34,7 +42,7 @@ export interface SocketAddress {
  */
 export interface ServeHandlerInfo {
   /** Deno: the client's address. */
-  readonly remoteAddr: NetAddr;
+  readonly remoteAddr: NetAddr | UnixAddr;
   /** Deno: resolves once the response is finished or the client is gone. */
   readonly completed: Promise<void>;
   /** Bun: the server's URL. */
@@ -75,7 +83,15 @@ export interface ServeOptions {
    * Called once the server listens.
    * @default {logs "Listening on http://HOST:PORT/"}
    */
-  onListen?: (addr: NetAddr) => void;
+  onListen?: (addr: NetAddr | UnixAddr) => void;
+  /**
+   * Listen on a unix domain socket at this path instead of a TCP port (as
+   * `Deno.serve({ path })`); a stale socket file is replaced, and the file
+   * is removed when the server stops.
+   */
+  path?: string;
+  /** Bun's name for {@linkcode ServeOptions.path}. */
+  unix?: string;
   /**
    * Turns an error thrown (or a promise rejected) by the handler into a
    * response.
@@ -208,8 +224,6 @@ const NOT_YET: Record<string, string> = {
   cert: "TLS is not supported yet",
   key: "TLS is not supported yet",
   tls: "TLS is not supported yet",
-  path: "unix sockets are not supported yet",
-  unix: "unix sockets are not supported yet",
   websocket: "WebSocket is not supported yet",
   routes: "routes are not supported yet (use `static` for fixed responses)",
   automaticCompression: "automatic compression is not supported yet",
@@ -243,6 +257,8 @@ const KNOWN = new Set([
   "workers",
   "module",
   "transport",
+  "path",
+  "unix",
   "fetch",
   "handler",
 ]);
@@ -264,15 +280,28 @@ export function normalizeOptions(options: ServeOptions): ServeOptions {
     );
   }
   const out: ServeOptions & { transport?: unknown } = { ...options };
-  if (out.transport !== undefined && out.transport !== "tcp") {
+  alias(out, "error", "onError");
+  alias(out, "unix", "path");
+  const transport = out.transport ?? (out.path === undefined ? "tcp" : "unix");
+  if (transport !== (out.path === undefined ? "tcp" : "unix")) {
     throw new TypeError(
-      `Unsupported option: transport ${
-        String(out.transport)
-      } (only "tcp" is supported yet)`,
+      `Invalid transport: ${String(transport)} (${
+        out.path === undefined
+          ? 'only "tcp" without path'
+          : '"unix" goes with path'
+      })`,
     );
   }
   delete out.transport;
-  alias(out, "error", "onError");
+  if (out.path !== undefined) {
+    for (const key of ["port", "hostname", "fd", "reusePort"] as const) {
+      if (out[key] !== undefined) {
+        throw new TypeError(
+          `Invalid options: path (a unix socket) and ${key} cannot be combined`,
+        );
+      }
+    }
+  }
   alias(out, "maxRequestBodySize", "maxBodySize");
   if (out.idleTimeout !== undefined) {
     const seconds = out.idleTimeout;
@@ -298,8 +327,8 @@ export function normalizeOptions(options: ServeOptions): ServeOptions {
 /** Moves Bun's spelling `from` of an option to ymo's `to`. */
 function alias(
   options: ServeOptions,
-  from: "error" | "maxRequestBodySize",
-  to: "onError" | "maxBodySize",
+  from: "error" | "maxRequestBodySize" | "unix",
+  to: "onError" | "maxBodySize" | "path",
 ): void {
   if (options[from] === undefined) return;
   if (options[to] !== undefined) {
@@ -338,6 +367,13 @@ export function validateOptions(options: ServeOptions): void {
   }
   if (hostname !== undefined && typeof hostname !== "string") {
     throw new TypeError(`Invalid hostname: expected a string`);
+  }
+  const { path } = options;
+  if (
+    path !== undefined &&
+    (typeof path !== "string" || path === "" || path.includes("\0"))
+  ) {
+    throw new TypeError("Invalid path: expected a unix socket file's path");
   }
   const { handlerTimeout } = options;
   if (

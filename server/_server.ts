@@ -22,6 +22,7 @@ import {
   type ServeHandler,
   type ServeOptions,
   type SocketAddress,
+  type UnixAddr,
   validateOptions,
 } from "./_options.ts";
 import { ThreadWorker, type WorkerHost } from "./_worker.ts";
@@ -53,7 +54,7 @@ export class Server {
   #pointer: Pointer;
   #workers: ThreadWorker[] = [];
   #threads: ThreadPool | null = null;
-  #addr: NetAddr;
+  #addr: NetAddr | UnixAddr;
   #shutdownTimeout: number;
   #finished: Promise<void>;
   /** This server's #stopNow, in liveServers while it lives. */
@@ -109,7 +110,15 @@ export class Server {
           "Cannot set reusePort",
         );
       }
-      if (options.fd !== undefined) {
+      if (options.path !== undefined) {
+        checkSystem(
+          lib.ymo_server_listen_unix(
+            pointer,
+            encoder.encode(options.path + "\0"),
+          ),
+          `Cannot listen on ${options.path}`,
+        );
+      } else if (options.fd !== undefined) {
         check(
           lib.ymo_server_listen_fd(pointer, options.fd),
           `Cannot listen on fd ${options.fd}`,
@@ -124,11 +133,12 @@ export class Server {
         checkSystem(rc, `Cannot listen on ${hostname}:${port}`);
       }
       const port = check(lib.ymo_server_port(pointer), "Cannot read port");
-      this.#addr = {
-        transport: "tcp",
-        hostname: options.fd === undefined ? hostname : boundHost(pointer),
-        port,
-      };
+      const bound = options.fd === undefined ? hostname : boundHost(pointer);
+      this.#addr = options.path !== undefined
+        ? { transport: "unix", path: options.path }
+        : bound.startsWith("/")
+        ? { transport: "unix", path: bound } // A unix socket given as fd.
+        : { transport: "tcp", hostname: bound, port };
       // What the workers see of this server. The app's functions are called
       // with this server as `this`.
       const stopping = () => this.#stopping;
@@ -137,14 +147,14 @@ export class Server {
         onError: onError?.bind(this),
         // As with Deno.serve: a request without a Host, or with an empty
         // one, is for localhost on this server's port.
-        defaultHost: `localhost:${port}`,
+        defaultHost: port === 0 ? "localhost" : `localhost:${port}`,
         get stopping() {
           return stopping();
         },
         handlerTimeout: options.handlerTimeout,
         url: this.url.href,
         port,
-        hostname: this.#addr.hostname,
+        hostname: this.hostname,
         stop: (closeActive) => this.stop(closeActive),
       };
       if (threads === undefined) {
@@ -229,18 +239,22 @@ export class Server {
   }
 
   /** The address the server listens on. */
-  get addr(): NetAddr {
+  get addr(): NetAddr | UnixAddr {
     return { ...this.#addr };
   }
 
-  /** The port the server listens on (the chosen one when 0 was asked). */
+  /** The port the server listens on (the chosen one when 0 was asked; 0
+   * on a unix socket). */
   get port(): number {
-    return this.#addr.port;
+    return this.#addr.transport === "tcp" ? this.#addr.port : 0;
   }
 
-  /** The address the server listens on, as Bun's `server.hostname`. */
+  /** The address the server listens on, as Bun's `server.hostname` (the
+   * path of a unix socket). */
   get hostname(): string {
-    return this.#addr.hostname;
+    return this.#addr.transport === "tcp"
+      ? this.#addr.hostname
+      : this.#addr.path;
   }
 
   /**
@@ -270,8 +284,12 @@ export class Server {
     return exchange === undefined ? null : socketAddress(exchange);
   }
 
-  /** An http URL for this server (loopback when it listens on all). */
+  /** An http URL for this server (loopback when it listens on all), or
+   * `unix:PATH` for a unix socket. */
   get url(): URL {
+    if (this.#addr.transport === "unix") {
+      return new URL(`unix:${encodeURI(this.#addr.path)}`);
+    }
     let host = this.#addr.hostname;
     if (host === "0.0.0.0") host = "localhost";
     else if (host === "::") host = "[::1]";
@@ -362,15 +380,15 @@ export class Server {
   }
 }
 
-/** "host:port" of `addr` as in a URL. */
-function urlHost(addr: NetAddr): string {
-  const host = addr.hostname;
-  return `${host.includes(":") ? `[${host}]` : host}:${addr.port}`;
-}
-
 /** The default of `ServeOptions.onListen`. */
-function defaultOnListen(addr: NetAddr): void {
-  console.error(`Listening on http://${urlHost(addr)}/`);
+function defaultOnListen(addr: NetAddr | UnixAddr): void {
+  if (addr.transport === "unix") {
+    console.error(`Listening on ${addr.path}`);
+    return;
+  }
+  const host = addr.hostname;
+  const inUrl = host.includes(":") ? `[${host}]` : host;
+  console.error(`Listening on http://${inUrl}:${addr.port}/`);
 }
 
 function boundHost(server: Pointer): string {

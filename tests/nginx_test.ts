@@ -7,6 +7,9 @@
  *     proxy_http_version 1.1;
  *     proxy_set_header Connection "";
  *
+ * A second ymo server listens on a unix socket in the same folder, which
+ * nginx reaches for /unix/ (`server unix:<dir>/ymo.sock`).
+ *
  * Skipped, saying so, when nginx is not installed (scripts/setup.sh installs
  * it). Each test starts its own nginx and server and stops both.
  */
@@ -27,6 +30,7 @@ import {
   utf8,
 } from "./_http.ts";
 import type { Server } from "./_target.ts";
+import { serve } from "../mod.ts";
 import {
   type Child,
   freePort,
@@ -78,6 +82,11 @@ http {
     keepalive 16;
   }
 
+  upstream ymo_unix {
+    server unix:${dir}/ymo.sock;
+    keepalive 16;
+  }
+
   # The control: no keep-alive pool, so each request opens a connection.
   upstream ymo_no_keepalive {
     server 127.0.0.1:${upstream};
@@ -102,6 +111,9 @@ http {
     }
     location /no-keepalive/ {
       proxy_pass http://ymo_no_keepalive;
+    }
+    location /unix/ {
+      proxy_pass http://ymo_unix;
     }
   }
 }
@@ -177,6 +189,8 @@ interface Proxy {
   port: number;
   /** The ymo server behind it. */
   server: Server;
+  /** The ymo server on the unix socket, behind /unix/. */
+  unixServer: ReturnType<typeof serve>;
   seen: Seen;
   nginx: Child;
 }
@@ -217,11 +231,15 @@ async function withProxy(fn: (proxy: Proxy) => Promise<void>): Promise<void> {
   await withTempDir("nginx", async (dir) => {
     const seen: Seen = { ports: [], gate: deferred() };
     const server = startServer(handler(seen));
+    const unixServer = serve(
+      { path: path.join(dir, "ymo.sock"), onListen() {} },
+      handler(seen) as never,
+    );
     let nginx: Child | undefined;
     try {
       const started = await startNginx(dir, server.port);
       nginx = started.nginx;
-      await fn({ port: started.port, server, seen, nginx });
+      await fn({ port: started.port, server, unixServer, seen, nginx });
       // nginx logs upstream failures (a reset, a bad response) as errors.
       assert.doesNotMatch(
         nginx.stderr(),
@@ -236,6 +254,7 @@ async function withProxy(fn: (proxy: Proxy) => Promise<void>): Promise<void> {
         await nginx.stop();
       }
       await server.shutdown();
+      await unixServer.shutdown();
     }
   });
 }
@@ -415,3 +434,23 @@ function includes(haystack: Uint8Array, needle: Uint8Array): boolean {
   }
   return false;
 }
+
+nginxTest(
+  "nginx reaches ymo on a unix socket (proxy_pass to unix:), keeping the connection",
+  async ({ port, unixServer, seen }) => {
+    assert.equal(unixServer.addr.transport, "unix");
+    const base = `http://127.0.0.1:${port}/unix`;
+    for (let i = 0; i < 3; i++) {
+      const res = await fetch(`${base}/hello?i=${i}`);
+      assert.equal(res.status, 200);
+      assert.equal(await res.text(), "GET /unix/hello");
+    }
+    const echo = await fetch(`${base}/echo`, {
+      method: "POST",
+      body: "over unix",
+    });
+    assert.equal(await echo.text(), "over unix");
+    // A unix socket's client has no port.
+    assert.deepEqual(seen.ports, [undefined, undefined, undefined, undefined]);
+  },
+);

@@ -120,16 +120,23 @@ YMO_EXTERN int ymo_server_set_option(ymo_server_t *server, int option,
 YMO_EXTERN int ymo_server_listen(ymo_server_t *server, const char *host,
                                  int port);
 
+/* Bind and listen on a unix domain socket at path, instead of host:port. A
+ * stale socket file (one nobody accepts on) is replaced; a live socket, or a
+ * file that is not a socket, is YMO_EADDRINUSE. The file gets the mode the
+ * umask gives, and is removed when the server stops listening. */
+YMO_EXTERN int ymo_server_listen_unix(ymo_server_t *server, const char *path);
+
 /* Use an already-listening socket (for example from systemd's LISTEN_FDS)
  * instead of ymo_server_listen(). The server owns fd from now on. */
 YMO_EXTERN int ymo_server_listen_fd(ymo_server_t *server, int fd);
 
-/* The bound port, or a negative error when not listening. */
+/* The bound port (0 on a unix socket), or a negative error when not
+ * listening. */
 YMO_EXTERN int ymo_server_port(ymo_server_t *server);
 
-/* The bound address as text ("127.0.0.1", "::") into buf (cap bytes, NUL
- * terminated); returns its length or a negative error. Useful for a socket
- * given with ymo_server_listen_fd(). */
+/* The bound address as text ("127.0.0.1", "::", or a unix socket's path)
+ * into buf (cap bytes, NUL terminated); returns its length or a negative
+ * error. Useful for a socket given with ymo_server_listen_fd(). */
 YMO_EXTERN int ymo_server_host(ymo_server_t *server, char *buf, int cap);
 
 /* Serve GET and HEAD requests for `path` (a NUL-terminated request target,

@@ -10,6 +10,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include "server.h"
@@ -115,6 +117,13 @@ int ymo_server_listen_fd(ymo_server_t *srv, int fd) {
   if (flags < 0 || fcntl(fd, F_SETFL, flags | O_NONBLOCK) != 0) return -errno;
   fcntl(fd, F_SETFD, FD_CLOEXEC);
   srv->listen_fd = fd;
+  if (ss.ss_family == AF_UNIX) {
+    const struct sockaddr_un *un = (const struct sockaddr_un *)&ss;
+    srv->port = 0;
+    snprintf(srv->host, sizeof(srv->host), "%.107s",
+             un->sun_path[0] != '\0' ? un->sun_path : "unix");
+    return 0;
+  }
   const void *addr;
   if (ss.ss_family == AF_INET6) {
     srv->port = ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
@@ -152,6 +161,49 @@ int ymo_server_listen(ymo_server_t *srv, const char *host, int port) {
   }
   freeaddrinfo(res);
   return err;
+}
+
+/* Whether the file at addr's path is a stale socket (nothing accepts on it:
+ * left by a process that died): 1, and the caller may replace it; 0 for a
+ * live socket or no file; -1 for a file that is not a socket. */
+static int stale_socket(const struct sockaddr_un *addr) {
+  struct stat st;
+  if (lstat(addr->sun_path, &st) != 0) return 0;
+  if (!S_ISSOCK(st.st_mode)) return -1; /* Not ours to remove. */
+  int probe = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (probe < 0) return -1;
+  int rc = connect(probe, (const struct sockaddr *)addr, sizeof(*addr));
+  int err = errno;
+  close(probe);
+  return rc != 0 && err == ECONNREFUSED ? 1 : 0;
+}
+
+int ymo_server_listen_unix(ymo_server_t *srv, const char *path) {
+  struct sockaddr_un addr = {.sun_family = AF_UNIX};
+  if (srv == NULL || path == NULL || path[0] == '\0' ||
+      strlen(path) >= sizeof(addr.sun_path) || srv->listen_fd >= 0 ||
+      srv->thread_started)
+    return YMO_EINVAL;
+  memcpy(addr.sun_path, path, strlen(path) + 1);
+  int stale = stale_socket(&addr);
+  if (stale < 0) return YMO_EADDRINUSE;
+  if (stale == 1) unlink(path);
+  int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (fd < 0) return -errno;
+  if (bind(fd, (const struct sockaddr *)&addr, sizeof(addr)) != 0 ||
+      listen(fd, (int)YMO_OPT(srv, BACKLOG)) != 0) {
+    int err = -errno;
+    close(fd);
+    return err;
+  }
+  int err = ymo_server_listen_fd(srv, fd);
+  if (err != 0) {
+    close(fd);
+    unlink(path);
+    return err;
+  }
+  srv->unix_owned = true;
+  return 0;
 }
 
 /* Both read what was saved when the socket was bound: the loop thread
@@ -199,6 +251,7 @@ static void close_listener(ymo_server_t *srv) {
     ev_io_stop(srv->loop, &srv->accept_watcher);
     close(srv->listen_fd);
     srv->listen_fd = -1;
+    if (srv->unix_owned) unlink(srv->host);
   }
 }
 
@@ -355,7 +408,10 @@ int ymo_server_stop(ymo_server_t *srv) {
 void ymo_server_free(ymo_server_t *srv) {
   if (srv == NULL) return;
   ymo_server_stop(srv);
-  if (srv->listen_fd >= 0) close(srv->listen_fd);
+  if (srv->listen_fd >= 0) {
+    close(srv->listen_fd);
+    if (srv->unix_owned) unlink(srv->host);
+  }
   for (int i = 0; i < srv->n_workers; i++) {
     ymo__worker_destroy(srv->workers[i]);
     free(srv->workers[i]);

@@ -15,7 +15,9 @@ struct ymo_server {
 
   int listen_fd;
   int port;                    /* Saved at listen; never changes after. */
-  char host[64];               /* The bound address as text, likewise. */
+  char host[108];              /* The bound address (or unix path), likewise. */
+  bool unix_owned;             /* host is a socket file ymo made: removed
+                                  when the listener closes. */
   ev_io accept_watcher;
   ev_async control;            /* Shutdown and stop requests. */
   ev_timer grace_timer;
