@@ -34,5 +34,6 @@ export type {
   ServeInit,
   ServeOptions,
   SocketAddress,
+  UnixAddr,
 } from "./server/_options.ts";
 export type { Pointer } from "./ffi/_types.ts";
