@@ -128,6 +128,7 @@ export const Option = {
   REUSE_PORT: 9,
   MAX_PIPELINE: 10,
   STREAM_BODY_MIN: 11,
+  COMPRESSION: 12,
 } as const;
 
 /** Flags of ymo_worker_respond() and ymo_worker_response_body_append(). */

@@ -177,6 +177,16 @@ export interface ServeOptions {
    */
   reusePort?: boolean;
   /**
+   * Compress responses by the request's `Accept-Encoding` (br, gzip or
+   * deflate), as `Deno.serve`'s option of the same name: in C, for
+   * compressible types (text, JSON, JavaScript, XML, SVG, wasm, ...) of at
+   * least 64 bytes, unless the response has `Content-Encoding`,
+   * `Content-Range` or `Cache-Control: no-transform`. Streamed bodies are
+   * compressed as they stream; `static` routes once, at start.
+   * @default {false}
+   */
+  automaticCompression?: boolean;
+  /**
    * Fixed responses served by the native loop thread itself, without
    * calling into JavaScript: request target (path and query, matched
    * exactly) to Response, for GET and HEAD, like Bun's `static`. Their
@@ -226,7 +236,6 @@ const NOT_YET: Record<string, string> = {
   tls: "TLS is not supported yet",
   websocket: "WebSocket is not supported yet",
   routes: "routes are not supported yet (use `static` for fixed responses)",
-  automaticCompression: "automatic compression is not supported yet",
   development: "Bun's development mode is not supported",
 };
 
@@ -252,6 +261,7 @@ const KNOWN = new Set([
   "maxPipelineDepth",
   "backlog",
   "reusePort",
+  "automaticCompression",
   "static",
   "fd",
   "workers",
@@ -413,6 +423,12 @@ export function validateOptions(options: ServeOptions): void {
     options.reusePort !== undefined && typeof options.reusePort !== "boolean"
   ) {
     throw new TypeError("Invalid reusePort: expected a boolean");
+  }
+  if (
+    options.automaticCompression !== undefined &&
+    typeof options.automaticCompression !== "boolean"
+  ) {
+    throw new TypeError("Invalid automaticCompression: expected a boolean");
   }
   if (
     options.fd !== undefined &&

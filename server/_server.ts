@@ -110,6 +110,12 @@ export class Server {
           "Cannot set reusePort",
         );
       }
+      if (options.automaticCompression) {
+        check(
+          lib.ymo_server_set_option(pointer, Option.COMPRESSION, 1n),
+          "Cannot set automaticCompression",
+        );
+      }
       if (options.path !== undefined) {
         checkSystem(
           lib.ymo_server_listen_unix(

@@ -97,7 +97,10 @@ typedef struct ymo_exchange ymo_exchange_t;
   /* Request bodies up to this many bytes reach JS whole, in the request   \
    * record; a larger one (by Content-Length, or a chunked one once it has \
    * passed this size) is handed over as it arrives (YMO_REQF_STREAM). */ \
-  X(STREAM_BODY_MIN, 11, 65536)
+  X(STREAM_BODY_MIN, 11, 65536)                                             \
+  /* Compress responses (gzip, deflate, br) by the request's              \
+   * Accept-Encoding, where the response allows it (0 or 1). */            \
+  X(COMPRESSION, 12, 0)
 
 enum ymo_option {
 #define YMO__OPT_ENUM(name, value, dflt) YMO_OPT_##name = value,

@@ -97,6 +97,9 @@ struct ymo_exchange {
   bool resp_chunked;
   bool resp_no_body;
   bool resp_close;
+  /* The coder of a compressed streamed response (compress.h), freed when
+   * the slot is finished. */
+  struct ymo_compressor *resp_coder;
   /* Bytes handed to L and not yet written, for backpressure (L decrements). */
   atomic_llong unwritten;
   /* Set by the JS thread when it waits for the response to drain; L clears
@@ -142,6 +145,9 @@ bool ymo__record_field_append(ymo_exchange_t *ex, size_t at, bool value,
 void ymo__record_field_get(const ymo_exchange_t *ex, size_t at,
                            const char **name, uint32_t *name_len,
                            const char **value, uint32_t *value_len);
+/* The header entry after the one at `at` (start with 0 for the first), or
+ * 0 after the last; for reading a request's fields in C. */
+size_t ymo__record_field_next(const ymo_exchange_t *ex, size_t at);
 /* The method bytes, right after the fixed part. */
 const uint8_t *ymo__record_method(const ymo_exchange_t *ex);
 /* Writes the fixed part of ex's record and pads it; false when out of

@@ -70,6 +70,15 @@ void ymo__record_field_get(const ymo_exchange_t *ex, size_t at,
   *value = *name + *name_len;
 }
 
+size_t ymo__record_field_next(const ymo_exchange_t *ex, size_t at) {
+  if (ex->n_headers == 0) return 0;
+  if (at == 0) return ex->headers_start;
+  const uint8_t *entry = ex->req + at;
+  size_t next = at + YMO_REQ_FIELD_SIZE + GET(entry, field_name_len) +
+                GET(entry, field_value_len);
+  return next < ex->body_start ? next : 0;
+}
+
 const uint8_t *ymo__record_method(const ymo_exchange_t *ex) {
   return ex->req + YMO_REQ_FIXED_SIZE;
 }

@@ -356,6 +356,9 @@ int ymo_server_start(ymo_server_t *srv) {
   else if (srv->listen_fd < 0)
     err = YMO_ENOTCONN;
   if (err == 0) {
+    /* Before L exists: every JS thread sees it through lock_in. */
+    for (int i = 0; i < srv->n_workers; i++)
+      srv->workers[i]->compress = srv->options[YMO_OPT_COMPRESSION] != 0;
     ev_async_init(&srv->control, on_control);
     srv->control.data = srv;
     ev_async_start(srv->loop, &srv->control);

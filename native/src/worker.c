@@ -16,7 +16,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
+#include "compress.h"
 #include "worker.h"
 
 /* queue_in holds exchanges, and items about exchanges JS holds, told apart
@@ -392,10 +394,83 @@ static void push_out(ymo_worker_t *w, ymo_out_t *out) {
   ev_async_send(w->loop, &w->event_out);
 }
 
-/* Moves the slot's reference to a final output piece (or drops it). */
+/* Moves the slot's reference to a final output piece (or drops it). A
+ * streamed response's coder ends with it, finished or not. */
 static void finish_slot(ymo_worker_t *w, ymo_exchange_t *ex) {
   slot_free(w, ex->slot);
   ex->resp_state = 2;
+  ymo__compressor_free(ex->resp_coder);
+  ex->resp_coder = NULL;
+}
+
+/* The coding the request's Accept-Encoding fields ask for. The record is
+ * immutable once queued, so this JS thread may read it. */
+static int request_coding(const ymo_exchange_t *ex) {
+  ymo_accept_t accept;
+  ymo__accept_init(&accept);
+  for (size_t at = ymo__record_field_next(ex, 0); at != 0;
+       at = ymo__record_field_next(ex, at)) {
+    const char *name, *value;
+    uint32_t name_len, value_len;
+    ymo__record_field_get(ex, at, &name, &name_len, &value, &value_len);
+    if (name_len == 15 && strncasecmp(name, "accept-encoding", 15) == 0)
+      ymo__accept_add(&accept, value, value_len);
+  }
+  return ymo__accept_pick(&accept);
+}
+
+/* Automatic compression (YMO_OPT_COMPRESSION) of a response about to
+ * start, on the JS thread, where the body already is in C's hands and L
+ * stays free for I/O. A response with a body gets Vary: Accept-Encoding
+ * (as with Deno.serve, compressed or not, so a cache keeps the variants
+ * apart); a compressible one (compress.h) the client accepts a coding for
+ * is compressed: a fixed body at once (unless shorter than
+ * YMO__COMPRESS_MIN), a streamed one piece by piece through a coder kept in
+ * ex->resp_coder. r is pointed at the new header lines and body; the
+ * caller frees *fields and *body once r is built. Returns 0 or
+ * YMO_ENOMEM. */
+static int compress_start(ymo_exchange_t *ex, ymo_response_t *r,
+                          uint8_t **fields, uint8_t **body) {
+  *fields = *body = NULL;
+  if (r->status == 204 || r->status == 304 || (r->done && r->body_len == 0))
+    return 0;
+  ymo_compress_plan_t plan;
+  ymo__compress_plan(&plan, r->status, r->fields, r->fields_len);
+  int coding = YMO__CODING_NONE;
+  if (plan.eligible && !r->head &&
+      (!r->done || r->body_len >= YMO__COMPRESS_MIN))
+    coding = request_coding(ex);
+  const uint8_t *out = r->body;
+  size_t out_len = r->body_len;
+  if (coding != YMO__CODING_NONE && r->done) {
+    *body = ymo__compress_all(coding, r->body, r->body_len, &out_len);
+    if (*body == NULL) return YMO_ENOMEM;
+    out = *body;
+  } else if (coding != YMO__CODING_NONE) {
+    ex->resp_coder = ymo__compressor_new(coding);
+    if (ex->resp_coder == NULL ||
+        ymo__compressor_run(ex->resp_coder, r->body, r->body_len, false, &out,
+                            &out_len) != 0) {
+      ymo__compressor_free(ex->resp_coder);
+      ex->resp_coder = NULL;
+      return YMO_ENOMEM;
+    }
+  }
+  size_t fields_len;
+  *fields = ymo__compress_fields(r->fields, r->fields_len, coding,
+                                 plan.vary_has, &fields_len);
+  if (*fields == NULL) {
+    free(*body);
+    *body = NULL;
+    ymo__compressor_free(ex->resp_coder);
+    ex->resp_coder = NULL;
+    return YMO_ENOMEM;
+  }
+  r->fields = *fields;
+  r->fields_len = fields_len;
+  r->body = out;
+  r->body_len = out_len;
+  return 0;
 }
 
 int ymo_worker_respond(ymo_worker_t *w, uint32_t id, uint32_t gen, int status,
@@ -427,9 +502,20 @@ int ymo_worker_respond(ymo_worker_t *w, uint32_t id, uint32_t gen, int status,
                (flags & YMO_RESP_CLOSE) ||
                atomic_load_explicit(w->draining, memory_order_relaxed),
   };
+  uint8_t *own_fields = NULL, *own_body = NULL;
+  if (w->compress) {
+    int err = compress_start(ex, &r, &own_fields, &own_body);
+    if (err != 0) return err;
+  }
   ymo_out_t *out;
   int err = ymo__response_start(&r, &w->date, ex, &out);
-  if (err != 0) return err;
+  free(own_fields);
+  free(own_body);
+  if (err != 0) {
+    ymo__compressor_free(ex->resp_coder);
+    ex->resp_coder = NULL;
+    return err;
+  }
   ex->resp_chunked = r.chunked;
   ex->resp_no_body = r.no_body;
   ex->resp_close = r.close;
@@ -458,6 +544,14 @@ int32_t ymo_worker_response_body_append(ymo_worker_t *w, uint32_t id,
     return YMO_EPIPE;
   }
   size_t send = ex->resp_no_body ? 0 : (size_t)body_len;
+  if (ex->resp_coder != NULL) {
+    /* Compressed and flushed, so what JS appended goes out now. */
+    const uint8_t *coded;
+    int err = ymo__compressor_run(ex->resp_coder, body, (size_t)body_len,
+                                  done, &coded, &send);
+    if (err != 0) return err;
+    body = coded;
+  }
   int out_flags = (done ? YMO_RESP_DONE : 0) |
                   (ex->resp_close ? YMO_RESP_CLOSE : 0);
   ymo_out_t *out =
@@ -543,6 +637,8 @@ static void answer_held(ymo_worker_t *w) {
 static void release_slots(ymo_worker_t *w) {
   for (uint32_t i = 0; i < w->n_slots; i++) {
     if (w->slots[i].exchange != NULL) {
+      ymo__compressor_free(w->slots[i].exchange->resp_coder);
+      w->slots[i].exchange->resp_coder = NULL;
       ymo__exchange_unref(w->slots[i].exchange);
       slot_free(w, i);
     }

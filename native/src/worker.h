@@ -68,6 +68,8 @@ struct ymo_worker {
   struct ev_loop *loop;
   /* The server's "shutting down" flag: responses then close. */
   const atomic_int *draining;
+  /* YMO_OPT_COMPRESSION, set before L starts and read-only after. */
+  bool compress;
 
   /* Counters for YMO_STATS=1 (printed when the server is freed): waits and
    * takes by the JS thread, exchanges taken, drains of queue_out by L. */
