@@ -321,3 +321,51 @@ for (const coding of ["gzip", "br", "deflate"]) {
     });
   });
 }
+
+test("automaticCompression: static routes are compressed once, picked per request", async () => {
+  let calls = 0;
+  const server = serve({
+    port: 0,
+    hostname: "127.0.0.1",
+    onListen() {},
+    automaticCompression: true,
+    static: {
+      "/page": text(TEXT, { headers: { etag: '"p1"' } }),
+      "/tiny": text("tiny"),
+      "/png": text(TEXT, { headers: { "content-type": "image/png" } }),
+    },
+  }, () => {
+    calls++;
+    return new Response("dynamic");
+  });
+  try {
+    // The server starts once its static bodies are read: wait for it.
+    let res: RawResponse | undefined;
+    for (let i = 0; i < 100; i++) {
+      res = await get(server.port, "/page", "gzip");
+      if (res.get("content-encoding") !== null) break;
+      await delay(10);
+    }
+    assertCoded(res!, "gzip");
+    assert.equal(res!.get("vary"), "Accept-Encoding");
+    assert.equal(res!.get("etag"), 'W/"p1"');
+    assertCoded(await get(server.port, "/page", "gzip, deflate, br"), "br");
+    assertCoded(await get(server.port, "/page", "deflate"), "deflate");
+    const plain = await get(server.port, "/page", "gzip;q=0");
+    assertCoded(plain, null);
+    assert.equal(plain.get("vary"), "Accept-Encoding");
+    assert.equal(plain.get("etag"), '"p1"');
+    assertCoded(await get(server.port, "/page"), null);
+    const head = await get(server.port, "/page", "gzip", "HEAD");
+    assert.equal(head.get("content-encoding"), null);
+    assert.equal(head.get("content-length"), String(TEXT.length));
+    assert.equal(head.get("vary"), "Accept-Encoding");
+    const tiny = await get(server.port, "/tiny", "gzip");
+    assert.equal(tiny.get("content-encoding"), null);
+    assert.equal(tiny.text(), "tiny");
+    assertCoded(await get(server.port, "/png", "gzip"), null);
+    assert.equal(calls, 0);
+  } finally {
+    await server.shutdown();
+  }
+});

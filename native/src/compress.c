@@ -124,6 +124,20 @@ int ymo__accept_pick(const ymo_accept_t *a) {
   return best;
 }
 
+int ymo__compress_request_coding(const ymo_exchange_t *ex) {
+  ymo_accept_t accept;
+  ymo__accept_init(&accept);
+  for (size_t at = ymo__record_field_next(ex, 0); at != 0;
+       at = ymo__record_field_next(ex, at)) {
+    const char *name, *value;
+    uint32_t name_len, value_len;
+    ymo__record_field_get(ex, at, &name, &name_len, &value, &value_len);
+    if (token_is(name, name_len, "accept-encoding"))
+      ymo__accept_add(&accept, value, value_len);
+  }
+  return ymo__accept_pick(&accept);
+}
+
 /* ------------------------------------------------------------------------ */
 /* The plan.                                                                */
 
@@ -440,6 +454,37 @@ int ymo__compressor_run(ymo_compressor_t *c, const uint8_t *in, size_t len,
   *out = c->buf;
   *out_len = n;
   return 0;
+}
+
+int ymo__compressor_once(ymo_compressor_t *c, const uint8_t *in, size_t len,
+                         const uint8_t **out, size_t *out_len) {
+  size_t n = 0;
+  if (c->coding == YMO__CODING_BR) {
+    /* One call, its state freed before it returns: nothing to keep. */
+    n = BrotliEncoderMaxCompressedSize(len);
+    if (n == 0 || !grow(&c->buf, &c->cap, n)) return YMO_ENOMEM;
+    if (!BrotliEncoderCompress(BROTLI_QUALITY, BROTLI_WINDOW,
+                               BROTLI_MODE_GENERIC, len, in, &n, c->buf))
+      return YMO_EINVAL;
+  } else {
+    if (deflateReset(&c->z) != Z_OK ||
+        !grow(&c->buf, &c->cap, deflateBound(&c->z, (uLong)len) + 32))
+      return YMO_ENOMEM;
+    int err = zlib_run(&c->z, in, len, Z_FINISH, &c->buf, &c->cap, &n);
+    if (err != 0) return err;
+  }
+  c->ended = false;
+  *out = c->buf;
+  *out_len = n;
+  return 0;
+}
+
+void ymo__compressor_trim(ymo_compressor_t *c) {
+  if (c != NULL && c->cap > 256 * 1024) {
+    free(c->buf);
+    c->buf = NULL;
+    c->cap = 0;
+  }
 }
 
 void ymo__compressor_free(ymo_compressor_t *c) {

@@ -68,6 +68,11 @@ typedef struct ymo_static_route {
   size_t headers_len;
   uint8_t *body;
   size_t body_len;
+  /* With YMO_OPT_COMPRESSION (ymo__routes_compress): the route as sent for
+   * each coding, by enum ymo_coding, made once at start; [NONE] is the
+   * route with Vary added, and a coding the route cannot have is all zero.
+   * NULL when the option is off or the route has no body. */
+  struct ymo_static_route *coded;
 } ymo_static_route_t;
 
 typedef struct ymo_routes {
@@ -81,6 +86,13 @@ int ymo__routes_add(ymo_routes_t *routes, const char *path, int status,
 /* The route for a request target, or NULL. */
 const ymo_static_route_t *ymo__routes_find(const ymo_routes_t *routes,
                                            const uint8_t *target, size_t len);
+/* With YMO_OPT_COMPRESSION, before L starts: makes every route's coded
+ * variants (compress.h). Returns 0 or YMO_ENOMEM. */
+int ymo__routes_compress(ymo_routes_t *routes);
+/* On L: the variant of route (which may be NULL) that ex's request gets by
+ * its Accept-Encoding; route itself when it has none. */
+const ymo_static_route_t *ymo__routes_pick(const ymo_static_route_t *route,
+                                           const ymo_exchange_t *ex);
 void ymo__routes_free(ymo_routes_t *routes);
 
 /* ---------------------------------------------------------------------------

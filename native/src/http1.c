@@ -33,8 +33,10 @@ static const ymo_static_route_t *static_route_for(ymo_session_t *s,
   const uint8_t *method = ymo__record_method(ex);
   bool get = ps->method_len == 3 && memcmp(method, "GET", 3) == 0;
   if (!get && !(ex->req_flags & YMO_REQF_HEAD)) return NULL;
-  return ymo__routes_find(s->conns->routes, method + ps->method_len,
-                          ps->url_len);
+  return ymo__routes_pick(ymo__routes_find(s->conns->routes,
+                                           method + ps->method_len,
+                                           ps->url_len),
+                          ex);
 }
 
 /* Makes out the whole of ex's response, written by L. */

@@ -357,8 +357,13 @@ int ymo_server_start(ymo_server_t *srv) {
     err = YMO_ENOTCONN;
   if (err == 0) {
     /* Before L exists: every JS thread sees it through lock_in. */
+    bool compress = srv->options[YMO_OPT_COMPRESSION] != 0;
     for (int i = 0; i < srv->n_workers; i++)
-      srv->workers[i]->compress = srv->options[YMO_OPT_COMPRESSION] != 0;
+      srv->workers[i]->compress = compress;
+    /* Static routes are compressed here, once per coding. */
+    if (compress) err = ymo__routes_compress(&srv->routes);
+  }
+  if (err == 0) {
     ev_async_init(&srv->control, on_control);
     srv->control.data = srv;
     ev_async_start(srv->loop, &srv->control);

@@ -16,7 +16,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 
 #include "compress.h"
 #include "worker.h"
@@ -109,6 +108,7 @@ void ymo__worker_destroy(ymo_worker_t *w) {
   }
   release_slots(w);
   free(w->slots);
+  for (int c = 0; c < YMO__N_CODINGS; c++) ymo__compressor_free(w->once[c]);
   ymo__out_pool_destroy(&w->spares);
   pthread_cond_destroy(&w->ready_in);
   pthread_mutex_destroy(&w->lock_out);
@@ -403,22 +403,6 @@ static void finish_slot(ymo_worker_t *w, ymo_exchange_t *ex) {
   ex->resp_coder = NULL;
 }
 
-/* The coding the request's Accept-Encoding fields ask for. The record is
- * immutable once queued, so this JS thread may read it. */
-static int request_coding(const ymo_exchange_t *ex) {
-  ymo_accept_t accept;
-  ymo__accept_init(&accept);
-  for (size_t at = ymo__record_field_next(ex, 0); at != 0;
-       at = ymo__record_field_next(ex, at)) {
-    const char *name, *value;
-    uint32_t name_len, value_len;
-    ymo__record_field_get(ex, at, &name, &name_len, &value, &value_len);
-    if (name_len == 15 && strncasecmp(name, "accept-encoding", 15) == 0)
-      ymo__accept_add(&accept, value, value_len);
-  }
-  return ymo__accept_pick(&accept);
-}
-
 /* Automatic compression (YMO_OPT_COMPRESSION) of a response about to
  * start, on the JS thread, where the body already is in C's hands and L
  * stays free for I/O. A response with a body gets Vary: Accept-Encoding
@@ -426,26 +410,29 @@ static int request_coding(const ymo_exchange_t *ex) {
  * apart); a compressible one (compress.h) the client accepts a coding for
  * is compressed: a fixed body at once (unless shorter than
  * YMO__COMPRESS_MIN), a streamed one piece by piece through a coder kept in
- * ex->resp_coder. r is pointed at the new header lines and body; the
- * caller frees *fields and *body once r is built. Returns 0 or
- * YMO_ENOMEM. */
-static int compress_start(ymo_exchange_t *ex, ymo_response_t *r,
-                          uint8_t **fields, uint8_t **body) {
-  *fields = *body = NULL;
+ * ex->resp_coder. r is pointed at the new header lines (in *fields, which
+ * the caller frees once r is built) and body (in a coder's buffer, valid
+ * until the next response). Returns 0 or YMO_ENOMEM. */
+static int compress_start(ymo_worker_t *w, ymo_exchange_t *ex,
+                          ymo_response_t *r, uint8_t **fields) {
+  *fields = NULL;
   if (r->status == 204 || r->status == 304 || (r->done && r->body_len == 0))
     return 0;
   ymo_compress_plan_t plan;
   ymo__compress_plan(&plan, r->status, r->fields, r->fields_len);
   int coding = YMO__CODING_NONE;
+  /* The record is immutable once queued, so this JS thread may read it. */
   if (plan.eligible && !r->head &&
       (!r->done || r->body_len >= YMO__COMPRESS_MIN))
-    coding = request_coding(ex);
+    coding = ymo__compress_request_coding(ex);
   const uint8_t *out = r->body;
   size_t out_len = r->body_len;
   if (coding != YMO__CODING_NONE && r->done) {
-    *body = ymo__compress_all(coding, r->body, r->body_len, &out_len);
-    if (*body == NULL) return YMO_ENOMEM;
-    out = *body;
+    if (w->once[coding] == NULL) w->once[coding] = ymo__compressor_new(coding);
+    if (w->once[coding] == NULL ||
+        ymo__compressor_once(w->once[coding], r->body, r->body_len, &out,
+                             &out_len) != 0)
+      return YMO_ENOMEM;
   } else if (coding != YMO__CODING_NONE) {
     ex->resp_coder = ymo__compressor_new(coding);
     if (ex->resp_coder == NULL ||
@@ -460,8 +447,6 @@ static int compress_start(ymo_exchange_t *ex, ymo_response_t *r,
   *fields = ymo__compress_fields(r->fields, r->fields_len, coding,
                                  plan.vary_has, &fields_len);
   if (*fields == NULL) {
-    free(*body);
-    *body = NULL;
     ymo__compressor_free(ex->resp_coder);
     ex->resp_coder = NULL;
     return YMO_ENOMEM;
@@ -502,15 +487,17 @@ int ymo_worker_respond(ymo_worker_t *w, uint32_t id, uint32_t gen, int status,
                (flags & YMO_RESP_CLOSE) ||
                atomic_load_explicit(w->draining, memory_order_relaxed),
   };
-  uint8_t *own_fields = NULL, *own_body = NULL;
+  uint8_t *own_fields = NULL;
   if (w->compress) {
-    int err = compress_start(ex, &r, &own_fields, &own_body);
+    int err = compress_start(w, ex, &r, &own_fields);
     if (err != 0) return err;
   }
   ymo_out_t *out;
   int err = ymo__response_start(&r, &w->date, ex, &out);
-  free(own_fields);
-  free(own_body);
+  if (own_fields != NULL) {
+    free(own_fields);
+    for (int c = 0; c < YMO__N_CODINGS; c++) ymo__compressor_trim(w->once[c]);
+  }
   if (err != 0) {
     ymo__compressor_free(ex->resp_coder);
     ex->resp_coder = NULL;

@@ -10,6 +10,7 @@
 
 #include <ev.h>
 
+#include "compress.h"
 #include "response.h"
 
 /* Nodes preallocated per queue; past these the queue falls back to malloc. */
@@ -79,6 +80,8 @@ struct ymo_worker {
   ymo_out_pool_t spares;
 
   /* JS thread only. */
+  /* Coders reused for fixed bodies, one per coding, made on first use. */
+  ymo_compressor_t *once[YMO__N_CODINGS];
   ymo_slot_t *slots;
   uint32_t n_slots, first_free;
   ymo_date_t date;

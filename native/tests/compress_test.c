@@ -171,6 +171,20 @@ static void test_round_trip(void) {
     db_free(&back);
     free(z);
 
+    /* One coder, body after body (the worker's fixed-body coders). */
+    ymo_compressor_t *once = ymo__compressor_new(coding);
+    CHECK(once != NULL);
+    for (size_t n = text.len; n > 0; n /= 7) {
+      const uint8_t *out;
+      size_t out_len;
+      CHECK_OK(ymo__compressor_once(once, text.p, n, &out, &out_len));
+      dbuf_t again = {0};
+      inflate_all(out, out_len, &again, false);
+      CHECK(again.len == n && memcmp(again.p, text.p, n) == 0);
+      db_free(&again);
+    }
+    ymo__compressor_free(once);
+
     /* Streamed: each flushed piece inflates to what went in so far. */
     ymo_compressor_t *c = ymo__compressor_new(coding);
     CHECK(c != NULL);
@@ -208,6 +222,12 @@ static void test_round_trip(void) {
   CHECK(z != NULL && len > 0 && len < text.len / 10);
   free(z);
   ymo_compressor_t *c = ymo__compressor_new(YMO__CODING_BR);
+  const uint8_t *once_out;
+  size_t once_len;
+  CHECK_OK(ymo__compressor_once(c, text.p, text.len, &once_out, &once_len));
+  CHECK(once_len > 0 && once_len < text.len / 10);
+  ymo__compressor_free(c);
+  c = ymo__compressor_new(YMO__CODING_BR);
   const uint8_t *out;
   size_t out_len;
   CHECK(c != NULL);
