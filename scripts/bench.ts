@@ -18,7 +18,10 @@
 
 import { execFileSync } from "node:child_process";
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import http from "node:http";
 import { createServer } from "node:net";
+import { Buffer } from "node:buffer";
+import { gunzipSync } from "node:zlib";
 import os from "node:os";
 import { dirname, join, relative, resolve } from "node:path";
 import process from "node:process";
@@ -28,6 +31,7 @@ import {
   ECHO_BYTES,
   hashRounds,
   HELLO,
+  JSON_16K,
   STREAM_CHUNK,
   STREAM_CHUNKS,
 } from "./bench/_work.mjs";
@@ -86,6 +90,10 @@ interface Workload {
   check(base: string, cpuRounds: number): Promise<string | null>;
   /** Part of the default set (cpu waits for the scaling section). */
   byDefault: boolean;
+  /** Arguments every server is started with for this workload. */
+  serverArgs?: string[];
+  /** The peers that run it (default: every one); ymo always does. */
+  peers?: string[];
 }
 
 async function fetchBytes(url: string, init?: RequestInit) {
@@ -116,6 +124,33 @@ const encoder = new TextEncoder();
 const STREAM_BODY = new Uint8Array(STREAM_CHUNK.length * STREAM_CHUNKS);
 for (let i = 0; i < STREAM_CHUNKS; i++) {
   STREAM_BODY.set(STREAM_CHUNK, i * STREAM_CHUNK.length);
+}
+
+/** One GET of /json16k with Accept-Encoding: gzip, by node:http, which
+ * leaves the body as sent: it must be gzip and inflate to JSON_16K. */
+function checkGzipJson(base: string): Promise<string | null> {
+  return new Promise((resolve) => {
+    const req = http.get(`${base}/json16k`, {
+      headers: { "accept-encoding": "gzip" },
+      timeout: 10_000,
+    }, (res) => {
+      const parts: Buffer[] = [];
+      res.on("data", (part: Buffer) => parts.push(part));
+      res.on("end", () => {
+        if (res.statusCode !== 200) {
+          return resolve(`status ${res.statusCode}, expected 200`);
+        }
+        const coding = res.headers["content-encoding"];
+        if (coding !== "gzip") {
+          return resolve(`Content-Encoding ${coding}, expected gzip`);
+        }
+        const body = gunzipSync(Buffer.concat(parts));
+        resolve(expectBody(200, body, encoder.encode(JSON_16K)));
+      });
+    });
+    req.on("error", (e) => resolve(`request failed: ${e}`));
+    req.on("timeout", () => req.destroy(new Error("timed out")));
+  });
 }
 
 const WORKLOADS: Workload[] = [
@@ -180,6 +215,18 @@ const WORKLOADS: Workload[] = [
       const { status, body } = await fetchBytes(`${base}/stream`);
       return expectBody(status, body, STREAM_BODY);
     },
+  },
+  {
+    id: "json16k",
+    title:
+      "GET /json16k answering ~16 KiB of JSON, gzip-compressed (ymo and Deno.serve: automaticCompression; Bun.serve has none)",
+    short: "json16k: GET → 16 KiB JSON, gzip",
+    path: "/json16k",
+    script: join(BENCH_DIR, "bench/json16k.lua"),
+    byDefault: false,
+    serverArgs: ["--compress"],
+    peers: ["deno"],
+    check: checkGzipJson,
   },
   {
     id: "cpu",
@@ -349,18 +396,27 @@ const known = [
 const requested = pick("server", known, flags.servers, () => true)
   .filter((spec) => {
     // A server limited to some workloads runs only when one of them does.
-    if (!spec.workloads || workloads.some((w) => runs(spec, w))) return true;
+    if (workloads.some((w) => runs(spec, w))) return true;
     if (flags.servers !== undefined) {
       console.error(
-        `Leaving out ${spec.label}: it only runs ${spec.workloads.join(", ")}`,
+        `Leaving out ${spec.label}: ${
+          spec.workloads
+            ? `it only runs ${spec.workloads.join(", ")}`
+            : "none of the workloads asked for compares it"
+        }`,
       );
     }
     return false;
   });
 
 /** Whether `spec` runs `workload`. */
-function runs(spec: ServerSpec, workload: { id: string }): boolean {
-  return !spec.workloads || spec.workloads.includes(workload.id);
+function runs(
+  spec: ServerSpec,
+  workload: { id: string; peers?: string[] },
+): boolean {
+  if (spec.workloads && !spec.workloads.includes(workload.id)) return false;
+  return spec.kind === "ymo" || !workload.peers ||
+    workload.peers.includes(spec.id);
 }
 
 /** Writes results.md and results.svg for `input` into `dir`. */
@@ -693,6 +749,7 @@ async function measure(
     log,
     env,
     options.pin ? SERVER_CPU : undefined,
+    workload.serverArgs,
   );
   try {
     await waitReady(server, options.startTimeout * 1000);

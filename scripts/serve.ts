@@ -5,6 +5,10 @@
  *     deno run -A scripts/serve.ts [APP] [--port N] [--hostname H] [--workers N]
  *     bun scripts/serve.ts [APP] [--port N] [--hostname H] [--workers N]
  *
+ * `--compress` turns on automatic response compression
+ * (`automaticCompression`: gzip, deflate or br by the request's
+ * Accept-Encoding, in C).
+ *
  * The default export may also have `static: { "/path": Response }`: fixed
  * responses that the native loop thread answers without calling `fetch`
  * (`serve({ static })`). With `--workers`, the module is then imported on
@@ -28,7 +32,7 @@ import { resolve } from "node:path";
 import { serve, type ServeHandler } from "../mod.ts";
 
 const USAGE =
-  "Usage: serve.ts [APP] [--port N] [--hostname H] [--workers N] [--processes N]";
+  "Usage: serve.ts [APP] [--port N] [--hostname H] [--workers N] [--processes N] [--compress]";
 
 interface Args {
   app?: string;
@@ -37,6 +41,7 @@ interface Args {
   workers?: number;
   processes?: number;
   reusePort: boolean;
+  compress: boolean;
 }
 
 function parseArgs(argv: string[]): Args {
@@ -46,6 +51,7 @@ function parseArgs(argv: string[]): Args {
   let workers: string | undefined;
   let processes: string | undefined;
   let reusePort = false;
+  let compress = false;
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i];
     const [flag, inline] = arg.split("=", 2);
@@ -59,6 +65,7 @@ function parseArgs(argv: string[]): Args {
     else if (flag === "--workers" || flag === "-w") workers = value();
     else if (flag === "--processes") processes = value();
     else if (flag === "--reuse-port") reusePort = true;
+    else if (flag === "--compress") compress = true;
     else if (flag === "--help" || flag === "-h") {
       console.log(USAGE);
       process.exit(0);
@@ -92,6 +99,7 @@ function parseArgs(argv: string[]): Args {
     workers: workerCount,
     processes: processCount,
     reusePort,
+    compress,
   };
 }
 
@@ -199,6 +207,7 @@ async function main(): Promise<void> {
     port: args.port,
     hostname: args.hostname,
     reusePort: args.reusePort,
+    automaticCompression: args.compress,
     fd: inheritedSocket(),
     ...(app.static === undefined ? {} : { static: app.static }),
   };

@@ -235,8 +235,8 @@ export interface Running {
 
 /**
  * Starts `spec` on `port`, on the CPUs `cpus` only if given (taskset -c,
- * which execs the server, so its pid is the server's); the process leads its
- * own group.
+ * which execs the server, so its pid is the server's), with a workload's
+ * `extraArgs` after its own; the process leads its own group.
  */
 export function startServer(
   spec: ServerSpec,
@@ -246,8 +246,9 @@ export function startServer(
   log: string,
   env: Record<string, string>,
   cpus?: string,
+  extraArgs: string[] = [],
 ): Running {
-  const serverCommand = spec.command(paths, port, workers);
+  const serverCommand = [...spec.command(paths, port, workers), ...extraArgs];
   const [command, ...args] = cpus === undefined
     ? serverCommand
     : ["taskset", "-c", cpus, ...serverCommand];

@@ -17,6 +17,27 @@ export const STREAM_CHUNK = new Uint8Array(16 * 1024).fill(0x62);
 /** Chunks per `/stream` response: 64 x 16 KiB = 1 MiB. */
 export const STREAM_CHUNKS = 64;
 
+/**
+ * Body of `GET /json16k`: about 16 KiB of JSON, records with varied fields
+ * as an API would send them, so it compresses like real JSON (about 5:1),
+ * not like a run of one byte. Built once, the same on every server.
+ */
+export const JSON_16K = (() => {
+  const cities = ["Lisbon", "Osaka", "Quito", "Tromsø", "Accra", "Perth"];
+  const items = [];
+  for (let i = 0; JSON.stringify(items).length < 16 * 1024 - 160; i++) {
+    items.push({
+      id: i,
+      name: `user-${(i * 7919) % 10007}`,
+      email: `user${(i * 104729) % 99991}@example.org`,
+      city: cities[i % cities.length],
+      active: i % 3 !== 0,
+      score: Math.round(((i * 2654435761) % 100000) / 10) / 10,
+    });
+  }
+  return JSON.stringify(items);
+})();
+
 /** Size of `POST /echo` bodies sent by the benchmark (echo.lua). */
 export const ECHO_BYTES = 1024;
 

@@ -10,6 +10,8 @@
  * | `GET /static` | the same bytes, from `static` where the server can  |
  * | `POST /echo`  | the request body                                    |
  * | `GET /16k`    | 16 KiB                                              |
+ * | `GET /json16k`| ~16 KiB of JSON (compressed where the server is    |
+ * |               | started with compression: `--compress`)             |
  * | `GET /stream` | 1 MiB as a ReadableStream of 64 chunks of 16 KiB    |
  * | `GET /cpu`    | hex SHA-256 after ~200 us of synchronous hashing    |
  *
@@ -25,12 +27,14 @@ import {
   BODY_16K,
   cpuWork,
   HELLO,
+  JSON_16K,
   STREAM_CHUNK,
   STREAM_CHUNKS,
 } from "./_work.mjs";
 
 const BINARY = { "content-type": "application/octet-stream" };
 const TEXT = { "content-type": "text/plain;charset=UTF-8" };
+const JSON_TYPE = { "content-type": "application/json" };
 
 /** The path of an absolute request URL, without the query. */
 function pathOf(url: string): string {
@@ -75,6 +79,8 @@ export default {
         return echo(req);
       case "/16k":
         return new Response(BODY_16K, { headers: BINARY });
+      case "/json16k":
+        return new Response(JSON_16K, { headers: JSON_TYPE });
       case "/stream":
         return new Response(stream(), { headers: BINARY });
       case "/cpu":

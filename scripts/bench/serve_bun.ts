@@ -4,6 +4,9 @@
  *
  *   bun scripts/bench/serve_bun.ts --port 8000 [--hostname H] [--workers N]
  *
+ * Bun.serve has no automatic compression, so `--compress` is refused rather
+ * than silently measured uncompressed.
+ *
  * With --workers N > 1 this process starts N - 1 copies of itself and every
  * copy listens with `reusePort`, Bun's documented way to use several cores.
  *
@@ -34,6 +37,10 @@ function option(name: string, fallback: string): string {
 const port = Number(option("port", "8000"));
 const hostname = option("hostname", "127.0.0.1");
 const workers = Number(option("workers", "1"));
+if (process.argv.includes("--compress")) {
+  console.error("Bun.serve has no automatic response compression");
+  process.exit(2);
+}
 
 if (workers > 1 && process.env.YMO_BENCH_CHILD !== "1") {
   for (let i = 1; i < workers; i++) {

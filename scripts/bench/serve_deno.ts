@@ -3,7 +3,10 @@
  * has no static routes, so app.fetch answers `/static` as well.
  *
  *   deno run -A scripts/bench/serve_deno.ts --port 8000 [--hostname H]
- *                                           [--workers N]
+ *                                           [--workers N] [--compress]
+ *
+ * --compress turns on Deno.serve's `automaticCompression` (opt-in since
+ * Deno 2.9).
  *
  * With --workers N > 1 this process starts N - 1 copies of itself and every
  * copy listens with `reusePort`, so the kernel spreads connections over N
@@ -23,6 +26,7 @@ const port = Number(option("port", "8000"));
 const hostname = option("hostname", "127.0.0.1");
 const workers = Number(option("workers", "1"));
 const child = Deno.env.get("YMO_BENCH_CHILD") === "1";
+const compress = Deno.args.includes("--compress");
 
 if (workers > 1 && !child) {
   for (let i = 1; i < workers; i++) {
@@ -44,5 +48,6 @@ Deno.serve({
   port,
   hostname,
   reusePort: workers > 1,
+  automaticCompression: compress,
   onListen() {},
 }, app.fetch);
