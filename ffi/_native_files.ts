@@ -15,6 +15,8 @@ export const NATIVE_FILES: readonly string[] = [
   "native/CMakeLists.txt",
   "native/include/ymo.h",
   "native/src/base.h",
+  "native/src/compress.c",
+  "native/src/compress.h",
   "native/src/conn.c",
   "native/src/conn.h",
   "native/src/exchange.c",
