@@ -369,3 +369,110 @@ test("automaticCompression: static routes are compressed once, picked per reques
     await server.shutdown();
   }
 });
+
+// Deno's own serve tests on compression (tests/unit/serve_test.ts,
+// compressionTestCases): a streamed body of `length` bytes of 0x01 with the
+// handler's own Content-Length, and the coding each Accept-Encoding gets.
+const DENO_CASES: {
+  name: string;
+  length: number;
+  accept?: string;
+  out: Record<string, string>;
+  expect: string | null;
+}[] = [
+  { name: "Empty", length: 0, out: {}, expect: null },
+  { name: "EmptyAcceptGzip", length: 0, accept: "gzip", out: {}, expect: null },
+  { name: "Incompressible", length: 1024, out: {}, expect: null },
+  {
+    name: "IncompressibleAcceptGzip",
+    length: 1024,
+    accept: "gzip",
+    out: {},
+    expect: null,
+  },
+  {
+    name: "IncompressibleType",
+    length: 1024,
+    accept: "gzip",
+    out: { "Content-Type": "text/fake" },
+    expect: null,
+  },
+  ...([
+    ["CompressibleType", "gzip", "gzip"],
+    ["CompressibleType2", "gzip, deflate, br", "br"],
+    ["CompressibleType3", "br", "br"],
+    ["CompressibleTypeChrome", "gzip, deflate, br, zstd", "br"],
+    ["CompressibleTypeUnsupportedToken", "br, compress", "br"],
+    ["RefusedCompression", "br;q=0, gzip;q=0", null],
+    ["CompressionSubstring", "xbr, gzipx", null],
+    ["BadHeader", "\x81", null],
+  ] as const).map(([name, accept, expect]) => ({
+    name,
+    length: 1024,
+    accept,
+    out: { "Content-Type": "text/plain" },
+    expect,
+  })),
+  ...([
+    ["IncompressibleRange", { "Content-Range": "1" }],
+    ["IncompressibleCE", { "Content-Encoding": "random" }],
+    ["IncompressibleCC", { "Cache-Control": "no-transform" }],
+  ] as const).map(([name, extra]) => ({
+    name,
+    length: 1024,
+    accept: "gzip",
+    out: { "Content-Type": "text/plain", ...extra },
+    expect: null,
+  })),
+];
+
+test("automaticCompression: Deno.serve's compression cases", async () => {
+  let current = DENO_CASES[0];
+  const handler = () =>
+    new Response(
+      new ReadableStream({
+        start(c) {
+          if (current.length > 0) {
+            c.enqueue(new Uint8Array(current.length).fill(1));
+          }
+          c.close();
+        },
+      }),
+      {
+        headers: {
+          ...current.out,
+          "Content-Length": String(current.length),
+        },
+      },
+    );
+  await withServer(ON, handler, async (server) => {
+    for (const c of DENO_CASES) {
+      current = c;
+      const res = await get(server.port, "/", c.accept);
+      const what = `${c.name} (Accept-Encoding: ${c.accept})`;
+      assert.equal(res.status, 200, what);
+      assert.equal(
+        res.get("content-encoding"),
+        c.expect ?? c.out["Content-Encoding"] ?? null,
+        what,
+      );
+      if (c.out["Content-Encoding"] !== undefined) continue;
+      const body = c.expect === null ? res.body : zlibDecode(res);
+      assert.equal(body.length, c.length, what);
+      assert.ok(body.every((b) => b === 1), what);
+      if (res.get("content-length") !== null) {
+        assert.equal(res.get("content-length"), String(res.body.length), what);
+      }
+    }
+  });
+});
+
+/** The body decoded by its Content-Encoding, as bytes. */
+function zlibDecode(res: RawResponse): Uint8Array {
+  const coding = res.get("content-encoding");
+  return coding === "gzip"
+    ? zlib.gunzipSync(res.body)
+    : coding === "br"
+    ? zlib.brotliDecompressSync(res.body)
+    : zlib.inflateSync(res.body);
+}

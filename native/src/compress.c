@@ -141,31 +141,36 @@ int ymo__compress_request_coding(const ymo_exchange_t *ex) {
 /* ------------------------------------------------------------------------ */
 /* The plan.                                                                */
 
-/* Media types Deno's list (from jshttp/mime-db) marks compressible, by
- * pattern: text types but event streams, structured +json and +xml types, and
- * the common application/ and other ones below. */
+/* Media types Deno's list (from jshttp/mime-db) marks compressible: its
+ * text/ types, the common application/ and other ones below, and, by
+ * pattern, structured +json and +xml types (mime-db names most of those one
+ * by one; ymo takes the suffix for all of them). Other text/ types (an
+ * event stream, or an unknown one) are left alone, as Deno leaves them. */
 static const char *const compressible_types[] = {
-    "application/json",     "application/javascript",
-    "application/x-javascript", "application/ecmascript",
-    "application/xml",      "application/xml-dtd",
-    "application/wasm",     "application/x-www-form-urlencoded",
-    "application/rtf",      "application/toml",
-    "application/postscript", "application/x-sh",
-    "application/tar",      "application/x-tar",
-    "application/dart",     "application/x-httpd-php",
+    "text/cache-manifest", "text/calender", "text/cmd", "text/css",
+    "text/csv", "text/html", "text/javascript", "text/jsx", "text/less",
+    "text/markdown", "text/mdx", "text/n3", "text/plain", "text/richtext",
+    "text/rtf", "text/tab-separated-values", "text/uri-list", "text/vcard",
+    "text/vtt", "text/x-gwt-rpc", "text/x-jquery-tmpl", "text/x-markdown",
+    "text/x-org", "text/x-processing", "text/x-suse-ymp", "text/xml",
+    "text/yaml",
+    "application/json", "application/javascript",
+    "application/x-javascript", "application/ecmascript", "application/xml",
+    "application/xml-dtd", "application/wasm",
+    "application/x-www-form-urlencoded", "application/rtf",
+    "application/toml", "application/postscript", "application/x-sh",
+    "application/tar", "application/x-tar", "application/dart",
+    "application/vnd.dart", "application/x-httpd-php",
+    "application/x-ns-proxy-autoconfig", "application/raml+yaml",
     "application/vnd.ms-fontobject", "application/vnd.ms-opentype",
-    "font/otf",             "font/ttf",
-    "image/bmp",            "image/x-icon",
-    "image/x-ms-bmp",       "image/vnd.adobe.photoshop",
-    "message/rfc822",       "model/gltf-binary",
-    "x-shader/x-fragment",  "x-shader/x-vertex",
+    "font/otf", "font/ttf", "image/bmp", "image/x-icon", "image/x-ms-bmp",
+    "image/vnd.adobe.photoshop", "message/rfc822", "model/gltf-binary",
+    "x-shader/x-fragment", "x-shader/x-vertex",
 };
 
 static bool type_compressible(const char *v, size_t len) {
   size_t n = 0;
   while (n < len && v[n] != ';' && !is_ows(v[n])) n++;
-  if (n > 5 && strncasecmp(v, "text/", 5) == 0)
-    return !token_is(v, n, "text/event-stream");
   if ((n > 5 && strncasecmp(v + n - 5, "+json", 5) == 0) ||
       (n > 4 && strncasecmp(v + n - 4, "+xml", 4) == 0))
     return true;
@@ -270,6 +275,10 @@ uint8_t *ymo__compress_fields(const uint8_t *fields, size_t len, int coding,
       vary_done = true;
       continue;
     }
+    /* A length the app gave (for a HEAD, say) is the identity body's. */
+    if (coding != YMO__CODING_NONE &&
+        token_is(l.name, l.name_len, "content-length"))
+      continue;
     if (!etag_done && token_is(l.name, l.name_len, "etag") &&
         !(l.value_len >= 2 && l.value[0] == 'W' && l.value[1] == '/')) {
       static const char etag[] = "ETag: W/";

@@ -70,7 +70,8 @@ void ymo__compress_plan(ymo_compress_plan_t *plan, int status,
 
 /* The header lines a response goes out with: fields, with Vary naming
  * Accept-Encoding (merged into the first Vary, or added), and when coding
- * is not NONE a Content-Encoding line and the ETag made weak. Returns a
+ * is not NONE a Content-Encoding line, the ETag made weak, and any
+ * Content-Length line left out (it would be the identity body's). Returns a
  * malloc'd block and its length in *out_len, or NULL when out of memory. */
 uint8_t *ymo__compress_fields(const uint8_t *fields, size_t len, int coding,
                               bool vary_has, size_t *out_len);

@@ -89,6 +89,7 @@ static void test_plan(void) {
       "Content-Type: image/png\r\n",
       "Content-Type: application/octet-stream\r\n",
       "Content-Type: text/event-stream\r\n",
+      "Content-Type: text/fake\r\n",
       "Content-Type: text/plain\r\nContent-Encoding: gzip\r\n",
       "Content-Type: text/plain\r\nContent-Range: bytes 0-9/100\r\n",
       "Content-Type: text/plain\r\nCache-Control: public, No-Transform\r\n",
@@ -128,6 +129,13 @@ static void test_fields(void) {
                YMO__CODING_DEFLATE,
                "etag: W/\"v1\"\r\nvary: accept-encoding\r\n"
                "Content-Encoding: deflate\r\n");
+  /* An app's own length goes with compression, stays without. */
+  check_fields("content-length: 1000\r\nContent-Type: text/plain\r\n",
+               YMO__CODING_GZIP,
+               "Content-Type: text/plain\r\nVary: Accept-Encoding\r\n"
+               "Content-Encoding: gzip\r\n");
+  check_fields("content-length: 1000\r\n", YMO__CODING_NONE,
+               "content-length: 1000\r\nVary: Accept-Encoding\r\n");
   /* Not compressed: the strong ETag stays. */
   check_fields("ETag: \"v1\"\r\n", YMO__CODING_NONE,
                "ETag: \"v1\"\r\nVary: Accept-Encoding\r\n");
