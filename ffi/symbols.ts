@@ -127,13 +127,15 @@ export const Option = {
   MAX_CONNECTIONS: 8,
   REUSE_PORT: 9,
   MAX_PIPELINE: 10,
-  STREAM_BODY_MIN: 11,
   COMPRESSION: 12,
 } as const;
 
 /** Flags of ymo_worker_respond() and ymo_worker_response_body_append(). */
 export const RESP_DONE = 1;
 export const RESP_CLOSE = 2;
+/** With RESP_DONE on a HEAD request's response: the header lines carry the
+ * app's Content-Length, and ymo adds none. Ignored otherwise. */
+export const RESP_OWN_LENGTH = 4;
 
 /** Error codes from ymo.h (negated Linux errno values). */
 export const ESHUTDOWN = -108;

@@ -419,6 +419,16 @@ export class RawConnection {
     this.#socket.destroy();
   }
 
+  /**
+   * Closes the client side with a reset (RST): the client is gone for good.
+   * (A FIN alone is a half-close, whose requests are still answered, RFC
+   * 9112 9.6.)
+   */
+  reset(): void {
+    (this.#socket as net.Socket & { resetAndDestroy(): void })
+      .resetAndDestroy();
+  }
+
   /** Half-closes the client side (sends FIN) but keeps reading. */
   end(): void {
     this.#socket.end();

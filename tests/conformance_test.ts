@@ -748,7 +748,7 @@ test("RFC 9110 6.6.1: every response carries a valid Date, including HEAD, 204, 
       ],
       [
         "too many headers",
-        head("GET / HTTP/1.1", "Host: a", ...manyHeaders(101)),
+        head("GET / HTTP/1.1", "Host: a", ...manyHeaders(2001)),
         431,
       ],
       ["a large body", post(["Content-Length: 999999999999"], ""), 413],
@@ -1048,7 +1048,7 @@ test("RFC 9112 9.3.2: pipelined requests split at every byte are answered in ord
 
 // ---------------------------------------------------------------------------
 // Limits (DESIGN.md; RFC 9110 15.5.14, 15.5.15; RFC 6585 5): the C defaults
-// are a 64 KiB head, an 8 KiB target, 100 header fields and a 64 MiB body.
+// are a 64 KiB head, an 8 KiB target, 2000 header fields and a 64 MiB body.
 
 function manyHeaders(n: number, size = 1): string[] {
   const out: string[] = [];
@@ -1082,11 +1082,11 @@ rejects("RFC 9110 15.5.15", [
   ],
 ]);
 
-test("RFC 6585 5: 100 header fields are accepted (the default limit)", async () => {
+test("RFC 6585 5: 2000 header fields are accepted (the default limit)", async () => {
   await withApp(async (server, app) => {
     const ex = await exchange(
       server.port,
-      head("GET / HTTP/1.1", "Host: a", ...manyHeaders(99)),
+      head("GET / HTTP/1.1", "Host: a", ...manyHeaders(1999)),
       { until: 1 },
     );
     assert.equal(ex.responses[0]?.status, 200, describe(ex));
@@ -1108,8 +1108,10 @@ test("RFC 6585 5: a 60 KiB head is accepted (under the 64 KiB default)", async (
 
 rejects("RFC 6585 5", [
   [
-    "101 header fields",
-    head("GET / HTTP/1.1", "Host: a", ...manyHeaders(100)),
+    // Past the default of 2000 (Node's); the head stays under 64 KiB, so
+    // it is the count that is refused.
+    "2001 header fields",
+    head("GET / HTTP/1.1", "Host: a", ...manyHeaders(2000)),
     [431],
   ],
   [
@@ -1521,7 +1523,10 @@ test(
           [408],
           describe(ex),
         );
-        assert.deepEqual(app.calls, []);
+        // Issue 10: the handler runs as soon as the head is complete (as
+        // with Deno.serve), so it was called; its body read then fails and
+        // the 408 answers in its place.
+        assert.deepEqual(app.calls, ["POST /echo"]);
       } finally {
         conn.destroy();
       }
@@ -1577,7 +1582,22 @@ test("every rejected request above is rejected the same way when it arrives one 
       }
     }
     assert.deepEqual(wrong, [], `${wrong.length} verdicts changed`);
-    assert.deepEqual(app.calls, [], "the handler saw rejected requests");
+    // Issue 10: the handler runs once a head is complete, so a request whose
+    // head was sound and whose body is refused (bad chunk framing, say)
+    // reaches it; it must never get that body, only a failed read. Its read
+    // fails once the abort reaches it: give that a moment.
+    for (
+      let i = 0;
+      i < 100 && app.calls.length > app.bodyFailures.length;
+      i++
+    ) {
+      await delay(20);
+    }
+    assert.deepEqual(
+      app.calls,
+      app.bodyFailures,
+      "a handler that saw a rejected request must have seen its body fail",
+    );
   });
 });
 

@@ -815,7 +815,9 @@ test("serve() aborts req.signal when the client goes away", async () => {
     const conn = await RawConnection.open(server.port);
     await conn.write(requestHead("GET", "/"));
     await entered.promise;
-    conn.destroy();
+    // Issue 10: a reset, since a FIN alone is now a half-close (RFC 9112
+    // 9.6) whose request is still answered, as conformance10_test.ts pins.
+    conn.reset();
     // Fail with a clear message rather than the test timeout, and let the
     // handler finish so shutdown() is not held up by it.
     const timer = setTimeout(() => giveUp.resolve(), 5_000);

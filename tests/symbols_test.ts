@@ -11,6 +11,7 @@ import {
   Option,
   RESP_CLOSE,
   RESP_DONE,
+  RESP_OWN_LENGTH,
   symbols,
 } from "../ffi/symbols.ts";
 import {
@@ -84,6 +85,7 @@ test("option numbers in symbols.ts match YMO_OPTION_MAP in ymo.h", () => {
 test("flags, error codes and record sizes match ymo.h", () => {
   assert.equal(RESP_DONE, define("YMO_RESP_DONE"));
   assert.equal(RESP_CLOSE, define("YMO_RESP_CLOSE"));
+  assert.equal(RESP_OWN_LENGTH, define("YMO_RESP_OWN_LENGTH"));
   assert.equal(FIXED_SIZE, define("YMO_REQ_FIXED_SIZE"));
   assert.equal(REQF_KEEPALIVE, define("YMO_REQF_KEEPALIVE"));
   assert.equal(REQF_HEAD, define("YMO_REQF_HEAD"));

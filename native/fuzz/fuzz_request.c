@@ -77,7 +77,6 @@
 #define LIMIT_HEADERS 16
 #define LIMIT_BODY 4096
 #define LIMIT_PIPELINE 4
-#define LIMIT_STREAM 256
 
 /* A session that is still making progress after this many loop turns in a
  * row is a livelock. */
@@ -237,9 +236,6 @@ static void setup(void) {
   ymo_server_set_option(server, YMO_OPT_MAX_HEADERS, LIMIT_HEADERS);
   ymo_server_set_option(server, YMO_OPT_MAX_BODY_SIZE, LIMIT_BODY);
   ymo_server_set_option(server, YMO_OPT_MAX_PIPELINE, LIMIT_PIPELINE);
-  /* Bodies past this go to the worker with the head and then in body
-   * records: low, so short inputs take that path too. */
-  ymo_server_set_option(server, YMO_OPT_STREAM_BODY_MIN, LIMIT_STREAM);
   worker = ymo_server_worker(server, 0);
   ymo_worker_start(worker);
   /* What loop_main() does on L before ev_run(), minus the listener. */

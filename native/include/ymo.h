@@ -81,11 +81,13 @@ typedef struct ymo_exchange ymo_exchange_t;
   X(MAX_BODY_SIZE, 3, 67108864)                                             \
   /* Longest request target, bytes: 414. */                                 \
   X(MAX_URL_SIZE, 4, 8192)                                                  \
-  /* Most header fields in one request: 431. */                             \
-  X(MAX_HEADERS, 5, 100)                                                    \
+  /* Most header fields in one request: 431. As Node's default; the head   \
+   * size limit still bounds the memory they take. */                      \
+  X(MAX_HEADERS, 5, 2000)                                                   \
   /* Idle time allowed on a keep-alive connection between requests, ms. */  \
   X(KEEPALIVE_TIMEOUT_MS, 6, 5000)                                          \
-  /* Time allowed to receive a whole request head, ms: 408. */             \
+  /* Time allowed to receive a whole request head, then the longest gap    \
+   * between two pieces of its body, ms: 408. */                           \
   X(HEADER_TIMEOUT_MS, 7, 10000)                                            \
   /* Most open connections; beyond it new ones are closed at accept. */     \
   X(MAX_CONNECTIONS, 8, 10000)                                              \
@@ -94,10 +96,9 @@ typedef struct ymo_exchange ymo_exchange_t;
   /* Most requests a connection may have waiting for their responses;      \
    * past it the server stops reading that connection until some finish. */ \
   X(MAX_PIPELINE, 10, 16)                                                   \
-  /* Request bodies up to this many bytes reach JS whole, in the request   \
-   * record; a larger one (by Content-Length, or a chunked one once it has \
-   * passed this size) is handed over as it arrives (YMO_REQF_STREAM). */ \
-  X(STREAM_BODY_MIN, 11, 65536)                                             \
+  /* Option 11 (STREAM_BODY_MIN) is gone: every request reaches JS as soon \
+   * as its head is complete, its body whole only when it came in the same \
+   * read (see YMO_REQF_STREAM). The number is not reused. */              \
   /* Compress responses (gzip, deflate, br) by the request's              \
    * Accept-Encoding, where the response allows it (0 or 1). */            \
   X(COMPRESSION, 12, 0)
@@ -221,6 +222,12 @@ YMO_EXTERN int32_t ymo_worker_take(ymo_worker_t *worker, uint8_t *buf,
 /* Flags for ymo_worker_respond() and ymo_worker_response_body_append(). */
 #define YMO_RESP_DONE 1   /* The body is complete after this call. */
 #define YMO_RESP_CLOSE 2  /* Close the connection after this response. */
+/* The header lines carry the app's own Content-Length, and ymo adds none.
+ * Honoured only with YMO_RESP_DONE in the response to a HEAD request (RFC
+ * 9110 section 9.3.2: the length a GET would have had); anywhere else ymo's
+ * own framing wins and the flag is ignored, since there a Content-Length
+ * from the app could disagree with the bytes sent. */
+#define YMO_RESP_OWN_LENGTH 4
 
 /* Start the response of exchange (id, gen): status code, header lines
  * ("Name: value\r\n" each, already validated; no Date, Content-Length,

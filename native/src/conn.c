@@ -46,7 +46,7 @@ void ymo__conn_arm_timer(ymo_session_t *s) {
 }
 
 void ymo__conn_start_reading(ymo_session_t *s) {
-  if (!s->reading && !s->closed) {
+  if (!s->reading && !s->closed && !s->read_eof) {
     ev_io_start(s->conns->loop, &s->rio);
     s->reading = true;
   }
@@ -71,11 +71,18 @@ static void on_readable(struct ev_loop *loop, ev_io *w, int revents) {
   }
   if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
     return;
-  /* End of stream, even with requests in flight, means the client is gone,
-   * as Deno.serve and Bun.serve take it: their handlers see req.signal
-   * abort. (A client that only shut down its sending side gets no answer;
-   * HTTP/1.1 clients do not do that.) */
-  ymo__conn_close(s);
+  if (n < 0) {
+    /* A reset or another error: the client is gone; its exchanges abort. */
+    ymo__conn_close(s);
+    return;
+  }
+  /* End of stream: the client may only have shut down its sending side and
+   * still wait for its responses (RFC 9112 section 9.6), as Deno.serve,
+   * Bun.serve and node:http allow; the protocol decides. A client that is
+   * really gone shows when a write fails, which closes as before. */
+  s->read_eof = true;
+  ymo__conn_stop_reading(s);
+  s->protocol->eof(s);
 }
 
 static void on_timeout(struct ev_loop *loop, ev_timer *w, int revents) {
@@ -304,6 +311,7 @@ static void deliver_out(ymo_conns_t *c, ymo_out_t *out) {
   else
     ex->out_head = out;
   ex->out_tail = out;
+  ex->answer_started = true;
   if (out->flags & YMO_RESP_DONE) ex->response_done = true;
   if (out->flags & YMO_RESP_CLOSE) ex->close_after = true;
   if (ex == s->fifo_head && !s->flush_listed) {

@@ -40,6 +40,10 @@ typedef struct ymo_protocol {
   void (*open)(ymo_session_t *s);
   /* Bytes arrived. */
   bool (*data)(ymo_session_t *s, const uint8_t *data, size_t len);
+  /* The peer shut down its sending side (end of stream): nothing more will
+   * be read. The protocol decides whether what it holds is still answered
+   * (RFC 9112 section 9.6) or the connection closes now. */
+  void (*eof)(ymo_session_t *s);
   /* Every response that could be written is written. */
   bool (*flushed)(ymo_session_t *s);
   /* JS has read enough of the current request's body: read on. */
@@ -172,6 +176,7 @@ struct ymo_session {
   ymo_exchange_t *fifo_tail;
   int fifo_len;
   bool reading;                /* rio is started. */
+  bool read_eof;               /* The peer sent its FIN: never read again. */
   bool no_more_requests;       /* Take nothing more from this client. */
   bool closed;
   bool flush_listed;           /* On the set's list of sessions to write. */

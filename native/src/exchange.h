@@ -82,6 +82,7 @@ struct ymo_exchange {
   bool response_done;     /* The last piece has reached out_head. */
   bool close_after;
   bool local;             /* Answered by L itself (errors), never queued. */
+  bool answer_started;    /* A piece of the response has reached L. */
 
   /* The request record (record.c), written by L while parsing, immutable
    * once queued. */
@@ -141,6 +142,9 @@ size_t ymo__record_field_open(ymo_exchange_t *ex);
  * the last one; false when out of memory. */
 bool ymo__record_field_append(ymo_exchange_t *ex, size_t at, bool value,
                               const void *data, size_t len);
+/* Drops the last `len` bytes of the value of the entry at `at`, the last
+ * one (trailing whitespace, say). */
+void ymo__record_field_trim(ymo_exchange_t *ex, size_t at, size_t len);
 /* The name and value of the entry at `at`, and their lengths. */
 void ymo__record_field_get(const ymo_exchange_t *ex, size_t at,
                            const char **name, uint32_t *name_len,

@@ -12,6 +12,7 @@
 #include "conn.h"
 
 static bool parse(ymo_session_t *s, const uint8_t *data, size_t len);
+static void http1_eof(ymo_session_t *s);
 static void set_error_response(ymo_session_t *s, ymo_exchange_t *ex,
                                int status);
 
@@ -64,6 +65,7 @@ static bool answer_static(ymo_session_t *s, ymo_exchange_t *ex,
       .http10 = ex->http_minor == 0,
       .close = !(ex->req_flags & YMO_REQF_KEEPALIVE) ||
                atomic_load(s->conns->draining),
+      .keepalive_ms = YMO_OPT(s->conns, KEEPALIVE_TIMEOUT_MS),
   };
   ymo_out_t *out;
   if (ymo__response_start(&r, &s->conns->date, ex, &out) != 0) return false;
@@ -76,10 +78,10 @@ static bool answer_static(ymo_session_t *s, ymo_exchange_t *ex,
  * worker. Returns 0, or an llhttp error code. */
 static int hand_off(ymo_session_t *s, ymo_exchange_t *ex) {
   ymo__conn_fifo_push(s, ex);
+  /* A static route answers even a request whose body is still coming: the
+   * rest of the body is read and thrown away (act_on_body). */
   const ymo_static_route_t *route =
-      s->conns->routes->n_routes > 0 && !ex->streaming
-          ? static_route_for(s, ex)
-          : NULL;
+      s->conns->routes->n_routes > 0 ? static_route_for(s, ex) : NULL;
   if (route != NULL) {
     if (!answer_static(s, ex, route)) return ymo__http1_fail(s, 503);
   } else if (ymo__worker_add_exchange(s->worker, ex) != 0) {
@@ -96,23 +98,25 @@ static bool finish_record(ymo_session_t *s, ymo_exchange_t *ex) {
                             &s->peer);
 }
 
-/* After a read: a request whose body is still coming goes to JS now, with
- * what came so far; the rest follows as body records (ymo_worker_take). So a
- * large upload never sits whole in memory, and JS can start on it early. */
+/* After a read: a request whose head is complete but whose body is still
+ * coming goes to JS now, with what came so far; the rest follows as body
+ * records (ymo_worker_take). The handler runs as soon as the head is there,
+ * as with Deno.serve: a duplex handler can answer piece by piece, a slow
+ * client is not held to one deadline for its whole body, and an upload
+ * never sits whole in memory. A body that came whole in the same read as
+ * its head was handed over with it already (act_on_message), without this
+ * extra record. */
 static int stream_body(ymo_session_t *s) {
   ymo_exchange_t *ex = s->cur;
   llhttp_t *parser = &s->http1.parser;
   if (ex == NULL || ex->streaming || !s->http1.req.in_trailers) return 0;
-  uint64_t min = (uint64_t)YMO_OPT(s->conns, STREAM_BODY_MIN);
-  bool big = (parser->flags & F_CONTENT_LENGTH)
-                 ? s->http1.req.body_len + parser->content_length > min
-                 : s->http1.req.body_len > min;
-  if (!big) return 0; /* Small enough to wait for whole. */
   if (llhttp_should_keep_alive(parser)) ex->req_flags |= YMO_REQF_KEEPALIVE;
   ex->req_flags |= YMO_REQF_STREAM;
   ex->streaming = true;
   ymo__exchange_ref(ex); /* s->cur keeps one while the body comes. */
   if (!finish_record(s, ex)) return ymo__http1_fail(s, 503);
+  /* From the head on, the timer bounds the gap between body pieces. */
+  s->timer_state = YMO_TIMER_OFF;
   return hand_off(s, ex);
 }
 
@@ -250,7 +254,12 @@ static void resume_parsing(ymo_session_t *s) {
   h->pending_len = 0;
   bool alive = len == 0 || parse(s, data, len);
   free(data);
-  if (alive && !h->paused && !s->no_more_requests) ymo__conn_start_reading(s);
+  if (alive && !h->paused && !s->no_more_requests) {
+    if (s->read_eof)
+      http1_eof(s); /* The client's FIN came after these bytes. */
+    else
+      ymo__conn_start_reading(s);
+  }
 }
 
 /* Stops reading while JS holds more of the current body than it has read
@@ -318,6 +327,11 @@ static bool parse(ymo_session_t *s, const uint8_t *data, size_t len) {
       respond_local(s, h->error_status ? h->error_status : 503);
       return false;
     }
+    if (h->flush_owed) { /* A static route answered the streamed head. */
+      h->flush_owed = false;
+      ymo__conn_flush(s);
+      if (s->closed) return false;
+    }
     pause_for_body(s);
     if (s->timer_state == YMO_TIMER_OFF) ymo__conn_arm_timer(s);
     return true;
@@ -367,8 +381,13 @@ static bool http1_data(ymo_session_t *s, const uint8_t *data, size_t len) {
 }
 
 static bool http1_flushed(ymo_session_t *s) {
-  if (s->fifo_head == NULL && s->cur != NULL && s->http1.req.continue_owed &&
-      s->http1.req.body_len == 0)
+  /* The 100 Continue owed to a streamed request goes out once every
+   * response ahead of it is written, unless JS has begun to answer it. */
+  ymo_exchange_t *cur = s->cur;
+  if (cur != NULL && s->http1.req.continue_owed &&
+      s->http1.req.body_len == 0 &&
+      (s->fifo_head == NULL ||
+       (s->fifo_head == cur && !cur->answer_started)))
     send_continue(s);
   if (s->fifo_head == NULL && s->no_more_requests) {
     ymo__conn_close(s);
@@ -388,8 +407,29 @@ static void http1_resume(ymo_session_t *s) {
   ymo__conn_arm_timer(s);
 }
 
+/* A head that did not come in time, or a body that stopped coming, gets
+ * 408 and a close (respond_local closes instead when JS has begun its
+ * answer); an idle or otherwise stuck connection is just closed. */
+/* End of stream from the client. A request cut short (a head or a body
+ * still coming) can never complete: close, which aborts JS's exchange.
+ * Otherwise every request read so far is answered, in order, and the
+ * connection closes after the last (http1_flushed). Reading stopped while
+ * the parser was paused, so no unparsed bytes are left here. */
+static void http1_eof(ymo_session_t *s) {
+  if (s->http1.paused) return; /* resume_parsing() comes back here. */
+  if (s->cur != NULL) {
+    ymo__conn_close(s);
+    return;
+  }
+  s->no_more_requests = true;
+  if (s->fifo_head == NULL) ymo__conn_close(s);
+}
+
 static void http1_timeout(ymo_session_t *s) {
-  if (s->cur != NULL && s->fifo_len == 0 && s->http1.head_bytes > 0)
+  ymo_exchange_t *ex = s->cur;
+  bool receiving = ex != NULL && s->http1.head_bytes > 0 &&
+                   (ex->streaming || s->fifo_len == 0);
+  if (receiving)
     respond_local(s, 408);
   else
     ymo__conn_close(s);
@@ -412,6 +452,7 @@ static void http1_close(ymo_session_t *s) {
 const ymo_protocol_t ymo__http1 = {
     .open = http1_open,
     .data = http1_data,
+    .eof = http1_eof,
     .flushed = http1_flushed,
     .resume = http1_resume,
     .timeout = http1_timeout,

@@ -199,6 +199,33 @@ static bool only_chunked(const uint8_t *v, size_t len) {
   return true;
 }
 
+/* RFC 9112 section 5.1: field-line = field-name ":" OWS field-value OWS,
+ * OWS = *( SP / HTAB ). llhttp 8.1 skips the leading OWS but keeps the
+ * trailing one in the value, and in strict mode refuses a trailing HTAB
+ * (not a SP) after a Content-Length or a Transfer-Encoding value. Called as
+ * a field name ends, before llhttp reads its value: if the line's end is in
+ * the buffer being parsed (the bytes ymo read, which it owns), each HTAB in
+ * the OWS before it becomes a SP, which llhttp takes as OWS for every
+ * field; on_header_value_complete() then drops that OWS from the value.
+ * Only the run of SP and HTAB right before the CR changes, so what llhttp
+ * refuses still fails ("5 5", a bare LF, obs-fold), and HTAB inside a value
+ * is kept. A line cut by a read inside its trailing OWS is not rewritten:
+ * then a Content-Length or Transfer-Encoding ending in HTAB is still
+ * refused (a documented deviation). */
+static int on_header_field_complete(llhttp_t *p) {
+  ymo_session_t *s = p->data;
+  ymo_http1_t *h = &s->http1;
+  if (h->req.in_trailers) return 0;
+  char *c = (char *)(h->req.span_end != NULL ? h->req.span_end
+                                              : h->exec_start);
+  char *end = (char *)h->exec_end;
+  char *cr = memchr(c, '\r', (size_t)(end - c));
+  if (cr == NULL) return 0;
+  for (char *q = cr - 1; q > c && (*q == ' ' || *q == '\t'); q--)
+    *q = ' ';
+  return 0;
+}
+
 /* Ends a header value; also entered for an empty value, so in_value is set
  * here too, and the next field name starts a new header. */
 static int on_header_value_complete(llhttp_t *p) {
@@ -210,6 +237,16 @@ static int on_header_value_complete(llhttp_t *p) {
   uint32_t name_len, value_len;
   ymo__record_field_get(s->cur, ps->header_at, &name, &name_len, &value,
                         &value_len);
+  /* Trailing OWS is not part of the value (RFC 9110 section 5.5). */
+  uint32_t ows = 0;
+  while (ows < value_len &&
+         (value[value_len - 1 - ows] == ' ' ||
+          value[value_len - 1 - ows] == '\t'))
+    ows++;
+  if (ows > 0) {
+    ymo__record_field_trim(s->cur, ps->header_at, ows);
+    value_len -= ows;
+  }
   /* RFC 9110 section 5.1: a field name is a token, never empty (llhttp
    * 8.1 passes ": value" on as a field with no name). */
   if (name_len == 0) return fail(s, 400);
@@ -301,6 +338,7 @@ static void init_settings(void) {
   parser_settings.on_url = on_url;
   parser_settings.on_version = on_version;
   parser_settings.on_header_field = on_header_field;
+  parser_settings.on_header_field_complete = on_header_field_complete;
   parser_settings.on_header_value = on_header_value;
   parser_settings.on_header_value_complete = on_header_value_complete;
   parser_settings.on_headers_complete = on_headers_complete;

@@ -60,6 +60,12 @@ bool ymo__record_field_append(ymo_exchange_t *ex, size_t at, bool value,
   return true;
 }
 
+void ymo__record_field_trim(ymo_exchange_t *ex, size_t at, size_t len) {
+  uint8_t *entry = ex->req + at;
+  PUT(entry, field_value_len, GET(entry, field_value_len) - len);
+  ex->req_len -= len;
+}
+
 void ymo__record_field_get(const ymo_exchange_t *ex, size_t at,
                            const char **name, uint32_t *name_len,
                            const char **value, uint32_t *value_len) {

@@ -7,11 +7,15 @@
 
 #include "response.h"
 
-/* Reason phrases (RFC 9110 section 15) for the codes handlers commonly use;
- * any other code gets an empty phrase, which RFC 9112 allows. */
+/* Reason phrases: every code in the IANA HTTP Status Code Registry (RFC
+ * 9110 section 15 and the RFCs the registry cites), and 418 as Deno.serve
+ * sends it. Any other code gets an empty phrase, which RFC 9112 section 4
+ * allows. */
 #define YMO_STATUS_MAP(X)                        \
   X(100, "Continue")                             \
   X(101, "Switching Protocols")                  \
+  X(102, "Processing")                           \
+  X(103, "Early Hints")                          \
   X(200, "OK")                                   \
   X(201, "Created")                              \
   X(202, "Accepted")                             \
@@ -19,19 +23,25 @@
   X(204, "No Content")                           \
   X(205, "Reset Content")                        \
   X(206, "Partial Content")                      \
+  X(207, "Multi-Status")                         \
+  X(208, "Already Reported")                     \
+  X(226, "IM Used")                              \
   X(300, "Multiple Choices")                     \
   X(301, "Moved Permanently")                    \
   X(302, "Found")                                \
   X(303, "See Other")                            \
   X(304, "Not Modified")                         \
+  X(305, "Use Proxy")                            \
   X(307, "Temporary Redirect")                   \
   X(308, "Permanent Redirect")                   \
   X(400, "Bad Request")                          \
   X(401, "Unauthorized")                         \
+  X(402, "Payment Required")                     \
   X(403, "Forbidden")                            \
   X(404, "Not Found")                            \
   X(405, "Method Not Allowed")                   \
   X(406, "Not Acceptable")                       \
+  X(407, "Proxy Authentication Required")        \
   X(408, "Request Timeout")                      \
   X(409, "Conflict")                             \
   X(410, "Gone")                                 \
@@ -42,16 +52,28 @@
   X(415, "Unsupported Media Type")               \
   X(416, "Range Not Satisfiable")                \
   X(417, "Expectation Failed")                   \
+  X(418, "I'm a teapot")                         \
+  X(421, "Misdirected Request")                  \
   X(422, "Unprocessable Content")                \
+  X(423, "Locked")                               \
+  X(424, "Failed Dependency")                    \
+  X(425, "Too Early")                            \
   X(426, "Upgrade Required")                     \
+  X(428, "Precondition Required")                \
   X(429, "Too Many Requests")                    \
   X(431, "Request Header Fields Too Large")      \
+  X(451, "Unavailable For Legal Reasons")        \
   X(500, "Internal Server Error")                \
   X(501, "Not Implemented")                      \
   X(502, "Bad Gateway")                          \
   X(503, "Service Unavailable")                  \
   X(504, "Gateway Timeout")                      \
-  X(505, "HTTP Version Not Supported")
+  X(505, "HTTP Version Not Supported")           \
+  X(506, "Variant Also Negotiates")              \
+  X(507, "Insufficient Storage")                 \
+  X(508, "Loop Detected")                        \
+  X(510, "Not Extended")                         \
+  X(511, "Network Authentication Required")
 
 const char *ymo__reason(int status) {
   switch (status) {
@@ -103,7 +125,8 @@ static char *digits(char tmp[24], unsigned long long v) {
  * machinery showed in its profile. */
 static size_t format_head(char *buf, size_t cap, int status, const char *date,
                           size_t date_len, int64_t content_length,
-                          bool chunked, bool close, bool keepalive_10) {
+                          bool chunked, bool close, bool keepalive_10,
+                          int64_t keepalive_s) {
   size_t at = 0;
   char tmp[24];
   char *num = digits(tmp, (unsigned long long)(status < 0 ? 0 : status));
@@ -126,6 +149,12 @@ static size_t format_head(char *buf, size_t cap, int status, const char *date,
     ok = PUT_LITERAL(buf, cap, &at, "Connection: close\r\n");
   else if (ok && keepalive_10)
     ok = PUT_LITERAL(buf, cap, &at, "Connection: keep-alive\r\n");
+  if (ok && !close && keepalive_s > 0) {
+    num = digits(tmp, (unsigned long long)keepalive_s);
+    ok = PUT_LITERAL(buf, cap, &at, "Keep-Alive: timeout=") &&
+         put(buf, cap, &at, num, (size_t)(tmp + 24 - num)) &&
+         PUT_LITERAL(buf, cap, &at, "\r\n");
+  }
   return ok ? at : 0;
 }
 
@@ -163,7 +192,9 @@ int ymo__response_start(ymo_response_t *r, ymo_date_t *date,
   r->no_body = r->head || no_body_status;
   r->chunked = false;
   int64_t content_length = -1;
-  if (r->done) {
+  if (r->done && r->head && r->own_length) {
+    /* The app's Content-Length is among the fields: framing is settled. */
+  } else if (r->done) {
     if (!no_body_status) content_length = (int64_t)r->body_len;
   } else if (!r->no_body) {
     if (r->http10)
@@ -172,10 +203,16 @@ int ymo__response_start(ymo_response_t *r, ymo_date_t *date,
       r->chunked = true;
   }
   size_t date_len = date_line(date);
+  /* The hint is in whole seconds, rounded down so a client never keeps a
+   * connection past the server's timeout, but at least 1 (0 would tell the
+   * client to drop it at once). */
+  int64_t keepalive_s = 0;
+  if (r->keepalive_ms > 0)
+    keepalive_s = r->keepalive_ms < 1000 ? 1 : r->keepalive_ms / 1000;
   char head[256];
-  size_t head_len =
-      format_head(head, sizeof(head), r->status, date->line, date_len,
-                  content_length, r->chunked, r->close, r->http10 && !r->close);
+  size_t head_len = format_head(head, sizeof(head), r->status, date->line,
+                                date_len, content_length, r->chunked,
+                                r->close, r->http10 && !r->close, keepalive_s);
   if (head_len == 0) return YMO_EINVAL;
   size_t send_body = r->no_body ? 0 : r->body_len;
   size_t body_bytes = send_body;

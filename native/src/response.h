@@ -32,6 +32,12 @@ typedef struct ymo_response {
   bool head;   /* The request was HEAD: framed as for GET, no body bytes. */
   bool http10; /* The client speaks HTTP/1.0. */
   bool close;  /* In: close after it. Out: also when a 1.0 stream needs it. */
+  /* With done and head: fields carry the app's Content-Length, so none is
+   * added (YMO_RESP_OWN_LENGTH). Ignored otherwise. */
+  bool own_length;
+  /* The keep-alive timeout, announced as "Keep-Alive: timeout=N" (whole
+   * seconds, at least 1) when the connection stays open; 0 for none. */
+  int64_t keepalive_ms;
   /* Out. */
   bool chunked; /* The rest of the body goes in chunks. */
   bool no_body; /* No body bytes are sent (HEAD, 204, 304). */

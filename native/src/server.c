@@ -48,7 +48,8 @@ ymo_server_t *ymo_server_create(int n_workers, int *err) {
   for (int i = 0; i < n_workers; i++) {
     ymo_worker_t *w = malloc(sizeof(*w));
     if (w == NULL ||
-        ymo__worker_init(w, srv->loop, (size_t)i, &srv->draining) != 0) {
+        ymo__worker_init(w, srv->loop, (size_t)i, &srv->draining,
+                         srv->options) != 0) {
       free(w);
       srv->n_workers = i;
       ymo_server_free(srv);

@@ -64,8 +64,10 @@ static void drop_item(void *item) {
 /* Life cycle.                                                              */
 
 int ymo__worker_init(ymo_worker_t *worker, struct ev_loop *loop,
-                     size_t thread_id, const atomic_int *draining) {
+                     size_t thread_id, const atomic_int *draining,
+                     const int64_t *options) {
   memset(worker, 0, sizeof(*worker));
+  worker->options = options;
   worker->loop = loop;
   worker->id = thread_id;
   worker->draining = draining;
@@ -486,6 +488,8 @@ int ymo_worker_respond(ymo_worker_t *w, uint32_t id, uint32_t gen, int status,
       .close = !(ex->req_flags & YMO_REQF_KEEPALIVE) ||
                (flags & YMO_RESP_CLOSE) ||
                atomic_load_explicit(w->draining, memory_order_relaxed),
+      .own_length = flags & YMO_RESP_OWN_LENGTH,
+      .keepalive_ms = w->options[YMO_OPT_KEEPALIVE_TIMEOUT_MS],
   };
   uint8_t *own_fields = NULL;
   if (w->compress) {

@@ -71,6 +71,8 @@ struct ymo_worker {
   const atomic_int *draining;
   /* YMO_OPT_COMPRESSION, set before L starts and read-only after. */
   bool compress;
+  /* The server's options (enum ymo_option), fixed once it has started. */
+  const int64_t *options;
 
   /* Counters for YMO_STATS=1 (printed when the server is freed): waits and
    * takes by the JS thread, exchanges taken, drains of queue_out by L. */
@@ -88,7 +90,8 @@ struct ymo_worker {
 };
 
 int ymo__worker_init(ymo_worker_t *worker, struct ev_loop *loop,
-                     size_t thread_id, const atomic_int *draining);
+                     size_t thread_id, const atomic_int *draining,
+                     const int64_t *options);
 void ymo__worker_destroy(ymo_worker_t *worker);
 /* L: queue an exchange for JS (takes a new reference) and wake the worker on
  * the empty-to-non-empty transition. */

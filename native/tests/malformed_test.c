@@ -113,6 +113,7 @@ int main(int argc, char **argv) {
   CHECK_OK(ymo_server_set_option(srv, YMO_OPT_MAX_BODY_SIZE, 1000));
   CHECK_OK(ymo_server_set_option(srv, YMO_OPT_HEADER_TIMEOUT_MS, 400));
   CHECK_OK(ymo_server_set_option(srv, YMO_OPT_KEEPALIVE_TIMEOUT_MS, 400));
+  expect_keepalive_s = 1; /* 400 ms, announced as the least whole second. */
   /* Bad options are refused. */
   CHECK_EQ(ymo_server_set_option(srv, 0, 1), YMO_EINVAL);
   CHECK_EQ(ymo_server_set_option(srv, 99, 1), YMO_EINVAL);

@@ -122,7 +122,7 @@ typedef struct {
  * find what the next call announces.) */
 static void *bun_main(void *arg) {
   bun_t *b = arg;
-  takebuf_t tb = {malloc(1 << 20), 1 << 20, 0};
+  takebuf_t tb = {.p = malloc(1 << 20), .cap = 1 << 20};
   for (;;) {
     sem_wait_intr(&b->notes->sem);
     if (atomic_load(&b->notes->ones)) break;

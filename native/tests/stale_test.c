@@ -341,7 +341,7 @@ int main(int argc, char **argv) {
   fd = client_connect(port);
   get(fd, "/gone");
   r = take_one(&tb);
-  close(fd);
+  close_rst(fd); /* A FIN alone would be a half-close, still answered. */
   while (ymo_worker_aborted(w, r.id, r.gen) == 0) sleep_ms(1);
   CHECK_EQ(ymo_worker_aborted(w, r.id, r.gen), 1);
   /* Its abort record is queued for this worker. */

@@ -1,5 +1,5 @@
-/* Streamed request bodies: a request whose body is larger than
- * YMO_OPT_STREAM_BODY_MIN reaches the worker before its body is complete,
+/* Streamed request bodies: a request whose body did not come whole with its
+ * head reaches the worker before its body is complete,
  * the rest follows in body records, and while the worker has not
  * acknowledged more than YMO_BODY_HIGH_WATER the server stops reading the
  * client. A C thread drives the worker as JS does; the main thread is the
@@ -24,7 +24,7 @@ typedef struct {
 
 static void *worker_main(void *arg) {
   (void)arg;
-  takebuf_t tb = {0};
+  takebuf_t tb = {.raw = true};
   upload_t up = {0};
   CHECK_OK(ymo_worker_start(w));
   while (!atomic_load(&done)) {
@@ -147,7 +147,6 @@ static void upload(int port, bool chunked) {
 int main(void) {
   int port;
   ymo_server_t *srv = test_server(1, &port);
-  CHECK_OK(ymo_server_set_option(srv, YMO_OPT_STREAM_BODY_MIN, 1024));
   CHECK_OK(ymo_server_set_option(srv, YMO_OPT_MAX_BODY_SIZE, 1 << 30));
   w = ymo_server_worker(srv, 0);
   CHECK_OK(ymo_server_start(srv));

@@ -299,6 +299,11 @@ static const char *reason_of(int status) {
 }
 
 /* content_length < 0: none; then `chunked` picks Transfer-Encoding. */
+/* The N of "Keep-Alive: timeout=N" on keep-alive responses: the default
+ * YMO_OPT_KEEPALIVE_TIMEOUT_MS in seconds; a test that sets the option sets
+ * this too. */
+static int expect_keepalive_s = 5;
+
 static void expect_head(expect_t *e, int status, long long content_length,
                         bool chunked, bool close, bool keepalive_10,
                         const char *headers) {
@@ -313,6 +318,8 @@ static void expect_head(expect_t *e, int status, long long content_length,
     db_puts(&e->b, "Connection: close\r\n");
   else if (keepalive_10)
     db_puts(&e->b, "Connection: keep-alive\r\n");
+  /* The keep-alive hint, from the default YMO_OPT_KEEPALIVE_TIMEOUT_MS. */
+  if (!close) db_printf(&e->b, "Keep-Alive: timeout=%d\r\n", expect_keepalive_s);
   db_puts(&e->b, headers);
   db_puts(&e->b, "\r\n");
 }
@@ -524,16 +531,170 @@ static long url_param(const char *url, const char *name, long dflt) {
   return dflt;
 }
 
-/* A growable take() buffer, grown the way the JS side does it. */
+/* A request whose body is still coming, held by take_all() until its last
+ * body record: the record as taken, then its body so far. */
+typedef struct {
+  uint32_t id, gen;
+  uint8_t *rec; /* Fixed part, method, url, headers, body so far. */
+  size_t len, cap;
+} take_held_t;
+
+#define TAKE_MAX_HELD 64
+
+/* A growable take() buffer, grown the way the JS side does it. Unless raw
+ * is set, take_all() hands over streamed requests (YMO_REQF_STREAM) whole,
+ * as one record, the way these drivers were written; stream_test.c sets raw
+ * to see the body records themselves. */
 typedef struct {
   uint8_t *p;
   int32_t cap;
   int grows;
+  bool raw;
+  uint8_t *in; /* What ymo_worker_take() wrote, before reassembly. */
+  int32_t in_cap;
+  take_held_t held[TAKE_MAX_HELD];
+  int n_held;
 } takebuf_t;
 
-/* Calls ymo_worker_take(), growing the buffer on a negative return; returns
- * the bytes written (0: nothing queued). */
+/* Calls ymo_worker_take() into (*buf, *cap), growing the buffer on a
+ * negative return; returns the bytes written (0: nothing queued). */
+static int32_t take_raw(ymo_worker_t *w, uint8_t **buf, int32_t *cap,
+                        int *grows) {
+  for (;;) {
+    int32_t n = ymo_worker_take(w, *buf, *cap);
+    if (n >= 0) return n;
+    CHECKF(n < -1, "take returned %d", n);
+    CHECKF(-n > *cap, "take asks for %d bytes with a %d-byte buffer", -n,
+           *cap);
+    int32_t c = *cap ? *cap * 2 : 64;
+    while (c < -n) c *= 2;
+    uint8_t *p = realloc(*buf, (size_t)c);
+    CHECK(p != NULL);
+    *buf = p;
+    *cap = c;
+    (*grows)++;
+  }
+}
+
+static void db_grow_to(uint8_t **p, size_t *cap, size_t need) {
+  if (need <= *cap) return;
+  size_t c = *cap ? *cap : 256;
+  while (c < need) c *= 2;
+  uint8_t *q = realloc(*p, c);
+  CHECK(q != NULL);
+  *p = q;
+  *cap = c;
+}
+
+static void put_le32(uint8_t *p, uint32_t v) {
+  for (int i = 0; i < 4; i++) p[i] = (uint8_t)(v >> (8 * i));
+}
+
+/* Appends a record of len bytes to the output (tb->p at *out). */
+static void take_emit(takebuf_t *tb, int32_t *out, const uint8_t *rec,
+                      size_t len) {
+  if ((size_t)tb->cap < (size_t)*out + len) {
+    int32_t c = tb->cap ? tb->cap : 64;
+    while ((size_t)c < (size_t)*out + len) c *= 2;
+    uint8_t *p = realloc(tb->p, (size_t)c);
+    CHECK(p != NULL);
+    tb->p = p;
+    tb->cap = c;
+  }
+  memcpy(tb->p + *out, rec, len);
+  *out += (int32_t)len;
+}
+
+static take_held_t *take_find(takebuf_t *tb, uint32_t id, uint32_t gen) {
+  for (int i = 0; i < tb->n_held; i++)
+    if (tb->held[i].id == id && tb->held[i].gen == gen) return &tb->held[i];
+  return NULL;
+}
+
+static void take_drop(takebuf_t *tb, take_held_t *h) {
+  free(h->rec);
+  *h = tb->held[--tb->n_held];
+}
+
+/* Reassembles the records in `in` into tb->p; returns the output length. */
+static int32_t take_merge(ymo_worker_t *w, takebuf_t *tb, const uint8_t *in,
+                          int32_t n) {
+  int32_t out = 0;
+  for (int32_t off = 0; off < n;) {
+    const uint8_t *p = in + off;
+    uint32_t len = REC_FIELD(p, record_len);
+    uint32_t flags = REC_FIELD(p, flags);
+    uint32_t id = REC_FIELD(p, id), gen = REC_FIELD(p, gen);
+    CHECKF(len >= YMO_REQ_ABORT_SIZE && len % 8 == 0 &&
+               len <= (uint32_t)(n - off),
+           "record length %u", len);
+    off += (int32_t)len;
+    take_held_t *h = take_find(tb, id, gen);
+    if (flags & YMO_REQF_BODY) {
+      CHECKF(h != NULL, "a body record for %u/%u, not a streamed request", id,
+             gen);
+      size_t data = len - YMO_REQ_ABORT_SIZE - REC_FIELD(p, body_padding);
+      db_grow_to(&h->rec, &h->cap, h->len + data + 8);
+      memcpy(h->rec + h->len, p + YMO_REQ_ABORT_SIZE, data);
+      h->len += data;
+      if (data > 0) ymo_worker_body_ack(w, id, gen, (int32_t)data);
+      if (!(flags & YMO_REQF_END)) continue;
+      /* The whole request, as one record without YMO_REQF_STREAM. */
+      size_t body_at = YMO_REQ_FIXED_SIZE + REC_FIELD(h->rec, method_len) +
+                       REC_FIELD(h->rec, url_len) +
+                       REC_FIELD(h->rec, headers_len);
+      size_t padded = (h->len + 7) & ~(size_t)7;
+      memset(h->rec + h->len, 0, padded - h->len);
+      put_le32(h->rec + YMO_REQ_AT_record_len, (uint32_t)padded);
+      put_le32(h->rec + YMO_REQ_AT_body_len, (uint32_t)(h->len - body_at));
+      h->rec[YMO_REQ_AT_flags] &= (uint8_t)~YMO_REQF_STREAM;
+      take_emit(tb, &out, h->rec, padded);
+      take_drop(tb, h);
+    } else if (flags & YMO_REQF_ABORT) {
+      if (h == NULL) {
+        take_emit(tb, &out, p, len);
+      } else {
+        /* The driver never saw this request: let go of it here. */
+        ymo_worker_release(w, id, gen);
+        take_drop(tb, h);
+      }
+    } else if (!(flags & YMO_REQF_DRAIN) && (flags & YMO_REQF_STREAM)) {
+      CHECKF(tb->n_held < TAKE_MAX_HELD, "more than %d streamed requests",
+             TAKE_MAX_HELD);
+      h = &tb->held[tb->n_held++];
+      memset(h, 0, sizeof(*h));
+      h->id = id;
+      h->gen = gen;
+      size_t need = YMO_REQ_FIXED_SIZE + REC_FIELD(p, method_len) +
+                    REC_FIELD(p, url_len) + REC_FIELD(p, headers_len) +
+                    REC_FIELD(p, body_len);
+      CHECKF(need <= len, "record of %u bytes holds %zu", len, need);
+      db_grow_to(&h->rec, &h->cap, need + 8);
+      memcpy(h->rec, p, need);
+      h->len = need;
+    } else {
+      take_emit(tb, &out, p, len);
+    }
+  }
+  return out;
+}
+
+/* Calls ymo_worker_take(), growing the buffer on a negative return, and
+ * (unless tb->raw) reassembles streamed requests; returns the bytes written
+ * to tb->p (0: nothing queued, or only parts of requests still coming). */
 static int32_t take_all(ymo_worker_t *w, takebuf_t *tb) {
+  if (!tb->raw) {
+    /* As much room as the caller's buffer: some drivers rely on one take
+     * emptying the queue, others on a fresh buffer taking one request. */
+    if (tb->in_cap < tb->cap) {
+      uint8_t *p = realloc(tb->in, (size_t)tb->cap);
+      CHECK(p != NULL);
+      tb->in = p;
+      tb->in_cap = tb->cap;
+    }
+    int32_t n = take_raw(w, &tb->in, &tb->in_cap, &tb->grows);
+    return n == 0 ? 0 : take_merge(w, tb, tb->in, n);
+  }
   for (;;) {
     int32_t n = ymo_worker_take(w, tb->p, tb->cap);
     if (n >= 0) return n;
@@ -571,9 +732,6 @@ static ymo_server_t *test_server(int n_workers, int *port) {
   int err = 1;
   ymo_server_t *srv = ymo_server_create(n_workers, &err);
   CHECKF(srv != NULL && err == 0, "ymo_server_create: %s", ymo_strerror(err));
-  /* These drivers take whole requests; streamed bodies have their own test
-   * (stream_test.c), which lowers this again. */
-  CHECK_OK(ymo_server_set_option(srv, YMO_OPT_STREAM_BODY_MIN, 1 << 30));
   CHECK_OK(ymo_server_listen(srv, "127.0.0.1", 0));
   *port = ymo_server_port(srv);
   CHECKF(*port > 0, "port %d", *port);
