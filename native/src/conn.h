@@ -109,7 +109,12 @@ enum ymo_http1_verdict {
   YMO_HTTP1_NONE,
   YMO_HTTP1_CONTINUE, /* A head wants 100 Continue. */
   YMO_HTTP1_BODY,     /* A piece of a streamed body: body_at, body_piece. */
-  YMO_HTTP1_MESSAGE   /* A request is complete. */
+  YMO_HTTP1_MESSAGE,  /* A request is complete. */
+  /* Chunk extensions llhttp 8.1 mis-parses (http1_parser.c): a token value
+   * ended by ";" (resume at the ";"), a quoted-pair's backslash (resume
+   * after the escaped byte, inside the quoted string). */
+  YMO_HTTP1_EXT_SEMICOLON,
+  YMO_HTTP1_EXT_ESCAPE
 };
 
 /* Per-request parse state that does not belong in the exchange; cleared
@@ -126,6 +131,9 @@ typedef struct ymo_http1_request {
   /* Transfer-Encoding seen, and whether every coding in it was "chunked". */
   bool te_seen, te_only_chunked;
   bool bad_host;
+  /* Chunk extensions: inside a quoted value; its span goes on past the
+   * buffer; a quoted-pair's escaped byte is the next one read. */
+  bool ext_quoted, ext_continues, ext_escape_pending;
   /* The line-end check (see scan_lines): its state, and where the last
    * span llhttp reported ended, if in the buffer being parsed. */
   int line_state;
@@ -145,6 +153,10 @@ typedef struct ymo_http1 {
   bool keepalive, upgrade;
   uint8_t *pending;            /* Bytes read but not yet parsed. */
   size_t pending_len;
+  /* SP and HTAB that ended the last read inside a head, parsed with the
+   * next read (see parse() in http1.c). */
+  uint8_t ows_held[64];
+  size_t ows_held_len;
   size_t head_bytes;           /* Bytes of the current request head. */
   bool in_value;               /* Last header callback was a value. */
   bool paused;                 /* Parser paused; pending holds the rest. */
@@ -234,6 +246,12 @@ int ymo__http1_fail(ymo_session_t *s, int status);
 /* Checks the line ends of a head still coming, read so far in the buffer
  * being parsed; the state carries over to the next read. */
 bool ymo__http1_head_lines_ok(ymo_session_t *s);
+/* Puts a parser paused on YMO_HTTP1_EXT_ESCAPE back inside the quoted
+ * chunk-extension value; false when this llhttp cannot be (then the
+ * quoted-pair is refused, as llhttp itself would). */
+bool ymo__http1_ext_requote(llhttp_t *parser);
+/* Whether c may follow a backslash in a quoted-pair (RFC 9110 5.6.4). */
+bool ymo__http1_quoted_pair_ok(uint8_t c);
 
 /* One connection (conn.c), for the protocols. */
 void ymo__conn_start(ymo_conns_t *c, int fd,

@@ -166,12 +166,34 @@ static int act_on_message(ymo_session_t *s) {
   return 0;
 }
 
-/* Acts on the verdict the parser paused for. Returns 0 to resume, or what
- * parse() is to treat as llhttp_execute's result. */
-static int act(ymo_session_t *s) {
+/* A quoted-pair's backslash (see http1_parser.c): llhttp goes on inside
+ * the quoted value, after the escaped byte at *pos (in the next read when
+ * the backslash ended this one). */
+static int act_on_escape(ymo_session_t *s, const char **pos) {
+  if (!ymo__http1_ext_requote(&s->http1.parser))
+    return ymo__http1_fail(s, 400);
+  if (*pos == s->http1.exec_end) {
+    s->http1.req.ext_escape_pending = true;
+    return 0;
+  }
+  if (!ymo__http1_quoted_pair_ok((uint8_t)**pos))
+    return ymo__http1_fail(s, 400);
+  (*pos)++;
+  return 0;
+}
+
+/* Acts on the verdict the parser paused for; *pos is where llhttp resumes,
+ * which an act may move. Returns 0 to resume, or what parse() is to treat
+ * as llhttp_execute's result. */
+static int act(ymo_session_t *s, const char **pos) {
   int verdict = s->http1.verdict;
   s->http1.verdict = YMO_HTTP1_NONE;
   switch (verdict) {
+    case YMO_HTTP1_EXT_SEMICOLON:
+      (*pos)--; /* llhttp took the ";" that starts the next extension. */
+      return 0;
+    case YMO_HTTP1_EXT_ESCAPE:
+      return act_on_escape(s, pos);
     case YMO_HTTP1_CONTINUE:
       if (s->fifo_len == 0)
         send_continue(s);
@@ -285,12 +307,20 @@ static void pause_for_body(ymo_session_t *s) {
 static llhttp_errno_t execute(ymo_session_t *s, const char *from,
                               const char *to) {
   ymo_http1_t *h = &s->http1;
+  if (h->req.ext_escape_pending && from < to) {
+    /* A quoted-pair whose backslash ended the last read. */
+    h->req.ext_escape_pending = false;
+    if (!ymo__http1_quoted_pair_ok((uint8_t)*from))
+      return (llhttp_errno_t)ymo__http1_fail(s, 400);
+    from++;
+    h->exec_start = from;
+  }
   llhttp_errno_t err = llhttp_execute(&h->parser, from, (size_t)(to - from));
   /* A request that began in this buffer is timed from now. */
   ymo__conn_arm_timer(s);
   while (err == HPE_PAUSED && h->verdict != YMO_HTTP1_NONE) {
     const char *pos = llhttp_get_error_pos(&h->parser);
-    int next = act(s);
+    int next = act(s, &pos);
     if (next != 0) return (llhttp_errno_t)next;
     llhttp_resume(&h->parser);
     h->exec_start = pos;
@@ -301,7 +331,7 @@ static llhttp_errno_t execute(ymo_session_t *s, const char *from,
 }
 
 /* Parses data; returns false when the session was closed. */
-static bool parse(ymo_session_t *s, const uint8_t *data, size_t len) {
+static bool parse_now(ymo_session_t *s, const uint8_t *data, size_t len) {
   ymo_http1_t *h = &s->http1;
   h->exec_start = (const char *)data;
   h->exec_end = (const char *)data + len;
@@ -366,6 +396,64 @@ static bool parse(ymo_session_t *s, const uint8_t *data, size_t len) {
   int status = h->error_status ? h->error_status : 400;
   respond_local(s, status);
   return false;
+}
+
+/* Adds data to the unparsed bytes a paused parser keeps. */
+static bool add_pending(ymo_session_t *s, const uint8_t *data, size_t len) {
+  ymo_http1_t *h = &s->http1;
+  uint8_t *p = realloc(h->pending, h->pending_len + len);
+  if (p == NULL) {
+    ymo__conn_close(s);
+    return false;
+  }
+  memcpy(p + h->pending_len, data, len);
+  h->pending = p;
+  h->pending_len += len;
+  return true;
+}
+
+/* Parses data, first holding back SP and HTAB that end it inside a head.
+ * on_header_field_complete() (http1_parser.c) turns the HTAB of a value's
+ * trailing OWS into SP before llhttp reads it, which it can only do when
+ * the line's CR is in the same buffer: so a head read cut inside that OWS
+ * keeps the run for the next read, and a line is judged the same however
+ * it arrives. A head is never complete without more bytes, so nothing
+ * waits on what is held. Returns false when the session was closed. */
+static bool parse(ymo_session_t *s, const uint8_t *data, size_t len) {
+  ymo_http1_t *h = &s->http1;
+  if (h->ows_held_len > 0) {
+    size_t n = h->ows_held_len + len;
+    uint8_t *joined = malloc(n);
+    if (joined == NULL) {
+      ymo__conn_close(s);
+      return false;
+    }
+    memcpy(joined, h->ows_held, h->ows_held_len);
+    memcpy(joined + h->ows_held_len, data, len);
+    h->ows_held_len = 0;
+    /* The run ends its line: it is trailing OWS, HTAB as SP for llhttp. */
+    size_t i = 0;
+    while (i < n && (joined[i] == ' ' || joined[i] == '\t')) i++;
+    if (i < n && joined[i] == '\r') memset(joined, ' ', i);
+    bool alive = parse(s, joined, n);
+    free(joined);
+    return alive;
+  }
+  size_t run = 0;
+  while (run < len && run < sizeof(h->ows_held) &&
+         (data[len - 1 - run] == ' ' || data[len - 1 - run] == '\t'))
+    run++;
+  if (run == 0 || run == sizeof(h->ows_held)) return parse_now(s, data, len);
+  if (run < len && !parse_now(s, data, len - run)) return false;
+  const uint8_t *tail = data + len - run;
+  if (s->no_more_requests) return true; /* Nothing more is read. */
+  if (h->paused) return add_pending(s, tail, run);
+  if (s->cur != NULL && !h->req.in_trailers) {
+    memcpy(h->ows_held, tail, run);
+    h->ows_held_len = run;
+    return true;
+  }
+  return parse_now(s, tail, run);
 }
 
 /* ------------------------------------------------------------------------ */

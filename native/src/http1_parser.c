@@ -321,6 +321,77 @@ static int on_body(llhttp_t *p, const char *at, size_t len) {
   return 0;
 }
 
+/* Chunk extensions (RFC 9112 section 7.1.1) are accepted and ignored, but
+ * llhttp 8.1 refuses two valid forms. After a token value ended by ";"
+ * ("5;a=b;c") it consumes the ";" and then wants another ";" or the CR, so
+ * the next name is a "chunk size" error; and it has no quoted-pair in a
+ * quoted value ("5;a=\"x\\\"y\""), which it refuses at the backslash.
+ * The value callback sees where the value's span ends, so it pauses there
+ * and http1.c resumes llhttp at the ";" (it then reads the next extension
+ * as llhttp 9 does), or past the escaped byte, back inside the quoted value.
+ * Neither skips anything llhttp would judge: the chunk size, the CRLFs and
+ * the characters allowed in names and values are checked by llhttp as
+ * before, and the escaped byte must be one RFC 9110 section 5.6.4 allows
+ * (never CR or LF). */
+static int on_chunk_extension_value(llhttp_t *p, const char *at, size_t len) {
+  ymo_session_t *s = p->data;
+  ymo_http1_request_t *ps = &s->http1.req;
+  bool fresh = !ps->ext_continues;
+  if (fresh) ps->ext_quoted = len > 0 && at[0] == '"';
+  bool at_end = at + len >= s->http1.exec_end;
+  if (ps->ext_quoted) {
+    /* llhttp reports a quoted value up to and with its closing quote, or
+     * up to a byte it refuses there (the backslash among them). */
+    if (!at_end && at[len] == '\\') {
+      ps->ext_continues = true; /* The value goes on after the escape. */
+      return pause_for(s, YMO_HTTP1_EXT_ESCAPE);
+    }
+    size_t opening = fresh ? 1 : 0;
+    bool closed = len > opening && at[len - 1] == '"';
+    ps->ext_continues = !closed;
+    if (closed) ps->ext_quoted = false;
+    return 0;
+  }
+  ps->ext_continues = at_end; /* A token value goes on in the next read. */
+  if (!at_end && at[len] == ';') return pause_for(s, YMO_HTTP1_EXT_SEMICOLON);
+  return 0;
+}
+
+bool ymo__http1_quoted_pair_ok(uint8_t c) {
+  return c == '\t' || c == ' ' || (c >= 0x21 && c != 0x7f);
+}
+
+/* Where llhttp is inside a quoted chunk-extension value, learnt from llhttp
+ * itself (a parser left there), not assumed: its state and the span
+ * callback it keeps for the value. */
+static void *quoted_state;
+static void *quoted_span_cb;
+
+static void learn_quoted_state(void) {
+  static const char in[] =
+      "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n"
+      "1;a=\"";
+  llhttp_settings_t none;
+  llhttp_settings_init(&none);
+  llhttp_t probe;
+  llhttp_init(&probe, HTTP_REQUEST, &none);
+  if (llhttp_execute(&probe, in, sizeof(in) - 1) != HPE_OK ||
+      probe._span_pos0 == NULL)
+    return;
+  quoted_state = probe._current;
+  quoted_span_cb = probe._span_cb0;
+}
+
+bool ymo__http1_ext_requote(llhttp_t *parser) {
+  if (quoted_state == NULL) return false;
+  parser->_current = quoted_state;
+  parser->_span_cb0 = quoted_span_cb;
+  /* Any non-NULL value: llhttp_execute() restarts the span where it
+   * starts reading. */
+  parser->_span_pos0 = parser;
+  return true;
+}
+
 static int on_message_complete(llhttp_t *p) {
   ymo_session_t *s = p->data;
   s->http1.keepalive = llhttp_should_keep_alive(p);
@@ -343,7 +414,9 @@ static void init_settings(void) {
   parser_settings.on_header_value_complete = on_header_value_complete;
   parser_settings.on_headers_complete = on_headers_complete;
   parser_settings.on_body = on_body;
+  parser_settings.on_chunk_extension_value = on_chunk_extension_value;
   parser_settings.on_message_complete = on_message_complete;
+  learn_quoted_state();
 }
 
 const llhttp_settings_t *ymo__http1_settings(void) {
