@@ -8,9 +8,14 @@
  * fresh socketpair() whose other end is handed to ymo__conn_start(), so
  * the real read, parse, queue, respond, write and close code runs.
  *
- * Each input is played up to three times: in one write, in three writes split
+ * Each input is played up to four times: in one write, in one write followed
+ * by a half-close (shutdown(SHUT_WR), after which every request read must
+ * still be answered and the connection then closed), in three writes split
  * at points derived from the input, and (for short inputs) one byte per
- * write. After each play the harness checks:
+ * write. Every request reaches the worker as soon as its head is complete,
+ * its body in body records when it did not come whole with the head, so
+ * splitting the input also splits requests into streamed ones. After each
+ * play the harness checks:
  *
  *  1. The reply is a sequence of well-formed HTTP/1.1 responses (interim
  *     100 Continue allowed), each with a Date, framed by Content-Length or
@@ -291,11 +296,12 @@ typedef struct {
   uint8_t *out; /* Everything the server wrote. */
   size_t out_len, out_cap;
   bool eof;           /* The server closed the connection. */
+  bool half_closed;   /* The client shut down its sending side. */
   int error_status;   /* Status of a response the server made itself. */
   size_t first_close; /* Index of the first request answered with close. */
 } play_t;
 
-static play_t plays[3];
+static play_t plays[4];
 
 static void out_append(play_t *p, const uint8_t *data, size_t len) {
   if (p->out_len + len > p->out_cap) {
@@ -866,7 +872,8 @@ static void check_reply(play_t *p) {
      * harness answered) can only end with the close. */
     bool broken = answered > 0 && p->reqs[answered - 1].streamed &&
                   !p->reqs[answered - 1].ended;
-    CHECK(!p->eof || broken,
+    /* After a half-close the server closes once all is answered. */
+    CHECK(!p->eof || broken || p->half_closed,
           "the server closed the connection without saying so");
     /* A streamed request held back while its body is incomplete. */
     size_t held = p->deferred ? 1 : 0;
@@ -879,13 +886,15 @@ static void check_reply(play_t *p) {
 /* One play.                                                                */
 
 static void play(play_t *p, const uint8_t *data, size_t size,
-                 const size_t *cuts, size_t n_cuts, const char *mode) {
+                 const size_t *cuts, size_t n_cuts, bool half_close,
+                 const char *mode) {
   cur_mode = mode;
   p->n_reqs = 0;
   p->hash = 0xcbf29ce484222325ULL;
   p->deferred = false;
   p->out_len = 0;
   p->eof = false;
+  p->half_closed = half_close;
   int fds[2];
   if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, fds) !=
       0)
@@ -905,6 +914,15 @@ static void play(play_t *p, const uint8_t *data, size_t size,
     if (end > at) send_all(p, fds[1], data + at, end - at);
     at = end;
     pump(p, fds[1]);
+  }
+  if (half_close) {
+    /* RFC 9112 9.6: the client sends no more but still reads. Every
+     * request read so far is answered, and then (or at once, when the last
+     * request was cut short) the server closes. */
+    shutdown(fds[1], SHUT_WR);
+    pump(p, fds[1]);
+    CHECK(p->eof || p->deferred,
+          "a half-closed connection stays open with nothing to answer");
   }
   if (debug)
     fprintf(stderr, "[%s] reply (%s): \"%.*s\"\n", cur_mode,
@@ -1014,7 +1032,16 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   if (server == NULL) setup();
   cur_data = data;
   cur_size = size;
-  play(&plays[0], data, size, NULL, 0, "one write");
+  play(&plays[0], data, size, NULL, 0, false, "one write");
+  play(&plays[3], data, size, NULL, 0, true, "one write, half-closed");
+  /* The same reads: the same requests handed over, and an error response
+   * in both or in neither; only when the connection closes may differ. */
+  CHECK(plays[3].n_reqs == plays[0].n_reqs && plays[3].hash == plays[0].hash,
+        "%zu requests without the half-close, %zu with it", plays[0].n_reqs,
+        plays[3].n_reqs);
+  CHECK((plays[3].error_status != 0) == (plays[0].error_status != 0),
+        "error %d without the half-close, %d with it", plays[0].error_status,
+        plays[3].error_status);
   if (size < 2) return 0;
   uint64_t h = fnv(0xcbf29ce484222325ULL, data, size);
   size_t cuts[2] = {(size_t)(h % size), (size_t)((h >> 32) % size)};
@@ -1023,12 +1050,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     cuts[0] = cuts[1];
     cuts[1] = t;
   }
-  play(&plays[1], data, size, cuts, 2, "three writes");
+  play(&plays[1], data, size, cuts, 2, false, "three writes");
   compare(&plays[0], &plays[1], "three writes");
   if (size <= 96) {
     size_t every[96];
     for (size_t i = 0; i + 1 < size; i++) every[i] = i + 1;
-    play(&plays[2], data, size, every, size - 1, "byte by byte");
+    play(&plays[2], data, size, every, size - 1, false, "byte by byte");
     compare(&plays[0], &plays[2], "byte by byte");
   }
   return 0;

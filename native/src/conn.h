@@ -134,6 +134,9 @@ typedef struct ymo_http1_request {
   /* Chunk extensions: inside a quoted value; its span goes on past the
    * buffer; a quoted-pair's escaped byte is the next one read. */
   bool ext_quoted, ext_continues, ext_escape_pending;
+  /* A field's value began but its line's CR was not read yet: the next read
+   * gets its trailing OWS rewritten (ymo__http1_value_ows). */
+  bool ows_lookahead;
   /* The line-end check (see scan_lines): its state, and where the last
    * span llhttp reported ended, if in the buffer being parsed. */
   int line_state;
@@ -246,6 +249,10 @@ int ymo__http1_fail(ymo_session_t *s, int status);
 /* Checks the line ends of a head still coming, read so far in the buffer
  * being parsed; the state carries over to the next read. */
 bool ymo__http1_head_lines_ok(ymo_session_t *s);
+/* Turns each HTAB in the OWS before the first CR in [from, to) into SP,
+ * so llhttp takes it as OWS for every field; notes in ows_lookahead when
+ * no CR is there yet. The bytes are ymo's own read buffer. */
+void ymo__http1_value_ows(ymo_session_t *s, uint8_t *from, uint8_t *to);
 /* Puts a parser paused on YMO_HTTP1_EXT_ESCAPE back inside the quoted
  * chunk-extension value; false when this llhttp cannot be (then the
  * quoted-pair is refused, as llhttp itself would). */

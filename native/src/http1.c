@@ -431,14 +431,12 @@ static bool parse(ymo_session_t *s, const uint8_t *data, size_t len) {
     memcpy(joined, h->ows_held, h->ows_held_len);
     memcpy(joined + h->ows_held_len, data, len);
     h->ows_held_len = 0;
-    /* The run ends its line: it is trailing OWS, HTAB as SP for llhttp. */
-    size_t i = 0;
-    while (i < n && (joined[i] == ' ' || joined[i] == '\t')) i++;
-    if (i < n && joined[i] == '\r') memset(joined, ' ', i);
     bool alive = parse(s, joined, n);
     free(joined);
     return alive;
   }
+  if (h->req.ows_lookahead && s->cur != NULL && !h->req.in_trailers)
+    ymo__http1_value_ows(s, (uint8_t *)data, (uint8_t *)data + len);
   size_t run = 0;
   while (run < len && run < sizeof(h->ows_held) &&
          (data[len - 1 - run] == ' ' || data[len - 1 - run] == '\t'))

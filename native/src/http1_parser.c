@@ -209,20 +209,25 @@ static bool only_chunked(const uint8_t *v, size_t len) {
  * field; on_header_value_complete() then drops that OWS from the value.
  * Only the run of SP and HTAB right before the CR changes, so what llhttp
  * refuses still fails ("5 5", a bare LF, obs-fold), and HTAB inside a value
- * is kept. A line cut by a read inside its trailing OWS is not rewritten:
- * then a Content-Length or Transfer-Encoding ending in HTAB is still
- * refused (a documented deviation). */
+ * is kept. When the line's CR comes in a later read, parse() (http1.c)
+ * does the same there before llhttp reads it (ows_lookahead), and holds
+ * back a read's trailing SP/HTAB until the next one, so however the bytes
+ * are split, llhttp sees the same line. */
+void ymo__http1_value_ows(ymo_session_t *s, uint8_t *from, uint8_t *to) {
+  uint8_t *cr = memchr(from, '\r', (size_t)(to - from));
+  s->http1.req.ows_lookahead = cr == NULL;
+  if (cr == NULL) return; /* The line goes on in the next read. */
+  for (uint8_t *q = cr; q > from && (q[-1] == ' ' || q[-1] == '\t'); q--)
+    q[-1] = ' ';
+}
+
 static int on_header_field_complete(llhttp_t *p) {
   ymo_session_t *s = p->data;
   ymo_http1_t *h = &s->http1;
   if (h->req.in_trailers) return 0;
-  char *c = (char *)(h->req.span_end != NULL ? h->req.span_end
-                                              : h->exec_start);
-  char *end = (char *)h->exec_end;
-  char *cr = memchr(c, '\r', (size_t)(end - c));
-  if (cr == NULL) return 0;
-  for (char *q = cr - 1; q > c && (*q == ' ' || *q == '\t'); q--)
-    *q = ' ';
+  /* From the ":" on; the value starts after it. */
+  const char *c = h->req.span_end != NULL ? h->req.span_end : h->exec_start;
+  ymo__http1_value_ows(s, (uint8_t *)c + 1, (uint8_t *)h->exec_end);
   return 0;
 }
 
