@@ -25,7 +25,8 @@
  *     with the status and body the harness gave them, up to the first
  *     response that closes the connection; after that nothing follows and the
  *     connection is closed. Two static routes (/s: 200 "static", /z: 204)
- *     are answered by L itself, in their place in that order.
+ *     are answered by L itself, in their place in that order (a request
+ *     with a body goes to the worker, however it is split).
  *  3. A response the server made itself (400, 413, 414, 431, ...) comes
  *     after every earlier response, says Connection: close, and is the last
  *     thing on the connection, which is then closed.

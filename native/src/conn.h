@@ -123,6 +123,7 @@ typedef struct ymo_http1_request {
   size_t method_len, url_len, header_at, body_len;
   int hosts;
   bool expect_continue;
+  bool has_body; /* Content-Length > 0, or chunked. */
   /* The head is complete: field callbacks from now on are trailers, which
    * count against the head limit but are not passed on. */
   bool in_trailers;

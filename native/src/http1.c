@@ -78,10 +78,13 @@ static bool answer_static(ymo_session_t *s, ymo_exchange_t *ex,
  * worker. Returns 0, or an llhttp error code. */
 static int hand_off(ymo_session_t *s, ymo_exchange_t *ex) {
   ymo__conn_fifo_push(s, ex);
-  /* A static route answers even a request whose body is still coming: the
-   * rest of the body is read and thrown away (act_on_body). */
+  /* A static route answers only a request without a body: one with a body
+   * goes to JS however its bytes arrive (whole with the head, or streamed
+   * after it), so how TCP splits a request never changes who answers. */
   const ymo_static_route_t *route =
-      s->conns->routes->n_routes > 0 ? static_route_for(s, ex) : NULL;
+      s->conns->routes->n_routes > 0 && !s->http1.req.has_body
+          ? static_route_for(s, ex)
+          : NULL;
   if (route != NULL) {
     if (!answer_static(s, ex, route)) return ymo__http1_fail(s, 503);
   } else if (ymo__worker_add_exchange(s->worker, ex) != 0) {
@@ -222,7 +225,7 @@ static void respond_local(ymo_session_t *s, int status) {
      * and what it sends later is dropped); otherwise the connection ends. */
     ymo__worker_drain(ex->worker);
     if (s->closed) return;
-    if (ex->out_head != NULL || ex->response_done) {
+    if (ex->answer_started || ex->out_head != NULL || ex->response_done) {
       ymo__conn_close(s);
       return;
     }
@@ -356,11 +359,6 @@ static bool parse_now(ymo_session_t *s, const uint8_t *data, size_t len) {
     if (stream_body(s) != 0) {
       respond_local(s, h->error_status ? h->error_status : 503);
       return false;
-    }
-    if (h->flush_owed) { /* A static route answered the streamed head. */
-      h->flush_owed = false;
-      ymo__conn_flush(s);
-      if (s->closed) return false;
     }
     pause_for_body(s);
     if (s->timer_state == YMO_TIMER_OFF) ymo__conn_arm_timer(s);

@@ -300,6 +300,7 @@ static int on_headers_complete(llhttp_t *p) {
   }
   bool has_body = (p->flags & F_CHUNKED) ||
                   ((p->flags & F_CONTENT_LENGTH) && p->content_length > 0);
+  ps->has_body = has_body;
   if ((p->flags & F_CONTENT_LENGTH) &&
       p->content_length > (uint64_t)YMO_OPT(s->conns, MAX_BODY_SIZE))
     return fail(s, 413);
