@@ -7,8 +7,12 @@
  * pipelined requests (more than MAX_PIPELINE, so some wait unparsed) gets
  * every response and then the close, and one that half-closes inside a
  * body is closed without an answer; YMO_RESP_OWN_LENGTH keeps the app's
- * Content-Length on a HEAD response only. */
+ * Content-Length on a HEAD response only; the head timeout bounds the gap
+ * between body pieces, not the whole body; every registered status code
+ * has its reason phrase. */
 #include "test_util.h"
+
+#include "response.h"
 
 static ymo_worker_t *w;
 static int port;
@@ -195,6 +199,58 @@ static void test_half_close(void) {
   close(fd);
 }
 
+/* HEADER_TIMEOUT_MS is 300 here: a body sent a byte every 100 ms for a
+ * second is served; one that stops gets 408 and the close. */
+static void test_body_gaps(void) {
+  int fd = client_connect(port);
+  static const char head[] =
+      "POST /slow HTTP/1.1\r\nHost: a\r\nContent-Length: 10\r\n\r\n";
+  send_all(fd, head, sizeof(head) - 1);
+  static const char body[] = "0123456789";
+  for (int i = 0; i < 10; i++) {
+    usleep(100 * 1000);
+    send_all(fd, &body[i], 1);
+  }
+  expect_t e = {0};
+  static const char want[] = "/slow|a||0123456789";
+  expect_head(&e, 200, (long long)strlen(want), false, false, false, "");
+  db_puts(&e.b, want);
+  EXPECT_RESPONSE(fd, &e, "a slow body");
+  db_free(&e.b);
+  close(fd);
+
+  fd = client_connect(port);
+  static const char stalled[] =
+      "POST /stalled HTTP/1.1\r\nHost: a\r\nContent-Length: 10\r\n\r\nabc";
+  send_all(fd, stalled, sizeof(stalled) - 1);
+  expect_t t = {0};
+  expect_local_error(&t, 408);
+  EXPECT_RESPONSE(fd, &t, "a stalled body");
+  CHECK_CLOSED(fd, "a stalled body");
+  db_free(&t.b);
+  close(fd);
+}
+
+static void test_reasons(void) {
+  static const struct {
+    int code;
+    const char *phrase;
+  } want[] = {
+      {102, "Processing"},        {103, "Early Hints"},
+      {207, "Multi-Status"},      {226, "IM Used"},
+      {305, "Use Proxy"},         {402, "Payment Required"},
+      {418, "I'm a teapot"},      {421, "Misdirected Request"},
+      {425, "Too Early"},         {451, "Unavailable For Legal Reasons"},
+      {508, "Loop Detected"},     {510, "Not Extended"},
+      {511, "Network Authentication Required"},
+      {299, ""},                  {599, ""},
+  };
+  for (size_t i = 0; i < sizeof(want) / sizeof(want[0]); i++)
+    CHECKF(strcmp(ymo__reason(want[i].code), want[i].phrase) == 0,
+           "%d: \"%s\", want \"%s\"", want[i].code,
+           ymo__reason(want[i].code), want[i].phrase);
+}
+
 static void test_own_length(void) {
   int fd = client_connect(port);
   static const char req[] = "HEAD /own HTTP/1.1\r\nHost: a\r\n\r\n"
@@ -218,6 +274,7 @@ int main(void) {
   signal(SIGPIPE, SIG_IGN);
   ymo_server_t *srv = test_server(1, &port);
   CHECK_OK(ymo_server_set_option(srv, YMO_OPT_MAX_PIPELINE, 2));
+  CHECK_OK(ymo_server_set_option(srv, YMO_OPT_HEADER_TIMEOUT_MS, 300));
   w = ymo_server_worker(srv, 0);
   CHECK_OK(ymo_worker_start(w));
   CHECK_OK(ymo_server_start(srv));
@@ -229,6 +286,8 @@ int main(void) {
   }
   test_half_close();
   test_own_length();
+  test_body_gaps();
+  test_reasons();
   CHECK_OK(ymo_server_stop(srv));
   CHECK(pthread_join(t, NULL) == 0);
   ymo_server_free(srv);
