@@ -24,6 +24,14 @@ static const int64_t option_defaults[] = {
 
 #define N_OPTIONS (sizeof(option_defaults) / sizeof(option_defaults[0]))
 
+/* Which numbers name an option: a retired one (11, STREAM_BODY_MIN) stays
+ * a hole that is refused, not a setting silently ignored. */
+static const bool option_known[N_OPTIONS] = {
+#define YMO__OPT_KNOWN(name, value, dflt) [value] = true,
+    YMO_OPTION_MAP(YMO__OPT_KNOWN)
+#undef YMO__OPT_KNOWN
+};
+
 static void on_sessions_gone(void *arg);
 
 ymo_server_t *ymo_server_create(int n_workers, int *err) {
@@ -80,7 +88,8 @@ fail:
 }
 
 int ymo_server_set_option(ymo_server_t *srv, int option, int64_t value) {
-  if (srv == NULL || option <= 0 || (size_t)option >= N_OPTIONS)
+  if (srv == NULL || option <= 0 || (size_t)option >= N_OPTIONS ||
+      !option_known[option])
     return YMO_EINVAL;
   if (value < 0 || srv->thread_started) return YMO_EINVAL;
   srv->options[option] = value;

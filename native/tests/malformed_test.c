@@ -117,6 +117,7 @@ int main(int argc, char **argv) {
   /* Bad options are refused. */
   CHECK_EQ(ymo_server_set_option(srv, 0, 1), YMO_EINVAL);
   CHECK_EQ(ymo_server_set_option(srv, 99, 1), YMO_EINVAL);
+  CHECK_EQ(ymo_server_set_option(srv, 11, 1), YMO_EINVAL); /* Retired. */
   CHECK_EQ(ymo_server_set_option(srv, YMO_OPT_MAX_HEAD_SIZE, -1), YMO_EINVAL);
   CHECK_EQ(ymo_server_set_option(NULL, YMO_OPT_MAX_HEAD_SIZE, 1), YMO_EINVAL);
   CHECK_OK(ymo_server_listen(srv, "127.0.0.1", 0));
