@@ -8,7 +8,13 @@
  */
 import { loadNative } from "../ffi/native.ts";
 import type { Pointer } from "../ffi/_types.ts";
-import { EPIPE, ESTALE, RESP_CLOSE, RESP_DONE } from "../ffi/symbols.ts";
+import {
+  EPIPE,
+  ESTALE,
+  RESP_CLOSE,
+  RESP_DONE,
+  RESP_OWN_LENGTH,
+} from "../ffi/symbols.ts";
 
 const lib = (await loadNative()).fn;
 
@@ -42,6 +48,8 @@ export class Exchange {
   #aborted = false;
   /** When the handler was given the request (only with handlerTimeout). */
   started = 0;
+  /** Whether the request is a HEAD request (set by the worker). */
+  isHead = false;
   /** Whether respond() was called. */
   responded = false;
   /** Made on first use of `signal`: most handlers never look at it. */
@@ -211,7 +219,8 @@ export class Exchange {
    * @param headersLength How many bytes of `headers` to send.
    * @param body The body, or its first part.
    * @param done Whether the body is complete.
-   * @param close Whether to close the connection afterwards.
+   * @param ownLength Whether `headers` carry the app's Content-Length for
+   * this HEAD request (RFC 9110 section 9.3.2), so that C adds none.
    * @returns 0, or a negative error code when the client is gone.
    */
   respond(
@@ -220,7 +229,7 @@ export class Exchange {
     headersLength: number,
     body: Uint8Array,
     done: boolean,
-    close = false,
+    ownLength = false,
   ): number {
     if (!this.open) return EPIPE;
     this.responded = true;
@@ -233,7 +242,7 @@ export class Exchange {
       headersLength,
       body,
       body.byteLength,
-      (done ? RESP_DONE : 0) | (close ? RESP_CLOSE : 0),
+      (done ? RESP_DONE : 0) | (ownLength ? RESP_OWN_LENGTH : 0),
     );
     if (rc < 0) this.#refused(rc);
     else if (done) this.#finish();

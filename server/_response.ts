@@ -86,6 +86,7 @@ export class Responder {
     let head: Uint8Array, headLength: number;
     let fixed: string | Uint8Array | undefined;
     let body: ReadableStream<unknown> | null = null;
+    let ownLength = false;
     try {
       if (!(response instanceof Response)) {
         throw new TypeError(
@@ -106,8 +107,12 @@ export class Responder {
       // implied Content-Type once `body` is read.
       headLength = this.#headerWriter.write(
         headerList(response) ?? response.headers,
+        exchange.isHead,
       );
       head = this.#headerWriter.bytes;
+      // A HEAD answer keeps the Content-Length the app set, if any (RFC
+      // 9110 section 9.3.2): C then adds none.
+      ownLength = this.#headerWriter.keptLength;
       fixed = staticBody(response);
       if (fixed === undefined) {
         body = response.body;
@@ -122,11 +127,11 @@ export class Responder {
     }
     if (fixed !== undefined) {
       const bytes = typeof fixed === "string" ? this.#encode(fixed) : fixed;
-      exchange.respond(status, head, headLength, bytes, true);
+      exchange.respond(status, head, headLength, bytes, true, ownLength);
       return;
     }
     if (body === null) {
-      exchange.respond(status, head, headLength, EMPTY, true);
+      exchange.respond(status, head, headLength, EMPTY, true, ownLength);
       return;
     }
     // Copied: the writer's buffer is reused by other exchanges while this
@@ -137,6 +142,7 @@ export class Responder {
       head.slice(0, headLength),
       body,
       failed,
+      ownLength,
     );
   }
 
@@ -158,6 +164,7 @@ export class Responder {
     headers: Uint8Array,
     body: ReadableStream<unknown>,
     failed: boolean,
+    ownLength: boolean,
   ): Promise<void> {
     const headLength = headers.byteLength;
     let reader: ReadableStreamDefaultReader<unknown>;
@@ -187,7 +194,7 @@ export class Responder {
       }
       const start = parts.length === 1 ? parts[0] : concat(parts, size);
       if (chunk.done) {
-        exchange.respond(status, headers, headLength, start, true);
+        exchange.respond(status, headers, headLength, start, true, ownLength);
         return;
       }
       if (exchange.respond(status, headers, headLength, start, false) < 0) {

@@ -11,6 +11,7 @@ import { loadNative } from "../ffi/native.ts";
 import {
   decodeRequests,
   REQF_ABORT,
+  REQF_HEAD,
   type RequestRecord,
 } from "../ffi/codec.ts";
 import type { Pointer, Timer, Waker } from "../ffi/_types.ts";
@@ -256,6 +257,7 @@ export class ThreadWorker implements ExchangeOwner {
     if (this.#sweep !== undefined) exchange.started = performance.now();
     this.#inflight[rec.id] = exchange;
     this.#pending++;
+    exchange.isHead = (rec.flags & REQF_HEAD) !== 0;
     let request: Request;
     try {
       request = buildRequest(rec, exchange, this.#server.defaultHost);
