@@ -126,8 +126,9 @@ export interface ServeOptions {
    */
   idleTimeout?: number;
   /**
-   * Milliseconds a client has to send a whole request (head and body) once
-   * it has started; past it the server answers 408 and closes.
+   * Milliseconds a client has to send a request head once it has started,
+   * and then the longest gap between pieces of its body; past it the server
+   * answers 408 and closes.
    * @default {10000}
    */
   requestTimeout?: number;
@@ -139,7 +140,7 @@ export interface ServeOptions {
   maxHeaderSize?: number;
   /**
    * Most header fields in one request; more get 431.
-   * @default {100}
+   * @default {2000}
    */
   maxHeaderCount?: number;
   /**
