@@ -23,6 +23,7 @@ export const NATIVE_FILES: readonly string[] = [
   "native/src/exchange.h",
   "native/src/http1.c",
   "native/src/http1_parser.c",
+  "native/src/loan.c",
   "native/src/queue.c",
   "native/src/record.c",
   "native/src/response.c",

@@ -14,6 +14,11 @@ const BUN_FFI = "bun:ffi";
 // deno-lint-ignore no-explicit-any
 const ffi: any = await import(BUN_FFI);
 
+// Bun's global; typed here since this file is type-checked by Deno too.
+const setImmediate = (globalThis as unknown as {
+  setImmediate(fn: () => void): unknown;
+}).setImmediate;
+
 const TYPES: Record<string, string> = {
   i32: "i32",
   u32: "u32",
@@ -81,7 +86,7 @@ class BunWaker implements Waker {
   constructor(
     fn: NativeSymbols,
     worker: Pointer,
-    onWork: () => void,
+    onWork: () => void | Promise<void>,
     onReleased: () => void,
   ) {
     this.#fn = fn;
@@ -161,6 +166,9 @@ export function open(path: string): Native {
     },
     waker(worker, onWork, onReleased): Waker {
       return new BunWaker(fn, worker, onWork, onReleased);
+    },
+    turn(): Promise<void> {
+      return new Promise((resolve) => setImmediate(resolve));
     },
     onExit(hook: () => void): void {
       (globalThis as unknown as {

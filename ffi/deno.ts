@@ -7,6 +7,7 @@
  */
 import { ESHUTDOWN, symbols } from "./symbols.ts";
 import type { Native, NativeSymbols, Pointer, Timer, Waker } from "./_types.ts";
+import { setImmediate } from "node:timers";
 import { fastRequest, headerList, staticBody } from "./_deno_inner.ts";
 
 /** Milliseconds between takes of an unref'd waker. */
@@ -24,7 +25,7 @@ const POLL_MS = 5;
 class DenoWaker implements Waker {
   #fn: NativeSymbols;
   #worker: Pointer;
-  #onWork: () => void;
+  #onWork: () => void | Promise<void>;
   #onReleased: () => void;
   #stopping: () => boolean;
   #poll: Timer | undefined;
@@ -34,7 +35,7 @@ class DenoWaker implements Waker {
   constructor(
     fn: NativeSymbols,
     worker: Pointer,
-    onWork: () => void,
+    onWork: () => void | Promise<void>,
     onReleased: () => void,
     stopping: () => boolean,
   ) {
@@ -62,7 +63,9 @@ class DenoWaker implements Waker {
         this.#onReleased();
         return;
       }
-      this.#onWork();
+      // While onWork's busy period runs, no waiter is parked: that thread
+      // polls C itself.
+      await this.#onWork();
     }
   }
 
@@ -132,6 +135,9 @@ export function open(path: string): Native {
     },
     waker(worker, onWork, onReleased, stopping): Waker {
       return new DenoWaker(fn, worker, onWork, onReleased, stopping);
+    },
+    turn(): Promise<void> {
+      return new Promise((resolve) => setImmediate(resolve));
     },
     onExit(hook: () => void): void {
       globalThis.addEventListener("unload", hook);

@@ -113,6 +113,14 @@ export const symbols = {
   ymo_worker_aborted: { parameters: ["pointer", "u32", "u32"], result: "i32" },
   /** int ymo_worker_join(ymo_worker_t *worker) */
   ymo_worker_join: { parameters: ["pointer"], result: "i32" },
+  /** int ymo_worker_acquire_loop(ymo_worker_t *worker) */
+  ymo_worker_acquire_loop: { parameters: ["pointer"], result: "i32" },
+  /** int ymo_worker_poll(ymo_worker_t *worker) */
+  ymo_worker_poll: { parameters: ["pointer"], result: "i32" },
+  /** int ymo_worker_flush(ymo_worker_t *worker) */
+  ymo_worker_flush: { parameters: ["pointer"], result: "i32" },
+  /** int ymo_worker_release_loop(ymo_worker_t *worker) */
+  ymo_worker_release_loop: { parameters: ["pointer"], result: "i32" },
 } as const satisfies Deno.ForeignLibraryInterface;
 
 /** Values of `enum ymo_option` in ymo.h. */
@@ -141,3 +149,5 @@ export const RESP_OWN_LENGTH = 4;
 export const ESHUTDOWN = -108;
 export const ESTALE = -116;
 export const EPIPE = -32;
+export const EAGAIN = -11;
+export const EALREADY = -114;

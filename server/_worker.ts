@@ -15,6 +15,7 @@ import {
   type RequestRecord,
 } from "../ffi/codec.ts";
 import type { Pointer, Timer, Waker } from "../ffi/_types.ts";
+import { EAGAIN, EALREADY } from "../ffi/symbols.ts";
 import { check } from "./_errors.ts";
 import type { ServeHandler, SocketAddress } from "./_options.ts";
 import { HandlerInfo, type ServerFacade, socketAddress } from "./_info.ts";
@@ -23,6 +24,10 @@ import { buildRequest, exchangeOf } from "./_request.ts";
 import { Responder } from "./_response.ts";
 
 const native = await loadNative();
+
+/** Milliseconds without work after which a busy period ends and the loop
+ * goes back to L. */
+const LOAN_IDLE_MS = 1;
 const lib = native.fn;
 
 /**
@@ -126,7 +131,7 @@ export class ThreadWorker implements ExchangeOwner {
     check(lib.ymo_worker_start(this.#pointer), "Cannot start worker");
     this.#waker = native.waker(
       this.#pointer,
-      () => this.#drain(),
+      () => this.#work(),
       () => this.#onReleased(),
       () => this.#server.stopping,
     );
@@ -171,16 +176,84 @@ export class ThreadWorker implements ExchangeOwner {
     this.#waker?.close();
   }
 
-  /** Takes what C has queued, until nothing is left. */
-  #drain(): void {
-    if (!this.#alive) return;
+  /** Whether this server lends its loop (C says no once, for good). */
+  #lends = true;
+  /** The busy period running, if one is. */
+  #busy: Promise<void> | null = null;
+
+  /** C has queued work: take it, and while busy, run the loop here. */
+  #work(): Promise<void> | undefined {
+    if (!this.#lends) {
+      this.#drain();
+      return;
+    }
+    // Started a microtask later: the period clears #busy when it ends,
+    // which must come after this assignment.
+    return this.#busy ??= Promise.resolve().then(() => this.#busyPeriod());
+  }
+
+  /**
+   * One busy period (native/src/loan.c): borrow the loop from L and run it
+   * on this thread between batches, so reading, handling and writing a
+   * request need no wake and no other thread; between passes, one turn of
+   * the runtime's event loop lets timers, I/O and awaiting handlers go on.
+   * After LOAN_IDLE_MS without work the loop goes back to L, which waits
+   * for the next request in epoll and wakes this thread through the waker.
+   */
+  async #busyPeriod(): Promise<void> {
+    const pointer = this.#pointer;
+    try {
+      let owned = false;
+      let lastWork = performance.now();
+      this.#drain();
+      while (this.#alive && !this.#server.stopping) {
+        if (!owned) {
+          const rc: number = lib.ymo_worker_acquire_loop(pointer);
+          if (rc < 0) {
+            // EALREADY: this server keeps the handoff (several workers).
+            if (rc === EALREADY) this.#lends = false;
+            break;
+          }
+          owned = rc === 1;
+        }
+        let worked = false;
+        if (owned) {
+          const n: number = lib.ymo_worker_poll(pointer);
+          if (n === EAGAIN) owned = false; // L took it back: ask again.
+          else if (n < 0) break; // Shutting down: L finishes it.
+          else if (n > 0) {
+            worked = this.#drain();
+            // Write what the batch answered now, not after the turn.
+            lib.ymo_worker_flush(pointer);
+          }
+        }
+        // Not (yet) ours: take what L handed over meanwhile.
+        if (!owned) worked = this.#drain();
+        const now = performance.now();
+        if (worked) lastWork = now;
+        else if (now - lastWork > LOAN_IDLE_MS) break;
+        await native.turn();
+      }
+    } finally {
+      lib.ymo_worker_release_loop(pointer);
+      this.#busy = null;
+    }
+    // What was queued between the last take and the release woke nobody.
+    this.#drain();
+  }
+
+  /** Takes what C has queued, until nothing is left; whether it took any. */
+  #drain(): boolean {
+    if (!this.#alive) return false;
+    let took = false;
     for (;;) {
       const n: number = lib.ymo_worker_take(
         this.#pointer,
         this.#buf,
         this.#buf.byteLength,
       );
-      if (n === 0) return;
+      if (n === 0) return took;
+      took = true;
       if (n < 0) {
         let size = this.#buf.byteLength * 2;
         while (size < -n) size *= 2;

@@ -286,6 +286,33 @@ YMO_EXTERN int ymo_worker_aborted(ymo_worker_t *worker, uint32_t id,
  * that thread is gone for good; idempotent. */
 YMO_EXTERN int ymo_worker_join(ymo_worker_t *worker);
 
+/* The loan of the loop. While it is busy, the JS thread of a server's only
+ * worker may run the server's loop itself, so a request is read, handled
+ * and answered on one thread; L waits meanwhile, and takes the loop back if
+ * the JS thread stops polling for 10 ms (a handler stuck in synchronous
+ * code). All JS thread only; none blocks but acquire, for at most 2 ms.
+ *
+ * ymo_worker_acquire_loop: asks L for the loop and waits up to 2 ms for it.
+ * 1 when this thread owns the loop, 0 when L has not handed it over yet
+ * (call again later), YMO_EALREADY when this server does not lend
+ * its loop (several workers, or YMO_NO_LOAN=1 in the environment when the
+ * server started), YMO_ESHUTDOWN once the server is shutting down. */
+YMO_EXTERN int ymo_worker_acquire_loop(ymo_worker_t *worker);
+
+/* One pass of the owned loop that does not wait: writes what queue_out holds,
+ * reads what the sockets have, runs timers. Returns how many items queue_in
+ * holds for ymo_worker_take(), YMO_EAGAIN when this thread does not own the
+ * loop (L took it back: acquire it again), or YMO_ESHUTDOWN (the loop went
+ * back to L, which finishes the shutdown). */
+YMO_EXTERN int ymo_worker_poll(ymo_worker_t *worker);
+
+/* Writes what queue_out holds now, on the owned loop (the responses a batch
+ * just made). Returns as ymo_worker_poll(). */
+YMO_EXTERN int ymo_worker_flush(ymo_worker_t *worker);
+
+/* Gives the loop back to L, or withdraws a request for it. Idempotent. */
+YMO_EXTERN int ymo_worker_release_loop(ymo_worker_t *worker);
+
 /* Wire format of one request record written by ymo_worker_take(), all
  * integers little-endian: the fixed part laid out by YMO_RECORD_MAP below
  * (YMO_REQ_FIXED_SIZE bytes), then

@@ -66,6 +66,12 @@ ymo_server_t *ymo_server_create(int n_workers, int *err) {
     }
     srv->workers[i] = w;
   }
+  /* One worker may borrow the loop (loan.c); decided here, since its JS
+   * thread may ask before the server starts. With several workers, each JS
+   * thread would wait for the others' loans: they keep the handoff. */
+  const char *no_loan = getenv("YMO_NO_LOAN");
+  if (n_workers == 1 && !(no_loan != NULL && *no_loan == '1'))
+    ymo__worker_allow_loans(srv->workers[0]);
   ymo_conns_t *c = &srv->conns;
   c->loop = srv->loop;
   c->options = srv->options;
@@ -265,11 +271,18 @@ static void close_listener(ymo_server_t *srv) {
   }
 }
 
+/* Ends the loop for good. `finished` is what tells L that ev_run returned
+ * for shutdown, not to lend the loop: this may run in a pass by the JS
+ * thread, whose ev_run the break does not outlive. */
+static void finish(ymo_server_t *srv) {
+  srv->finished = true;
+  ev_break(srv->loop, EVBREAK_ALL);
+}
+
 /* The connection set's on_empty: the last connection closed. */
 static void on_sessions_gone(void *arg) {
   ymo_server_t *srv = arg;
-  if (atomic_load(&srv->draining) && srv->listen_fd < 0)
-    ev_break(srv->loop, EVBREAK_ALL);
+  if (atomic_load(&srv->draining) && srv->listen_fd < 0) finish(srv);
 }
 
 static void on_accept(struct ev_loop *loop, ev_io *w, int revents) {
@@ -306,14 +319,14 @@ static void on_control(struct ev_loop *loop, ev_async *w, int revents) {
   if (atomic_load(&srv->stop_now)) {
     close_listener(srv);
     ymo__conns_close_all(&srv->conns);
-    ev_break(loop, EVBREAK_ALL);
+    finish(srv);
     return;
   }
   if (atomic_load(&srv->draining) && srv->listen_fd >= 0) {
     close_listener(srv);
     ymo__conns_drain(&srv->conns);
     if (srv->conns.sessions == NULL) {
-      ev_break(loop, EVBREAK_ALL);
+      finish(srv);
       return;
     }
     int grace = atomic_load(&srv->grace_ms);
@@ -343,7 +356,13 @@ static void *loop_main(void *arg) {
   ev_io_start(loop, &srv->accept_watcher);
   /* A shutdown requested before the loop ran is picked up at once. */
   if (atomic_load(&srv->draining)) ev_async_send(loop, &srv->control);
-  ev_run(loop, 0);
+  /* ev_run returns for shutdown, or because the JS thread asked for the
+   * loop: lend it, and run it again once it is back. */
+  for (;;) {
+    ev_run(loop, 0);
+    if (srv->finished || atomic_load(&srv->stop_now)) break;
+    ymo__worker_lend(srv->workers[0]);
+  }
 
   close_listener(srv);
   ymo__conns_close_all(&srv->conns);
@@ -410,6 +429,8 @@ int ymo_server_stop(ymo_server_t *srv) {
   if (srv->thread_started && !srv->joined) {
     atomic_store(&srv->stop_now, 1);
     atomic_store(&srv->draining, 1);
+    /* L may be waiting for the loop to come back from a JS thread. */
+    ymo__worker_end_loans(srv->workers[0]);
     ev_async_send(srv->loop, &srv->control);
     pthread_join(srv->thread, NULL);
     srv->joined = true;

@@ -23,6 +23,7 @@ struct ymo_server {
   ev_timer grace_timer;
   atomic_int draining;         /* Set once; read by JS threads too. */
   atomic_int stop_now;
+  bool finished;               /* The loop broke for shutdown (whoever ran it). */
   atomic_int grace_ms;
 
   int64_t options[16];         /* Indexed by enum ymo_option. */

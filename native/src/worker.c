@@ -85,6 +85,12 @@ int ymo__worker_init(ymo_worker_t *worker, struct ev_loop *loop,
     pthread_mutex_destroy(&worker->lock_in);
     return YMO_ENOMEM;
   }
+  if (ymo__loan_init(&worker->loan) != 0) {
+    pthread_cond_destroy(&worker->ready_in);
+    pthread_mutex_destroy(&worker->lock_out);
+    pthread_mutex_destroy(&worker->lock_in);
+    return YMO_ENOMEM;
+  }
   ymo__out_pool_init(&worker->spares, &worker->lock_out);
   worker->first_free = UINT32_MAX;
   return 0;
@@ -112,6 +118,7 @@ void ymo__worker_destroy(ymo_worker_t *w) {
   free(w->slots);
   for (int c = 0; c < YMO__N_CODINGS; c++) ymo__compressor_free(w->once[c]);
   ymo__out_pool_destroy(&w->spares);
+  ymo__loan_destroy(&w->loan);
   pthread_cond_destroy(&w->ready_in);
   pthread_mutex_destroy(&w->lock_out);
   pthread_mutex_destroy(&w->lock_in);
@@ -184,6 +191,8 @@ int ymo_worker_join(ymo_worker_t *w) {
   w->notified = true;
   pthread_cond_broadcast(&w->ready_in);
   ymo__worker_unlock_in(w);
+  /* A thread that goes away with the loop must not leave L waiting. */
+  ymo_worker_release_loop(w);
   answer_held(w);
   return 0;
 }
@@ -194,7 +203,9 @@ int ymo_worker_join(ymo_worker_t *w) {
 static int queue_in_push(ymo_worker_t *w, ymo_exchange_t *ex, void *item) {
   ymo__exchange_ref(ex);
   ymo__worker_lock_in(w);
-  bool wake = w->queue_in.count == 0;
+  /* While JS runs the loop, JS is the one pushing: it takes what it queued
+   * after its pass, and nobody needs waking. */
+  bool wake = w->queue_in.count == 0 && !ymo__worker_loop_lent(w);
   int err = ymo__queue_push(&w->queue_in, item);
   wake = wake && err == 0;
   /* The callback is called under the lock (see notify_locked()). */
@@ -696,5 +707,6 @@ void ymo__worker_detach(ymo_worker_t *w) {
   ev_prepare_stop(w->loop, &w->prepare_watcher);
   ev_check_stop(w->loop, &w->check_watcher);
   ev_idle_stop(w->loop, &w->idle_watcher);
+  if (w->loan.enabled) ev_async_stop(w->loop, &w->loan.ask);
   w->drain(w, w->drain_arg);
 }

@@ -22,6 +22,39 @@
 typedef bool (*ymo_drain_fn)(ymo_worker_t *worker, void *arg);
 
 /* ---------------------------------------------------------------------------
+ * The loan (loan.c): while its JS thread is busy, a server's only worker may
+ * borrow the loop from L and run it itself, between batches, so a request is
+ * read, handled and answered on one thread with no wake in between.
+ *
+ * state goes L -> WANTED (JS asked: ymo_worker_acquire_loop sends `ask`,
+ * whose callback breaks L's ev_run, and waits a little on `handed`) -> JS (L, out of ev_run, hands over and
+ * waits on `returned`) -> L (JS gives it back when idle, or L takes it back
+ * when JS has not polled for YMO__LOAN_STUCK_MS: a handler stuck in
+ * synchronous code must not stop every other connection). JS runs the loop
+ * only inside ymo_worker_poll()/ymo_worker_flush(), holding `lock`, so L and
+ * JS never run it at once and each sees what the other did (the lock orders
+ * them). Lock order: lock, then lock_in or lock_out.
+ * ------------------------------------------------------------------------- */
+enum { YMO__LOAN_L, YMO__LOAN_WANTED, YMO__LOAN_JS };
+
+/* How long JS may own the loop without polling before L takes it back. */
+#define YMO__LOAN_STUCK_MS 10
+/* How long ymo_worker_acquire_loop waits for L to hand the loop over. */
+#define YMO__LOAN_ASK_MS 2
+
+typedef struct ymo_loan {
+  pthread_mutex_t lock;
+  pthread_cond_t returned; /* Signalled when state leaves JS or on stop. */
+  pthread_cond_t handed;   /* Signalled when state becomes JS or on stop. */
+  atomic_int state;        /* Written under lock; read without it. */
+  bool enabled;            /* Set before L starts: one worker, not disabled. */
+  bool ended;              /* The server stopped: no more loans. Under lock. */
+  unsigned long polls;     /* JS's passes; L watches it move. Under lock. */
+  ev_async ask;            /* JS to L: leave ev_run and hand over. */
+  unsigned long stat_lent, stat_taken_back;
+} ymo_loan_t;
+
+/* ---------------------------------------------------------------------------
  * Worker.
  *
  * Locking: lock_in protects queue_in, pool_in, notify_fn, notified and
@@ -78,6 +111,9 @@ struct ymo_worker {
    * takes by the JS thread, exchanges taken, drains of queue_out by L. */
   unsigned long stat_waits, stat_takes, stat_taken, stat_drains;
 
+  /* Lending the loop to the JS thread (see above). */
+  ymo_loan_t loan;
+
   /* Spare output pieces for this worker's exchanges; under lock_out. */
   ymo_out_pool_t spares;
 
@@ -117,6 +153,21 @@ void ymo__worker_detach(ymo_worker_t *worker);
  * give its nodes back once they are walked. The items are ymo_out_t. */
 ymo_queue_node_t *ymo__worker_take_out(ymo_worker_t *worker);
 void ymo__worker_recycle_out(ymo_worker_t *worker, ymo_queue_node_t *list);
+
+/* The loan, from the server (loan.c). Before L starts: allow loans. On L,
+ * out of ev_run for a reason that is not shutdown: hand the loop over if JS
+ * asked, and return once it is L's again. Any thread, at stop: end loans for
+ * good and wake L. */
+int ymo__loan_init(ymo_loan_t *loan);
+void ymo__loan_destroy(ymo_loan_t *loan);
+void ymo__worker_allow_loans(ymo_worker_t *worker);
+void ymo__worker_lend(ymo_worker_t *worker);
+void ymo__worker_end_loans(ymo_worker_t *worker);
+/* Whether JS owns the loop now (queue_in then wakes nobody: JS polls). */
+static inline bool ymo__worker_loop_lent(ymo_worker_t *w) {
+  return atomic_load_explicit(&w->loan.state, memory_order_relaxed) ==
+         YMO__LOAN_JS;
+}
 
 static inline int ymo__worker_lock_in(ymo_worker_t *w) {
   return pthread_mutex_lock(&w->lock_in);

@@ -1,0 +1,311 @@
+/* The loan of the loop (loan.c): a C thread stands in for the JavaScript
+ * thread and runs busy periods the way server/_worker.ts does (wait, take,
+ * acquire, poll, take, answer, flush, give back when idle), over real
+ * sockets.
+ *
+ * "busy": many keep-alive clients pipelining requests while the driver
+ *   borrows and returns the loop; every reply is checked byte for byte, the
+ *   driver must have owned the loop, and a static route answered by
+ *   whichever thread runs the loop works throughout.
+ * "stuck": the driver owns the loop and then stops polling (a handler stuck
+ *   in synchronous code): L must take the loop back and serve other
+ *   clients meanwhile; the driver's next poll says it no longer owns it.
+ * "stop": ymo_server_stop() while the driver owns the loop returns, and the
+ *   driver's next pass says the server is shutting down.
+ * "shutdown": a graceful ymo_server_shutdown() while the driver owns the
+ *   loop: the driver gives it back, L answers the request the driver still
+ *   holds (answered during the grace period), and the waiter is released. */
+#include "test_util.h"
+
+static const char STATIC_BODY[] = "static answer";
+
+static void request(int fd, const char *path) {
+  char req[256];
+  int len = snprintf(req, sizeof(req), "GET %s HTTP/1.1\r\nHost: n\r\n\r\n",
+                     path);
+  send_all(fd, req, (size_t)len);
+}
+
+static void expect_body(int fd, const char *body, const char *what) {
+  expect_t e = {0};
+  expect_head(&e, 200, (long long)strlen(body), false, false, false, "");
+  db_puts(&e.b, body);
+  EXPECT_RESPONSE(fd, &e, what);
+  db_free(&e.b);
+}
+
+static ymo_server_t *loan_server(int *port) {
+  ymo_server_t *srv = test_server(1, port);
+  CHECK_OK(ymo_server_add_static(srv, "/static", 200, NULL, 0,
+                                 (const uint8_t *)STATIC_BODY,
+                                 (int32_t)strlen(STATIC_BODY)));
+  CHECK_OK(ymo_server_start(srv));
+  return srv;
+}
+
+/* Answers every request in the batch with its target as the body. */
+static long answer_batch(ymo_worker_t *w, takebuf_t *tb) {
+  int32_t n = take_all(w, tb);
+  long answered = 0;
+  for (size_t off = 0; off < (size_t)n;) {
+    rec_t r;
+    off += parse_record(tb->p + off, (size_t)n - off, &r);
+    if (r.flags & YMO_REQF_ABORT) continue;
+    CHECK_OK(ymo_worker_respond(w, r.id, r.gen, 200, NULL, 0, r.url,
+                                (int32_t)r.url_len, YMO_RESP_DONE));
+    answered++;
+  }
+  return answered;
+}
+
+/* ------------------------------------------------------------------------ */
+/* busy                                                                     */
+
+typedef struct {
+  ymo_worker_t *w;
+  long answered;
+  long owned_polls;  /* Passes run while owning the loop. */
+  long periods;
+} driver_t;
+
+/* One busy period, as server/_worker.ts runs it; ends after `idle_passes`
+ * passes without work. */
+static void busy_period(driver_t *d, takebuf_t *tb, int idle_passes) {
+  ymo_worker_t *w = d->w;
+  d->periods++;
+  d->answered += answer_batch(w, tb);
+  bool owned = false;
+  int idle = 0;
+  while (idle < idle_passes) {
+    if (!owned) {
+      int rc = ymo_worker_acquire_loop(w);
+      if (rc < 0) {
+        CHECK_EQ(rc, YMO_ESHUTDOWN);
+        break;
+      }
+      owned = rc == 1;
+    }
+    long got = 0;
+    if (owned) {
+      int n = ymo_worker_poll(w);
+      if (n == YMO_EAGAIN) {
+        owned = false;
+      } else if (n < 0) {
+        CHECK_EQ(n, YMO_ESHUTDOWN);
+        break;
+      } else {
+        d->owned_polls++;
+        got = answer_batch(w, tb);
+        int f = ymo_worker_flush(w);
+        CHECKF(f >= 0 || f == YMO_EAGAIN || f == YMO_ESHUTDOWN, "flush %d",
+               f);
+      }
+    }
+    if (!owned) got += answer_batch(w, tb);
+    d->answered += got;
+    idle = got > 0 ? 0 : idle + 1;
+    sched_yield();
+  }
+  CHECK_OK(ymo_worker_release_loop(w));
+  d->answered += answer_batch(w, tb);
+}
+
+static void *driver_main(void *arg) {
+  driver_t *d = arg;
+  takebuf_t tb = {.p = malloc(1 << 16), .cap = 1 << 16};
+  for (;;) {
+    int n = ymo_worker_wait(d->w);
+    if (n == YMO_ESHUTDOWN) break;
+    CHECK(n >= 0);
+    busy_period(d, &tb, 200);
+  }
+  free(tb.p);
+  free(tb.in);
+  return NULL;
+}
+
+typedef struct {
+  int port, index, n;
+} load_t;
+
+/* Pipelined pairs on one keep-alive connection, and now and then the static
+ * route on a connection of its own. */
+static void *load_main(void *arg) {
+  load_t *l = arg;
+  int fd = client_connect(l->port);
+  char path[64], path2[64];
+  for (int i = 0; i < l->n; i += 2) {
+    snprintf(path, sizeof(path), "/load/%d/%d", l->index, i);
+    snprintf(path2, sizeof(path2), "/load/%d/%d", l->index, i + 1);
+    request(fd, path);
+    request(fd, path2);
+    expect_body(fd, path, "load");
+    expect_body(fd, path2, "load");
+    if (i % 50 == 0) {
+      int s = client_connect(l->port);
+      request(s, "/static");
+      expect_body(s, STATIC_BODY, "static route");
+      close(s);
+    }
+    /* Pauses let the driver go idle and give the loop back. */
+    if (i % 64 == 0) sleep_ms(3);
+  }
+  close(fd);
+  return NULL;
+}
+
+static void test_busy(void) {
+  int port;
+  ymo_server_t *srv = loan_server(&port);
+  driver_t d = {.w = ymo_server_worker(srv, 0)};
+  CHECK_OK(ymo_worker_start(d.w));
+  pthread_t driver;
+  CHECK(pthread_create(&driver, NULL, driver_main, &d) == 0);
+
+  enum { CLIENTS = 8, EACH = 400 };
+  load_t loads[CLIENTS];
+  pthread_t clients[CLIENTS];
+  for (int i = 0; i < CLIENTS; i++) {
+    loads[i] = (load_t){.port = port, .index = i, .n = EACH};
+    CHECK(pthread_create(&clients[i], NULL, load_main, &loads[i]) == 0);
+  }
+  for (int i = 0; i < CLIENTS; i++) pthread_join(clients[i], NULL);
+
+  CHECK_OK(ymo_server_shutdown(srv, 1000));
+  pthread_join(driver, NULL);
+  CHECK_EQ(d.answered, CLIENTS * EACH);
+  CHECKF(d.owned_polls > 0, "the driver never owned the loop (%ld periods)",
+         d.periods);
+  ymo_server_free(srv);
+}
+
+/* ------------------------------------------------------------------------ */
+/* stuck, stop, shutdown: one driver step at a time, from this thread.      */
+
+/* Asks for the loop until this thread owns it. */
+static void acquire(ymo_worker_t *w) {
+  for (int i = 0; ymo_worker_acquire_loop(w) != 1; i++) {
+    CHECKF(i < 5000, "the loop was never handed over");
+    sleep_ms(1);
+  }
+}
+
+typedef struct {
+  int port;
+  atomic_int done;
+} side_t;
+
+static void *static_client(void *arg) {
+  side_t *s = arg;
+  int fd = client_connect(s->port);
+  request(fd, "/static");
+  expect_body(fd, STATIC_BODY, "static route while the driver is stuck");
+  close(fd);
+  atomic_store(&s->done, 1);
+  return NULL;
+}
+
+static void test_stuck(void) {
+  int port;
+  ymo_server_t *srv = loan_server(&port);
+  ymo_worker_t *w = ymo_server_worker(srv, 0);
+  CHECK_OK(ymo_worker_start(w));
+  acquire(w);
+  CHECK(ymo_worker_poll(w) >= 0);
+  /* Stuck: no pass from here. Only L can answer this client, and only once
+   * it has taken the loop back. */
+  side_t side = {.port = port};
+  pthread_t t;
+  CHECK(pthread_create(&t, NULL, static_client, &side) == 0);
+  while (!atomic_load(&side.done)) sleep_ms(1); /* test_deadline bounds it */
+  pthread_join(t, NULL);
+  CHECK_EQ(ymo_worker_poll(w), YMO_EAGAIN);
+  CHECK_EQ(ymo_worker_flush(w), YMO_EAGAIN);
+  /* It can be borrowed again, and works. */
+  acquire(w);
+  int fd = client_connect(port);
+  request(fd, "/after");
+  takebuf_t tb = {.p = malloc(1 << 16), .cap = 1 << 16};
+  long answered = 0;
+  for (int i = 0; answered == 0; i++) {
+    CHECKF(i < 5000, "the request never came through the owned loop");
+    int n = ymo_worker_poll(w);
+    CHECK(n >= 0);
+    answered = answer_batch(w, &tb);
+    CHECK(ymo_worker_flush(w) >= 0);
+    if (answered == 0) sleep_ms(1);
+  }
+  expect_body(fd, "/after", "request through the owned loop");
+  close(fd);
+  CHECK_OK(ymo_worker_release_loop(w));
+  ymo_server_free(srv);
+  free(tb.p);
+  free(tb.in);
+}
+
+static void test_stop(void) {
+  int port;
+  ymo_server_t *srv = loan_server(&port);
+  ymo_worker_t *w = ymo_server_worker(srv, 0);
+  CHECK_OK(ymo_worker_start(w));
+  acquire(w);
+  CHECK(ymo_worker_poll(w) >= 0);
+  CHECK_OK(ymo_server_stop(srv)); /* Returns: L was woken and joined. */
+  CHECK_EQ(ymo_worker_poll(w), YMO_ESHUTDOWN);
+  CHECK_EQ(ymo_worker_acquire_loop(w), YMO_ESHUTDOWN);
+  CHECK_EQ(ymo_worker_wait(w), YMO_ESHUTDOWN);
+  ymo_server_free(srv);
+}
+
+static void test_shutdown(void) {
+  int port;
+  ymo_server_t *srv = loan_server(&port);
+  ymo_worker_t *w = ymo_server_worker(srv, 0);
+  CHECK_OK(ymo_worker_start(w));
+  acquire(w);
+  int fd = client_connect(port);
+  request(fd, "/held");
+  takebuf_t tb = {.p = malloc(1 << 16), .cap = 1 << 16};
+  int32_t n = 0;
+  for (int i = 0; n == 0; i++) {
+    CHECKF(i < 5000, "the request never came through the owned loop");
+    CHECK(ymo_worker_poll(w) >= 0);
+    n = take_all(w, &tb);
+    if (n == 0) sleep_ms(1);
+  }
+  rec_t r;
+  CHECK_EQ(parse_record(tb.p, (size_t)n, &r), n);
+  CHECK_OK(ymo_server_shutdown(srv, 5000));
+  /* The next pass gives the loop back; L writes the answer. */
+  CHECK_EQ(ymo_worker_poll(w), YMO_ESHUTDOWN);
+  CHECK_OK(ymo_worker_respond(w, r.id, r.gen, 200, NULL, 0, r.url,
+                              (int32_t)r.url_len, YMO_RESP_DONE));
+  expect_t e = {0};
+  expect_head(&e, 200, 5, false, true, false, "");
+  db_puts(&e.b, "/held");
+  EXPECT_RESPONSE(fd, &e, "held request answered during the grace period");
+  db_free(&e.b);
+  close(fd);
+  CHECK_EQ(ymo_worker_wait(w), YMO_ESHUTDOWN);
+  ymo_server_free(srv);
+  free(tb.p);
+  free(tb.in);
+}
+
+int main(int argc, char **argv) {
+  signal(SIGPIPE, SIG_IGN);
+  test_deadline(50);
+  const char *which = argc > 1 ? argv[1] : "busy";
+  if (strcmp(which, "busy") == 0)
+    test_busy();
+  else if (strcmp(which, "stuck") == 0)
+    test_stuck();
+  else if (strcmp(which, "stop") == 0)
+    test_stop();
+  else if (strcmp(which, "shutdown") == 0)
+    test_shutdown();
+  else
+    CHECKF(false, "unknown test %s", which);
+  printf("loan %s: ok\n", which);
+  return 0;
+}
