@@ -80,17 +80,53 @@ export function buildRequest(
     // on one the platform refuses); C's parser already checked the method
     // and the fields. Like Deno.serve and Bun, this passes TRACE to the
     // handler, where Deno's constructor refuses it.
-    const href = new URL(url).href;
+    const href = isCanonical(host, target) ? url : new URL(url).href;
     const request = new ServerRequest(fastRequest.brand, undefined, exchange);
     fastRequest.fill(request, method, href, rec.fields, body);
     return request;
   }
-  return new ServerRequest(url, {
-    method,
-    headers: fieldRecord(rec.fields),
-    body,
-    duplex: "half",
-  } as RequestInit, exchange);
+  // A body and `duplex` only where there is one: on Bun they cost about
+  // 0.5 µs even when null.
+  return new ServerRequest(
+    url,
+    body === null
+      ? { method, headers: fieldRecord(rec.fields) }
+      : {
+        method,
+        headers: fieldRecord(rec.fields),
+        body,
+        duplex: "half",
+      } as RequestInit,
+    exchange,
+  );
+}
+
+/** A host the URL parser leaves as it is: lower-case names whose labels
+ * start with a letter (so none is read as a number), or a dotted-quad IPv4
+ * address without leading zeros; then a port without leading zeros. */
+const CANONICAL_HOST =
+  /^(?:[a-z][a-z0-9-]*(?:\.[a-z][a-z0-9-]*)*|(?:(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)\.){3}(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d))(?::([1-9]\d{0,4}))?$/;
+/** An origin-form target the URL parser leaves as it is: characters it
+ * neither encodes nor decodes, and no dot segment ("/." or "/%2e" starts
+ * every one) for it to resolve. */
+const CANONICAL_TARGET = /^\/[A-Za-z0-9\-._~!$&()*+,;=:@/?%]*$/;
+const DOT_SEGMENT = /\/(?:\.|%2e)/i;
+
+/**
+ * Whether `http://${host}${target}` is already what `new URL()` would make
+ * of it, so parsing it (about 0.4 µs of a small request on Deno, in
+ * perf profiles) can be skipped. Anything unusual says no and gets parsed.
+ */
+export function isCanonical(host: string, target: string): boolean {
+  const match = CANONICAL_HOST.exec(host);
+  // Punycode labels ("xn--") are checked by the parser, which may refuse.
+  if (match === null || host.includes("xn--")) return false;
+  const port = match[1];
+  // The default port is dropped by the parser; past 65535 it throws.
+  if (port !== undefined && (port === "80" || Number(port) > 65535)) {
+    return false;
+  }
+  return CANONICAL_TARGET.test(target) && !DOT_SEGMENT.test(target);
 }
 
 /**
