@@ -59,7 +59,8 @@ export interface Native {
   /**
    * Starts waking this thread for the native worker `worker`, which
    * `ymo_worker_start` has bound to it: `onWork` when requests or notices
-   * may be queued (also once at the start on Bun, for what came before),
+   * may be queued (also once at the start on Bun, for what came before;
+   * while it returns an unsettled promise, Deno parks no waiter),
    * `onReleased` once when C has released the worker for good. `stopping`
    * says whether the server is shutting down (an unref'd Deno waker polls,
    * and then parks again to hear the release).

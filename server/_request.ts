@@ -89,14 +89,12 @@ export function buildRequest(
   // 0.5 µs even when null.
   return new ServerRequest(
     url,
-    body === null
-      ? { method, headers: fieldRecord(rec.fields) }
-      : {
-        method,
-        headers: fieldRecord(rec.fields),
-        body,
-        duplex: "half",
-      } as RequestInit,
+    body === null ? { method, headers: fieldRecord(rec.fields) } : {
+      method,
+      headers: fieldRecord(rec.fields),
+      body,
+      duplex: "half",
+    } as RequestInit,
     exchange,
   );
 }

@@ -24,11 +24,11 @@ import { buildRequest, exchangeOf } from "./_request.ts";
 import { Responder } from "./_response.ts";
 
 const native = await loadNative();
+const lib = native.fn;
 
 /** Milliseconds without work after which a busy period ends and the loop
  * goes back to L. */
 const LOAN_IDLE_MS = 1;
-const lib = native.fn;
 
 /**
  * What a {@linkcode ThreadWorker} needs from its owner (the server, or a
@@ -303,13 +303,13 @@ export class ThreadWorker implements ExchangeOwner {
   #makeFacade(): ServerFacade {
     const host = this.#server;
     const url = new URL(host.url);
-    const worker = this;
+    const pending = () => this.pending;
     return {
       url,
       port: host.port,
       hostname: host.hostname,
       get pendingRequests() {
-        return worker.pending;
+        return pending();
       },
       stop: (closeActive) => host.stop(closeActive),
       requestIP(request: Request): SocketAddress | null {

@@ -19,21 +19,6 @@
 
 static const char STATIC_BODY[] = "static answer";
 
-static void request(int fd, const char *path) {
-  char req[256];
-  int len = snprintf(req, sizeof(req), "GET %s HTTP/1.1\r\nHost: n\r\n\r\n",
-                     path);
-  send_all(fd, req, (size_t)len);
-}
-
-static void expect_body(int fd, const char *body, const char *what) {
-  expect_t e = {0};
-  expect_head(&e, 200, (long long)strlen(body), false, false, false, "");
-  db_puts(&e.b, body);
-  EXPECT_RESPONSE(fd, &e, what);
-  db_free(&e.b);
-}
-
 static ymo_server_t *loan_server(int *port) {
   ymo_server_t *srv = test_server(1, port);
   CHECK_OK(ymo_server_add_static(srv, "/static", 200, NULL, 0,
@@ -137,14 +122,14 @@ static void *load_main(void *arg) {
   for (int i = 0; i < l->n; i += 2) {
     snprintf(path, sizeof(path), "/load/%d/%d", l->index, i);
     snprintf(path2, sizeof(path2), "/load/%d/%d", l->index, i + 1);
-    request(fd, path);
-    request(fd, path2);
-    expect_body(fd, path, "load");
-    expect_body(fd, path2, "load");
+    send_get(fd, path);
+    send_get(fd, path2);
+    expect_ok_body(fd, path, "load");
+    expect_ok_body(fd, path2, "load");
     if (i % 50 == 0) {
       int s = client_connect(l->port);
-      request(s, "/static");
-      expect_body(s, STATIC_BODY, "static route");
+      send_get(s, "/static");
+      expect_ok_body(s, STATIC_BODY, "static route");
       close(s);
     }
     /* Pauses let the driver go idle and give the loop back. */
@@ -190,6 +175,27 @@ static void acquire(ymo_worker_t *w) {
   }
 }
 
+/* A started server whose worker this thread drives, with the loop lent. */
+static ymo_server_t *lent_server(int *port, ymo_worker_t **w) {
+  ymo_server_t *srv = loan_server(port);
+  *w = ymo_server_worker(srv, 0);
+  CHECK_OK(ymo_worker_start(*w));
+  acquire(*w);
+  return srv;
+}
+
+/* Runs passes of the owned loop until a request can be taken; returns the
+ * bytes take_all() wrote. */
+static int32_t take_through_loop(ymo_worker_t *w, takebuf_t *tb) {
+  for (int i = 0;; i++) {
+    CHECKF(i < 5000, "the request never came through the owned loop");
+    CHECK(ymo_worker_poll(w) >= 0);
+    int32_t n = take_all(w, tb);
+    if (n > 0) return n;
+    sleep_ms(1);
+  }
+}
+
 typedef struct {
   int port;
   atomic_int done;
@@ -198,8 +204,8 @@ typedef struct {
 static void *static_client(void *arg) {
   side_t *s = arg;
   int fd = client_connect(s->port);
-  request(fd, "/static");
-  expect_body(fd, STATIC_BODY, "static route while the driver is stuck");
+  send_get(fd, "/static");
+  expect_ok_body(fd, STATIC_BODY, "static route while the driver is stuck");
   close(fd);
   atomic_store(&s->done, 1);
   return NULL;
@@ -207,10 +213,8 @@ static void *static_client(void *arg) {
 
 static void test_stuck(void) {
   int port;
-  ymo_server_t *srv = loan_server(&port);
-  ymo_worker_t *w = ymo_server_worker(srv, 0);
-  CHECK_OK(ymo_worker_start(w));
-  acquire(w);
+  ymo_worker_t *w;
+  ymo_server_t *srv = lent_server(&port, &w);
   CHECK(ymo_worker_poll(w) >= 0);
   /* Stuck: no pass from here. Only L can answer this client, and only once
    * it has taken the loop back. */
@@ -224,18 +228,15 @@ static void test_stuck(void) {
   /* It can be borrowed again, and works. */
   acquire(w);
   int fd = client_connect(port);
-  request(fd, "/after");
+  send_get(fd, "/after");
   takebuf_t tb = {.p = malloc(1 << 16), .cap = 1 << 16};
-  long answered = 0;
-  for (int i = 0; answered == 0; i++) {
-    CHECKF(i < 5000, "the request never came through the owned loop");
-    int n = ymo_worker_poll(w);
-    CHECK(n >= 0);
-    answered = answer_batch(w, &tb);
-    CHECK(ymo_worker_flush(w) >= 0);
-    if (answered == 0) sleep_ms(1);
-  }
-  expect_body(fd, "/after", "request through the owned loop");
+  rec_t r;
+  int32_t n = take_through_loop(w, &tb);
+  CHECK_EQ(parse_record(tb.p, (size_t)n, &r), n);
+  CHECK_OK(ymo_worker_respond(w, r.id, r.gen, 200, NULL, 0, r.url,
+                              (int32_t)r.url_len, YMO_RESP_DONE));
+  CHECK(ymo_worker_flush(w) >= 0);
+  expect_ok_body(fd, "/after", "request through the owned loop");
   close(fd);
   CHECK_OK(ymo_worker_release_loop(w));
   ymo_server_free(srv);
@@ -245,10 +246,8 @@ static void test_stuck(void) {
 
 static void test_stop(void) {
   int port;
-  ymo_server_t *srv = loan_server(&port);
-  ymo_worker_t *w = ymo_server_worker(srv, 0);
-  CHECK_OK(ymo_worker_start(w));
-  acquire(w);
+  ymo_worker_t *w;
+  ymo_server_t *srv = lent_server(&port, &w);
   CHECK(ymo_worker_poll(w) >= 0);
   CHECK_OK(ymo_server_stop(srv)); /* Returns: L was woken and joined. */
   CHECK_EQ(ymo_worker_poll(w), YMO_ESHUTDOWN);
@@ -259,20 +258,12 @@ static void test_stop(void) {
 
 static void test_shutdown(void) {
   int port;
-  ymo_server_t *srv = loan_server(&port);
-  ymo_worker_t *w = ymo_server_worker(srv, 0);
-  CHECK_OK(ymo_worker_start(w));
-  acquire(w);
+  ymo_worker_t *w;
+  ymo_server_t *srv = lent_server(&port, &w);
   int fd = client_connect(port);
-  request(fd, "/held");
+  send_get(fd, "/held");
   takebuf_t tb = {.p = malloc(1 << 16), .cap = 1 << 16};
-  int32_t n = 0;
-  for (int i = 0; n == 0; i++) {
-    CHECKF(i < 5000, "the request never came through the owned loop");
-    CHECK(ymo_worker_poll(w) >= 0);
-    n = take_all(w, &tb);
-    if (n == 0) sleep_ms(1);
-  }
+  int32_t n = take_through_loop(w, &tb);
   rec_t r;
   CHECK_EQ(parse_record(tb.p, (size_t)n, &r), n);
   CHECK_OK(ymo_server_shutdown(srv, 5000));

@@ -66,21 +66,6 @@ static void answer_batch(ymo_worker_t *w, const uint8_t *buf, int32_t n,
   }
 }
 
-static void request(int fd, const char *path) {
-  char req[256];
-  int len = snprintf(req, sizeof(req), "GET %s HTTP/1.1\r\nHost: n\r\n\r\n",
-                     path);
-  send_all(fd, req, (size_t)len);
-}
-
-static void expect_body(int fd, const char *path, const char *what) {
-  expect_t e = {0};
-  expect_head(&e, 200, (long long)strlen(path), false, false, false, "");
-  db_puts(&e.b, path);
-  EXPECT_RESPONSE(fd, &e, what);
-  db_free(&e.b);
-}
-
 typedef struct {
   int port, index, n;
 } load_t;
@@ -93,10 +78,10 @@ static void *load_main(void *arg) {
   for (int i = 0; i < l->n; i += 2) {
     snprintf(path, sizeof(path), "/load/%d/%d", l->index, i);
     snprintf(path2, sizeof(path2), "/load/%d/%d", l->index, i + 1);
-    request(fd, path);
-    request(fd, path2);
-    expect_body(fd, path, "load");
-    expect_body(fd, path2, "load");
+    send_get(fd, path);
+    send_get(fd, path2);
+    expect_ok_body(fd, path, "load");
+    expect_ok_body(fd, path2, "load");
   }
   close(fd);
   return NULL;
@@ -172,19 +157,19 @@ static void test_notify_driven(void) {
   const int sequential = 40;
   for (int i = 0; i < sequential; i++) {
     snprintf(path, sizeof(path), "/seq/%d", i);
-    request(fd, path);
-    expect_body(fd, path, "sequential");
+    send_get(fd, path);
+    expect_ok_body(fd, path, "sequential");
   }
   CHECK_EQ(atomic_load(&notes_a.zeros), sequential);
 
   /* Ten pipelined: between one and ten callbacks. */
   for (int i = 0; i < 10; i++) {
     snprintf(path, sizeof(path), "/pipe/%d", i);
-    request(fd, path);
+    send_get(fd, path);
   }
   for (int i = 0; i < 10; i++) {
     snprintf(path, sizeof(path), "/pipe/%d", i);
-    expect_body(fd, path, "pipelined");
+    expect_ok_body(fd, path, "pipelined");
   }
   int zeros = atomic_load(&notes_a.zeros);
   CHECK(zeros > sequential && zeros <= sequential + 10);
@@ -244,8 +229,8 @@ static void test_remove_callback(void) {
   CHECK_OK(ymo_worker_notify(w));
   while (atomic_load(&b.zero_wakes) == 0) sleep_ms(1);
   int fd = client_connect(port);
-  request(fd, "/after-removal");
-  expect_body(fd, "/after-removal", "after removal");
+  send_get(fd, "/after-removal");
+  expect_ok_body(fd, "/after-removal", "after removal");
   close(fd);
   CHECK_OK(ymo_server_stop(srv));
   CHECK(pthread_join(t, NULL) == 0);
@@ -337,7 +322,7 @@ static void test_join_releases(void) {
   CHECK_EQ(wt.result, 0);
   /* A request after join: no callback. */
   int fd = client_connect(port);
-  request(fd, "/after-join");
+  send_get(fd, "/after-join");
   /* The second join may have left a wake-up behind: wait returns 0 for it. */
   int n;
   while ((n = ymo_worker_wait(w)) == 0) {
@@ -362,8 +347,8 @@ static void test_join_answers_held(void) {
   CHECK_OK(ymo_worker_start(w));
   CHECK_OK(ymo_server_start(srv));
   int held = client_connect(port), streaming = client_connect(port);
-  request(held, "/held");
-  request(streaming, "/streaming");
+  send_get(held, "/held");
+  send_get(streaming, "/streaming");
   takebuf_t tb = {0};
   rec_t r[2];
   int got = 0;
@@ -379,7 +364,7 @@ static void test_join_answers_held(void) {
   CHECK_OK(ymo_worker_respond(w, rs->id, rs->gen, 200, NULL, 0,
                               (const uint8_t *)"part", 4, 0));
   int later = client_connect(port);
-  request(later, "/later");
+  send_get(later, "/later");
   while (ymo_worker_wait(w) < 1) {
   }
   CHECK_OK(ymo_worker_join(w));
@@ -414,7 +399,7 @@ static void test_join_answers_held(void) {
   CHECK(rl.url_len == 6 && memcmp(rl.url, "/later", 6) == 0);
   CHECK_OK(ymo_worker_respond(w, rl.id, rl.gen, 200, NULL, 0, rl.url,
                               (int32_t)rl.url_len, YMO_RESP_DONE));
-  expect_body(later, "/later", "queued across a join");
+  expect_ok_body(later, "/later", "queued across a join");
   close(held);
   close(streaming);
   close(later);

@@ -407,6 +407,23 @@ static void expect_response_at(const char *file, int line, int fd,
 #define EXPECT_RESPONSE(fd, e, what) \
   expect_response_at(__FILE__, __LINE__, (fd), (e), (what))
 
+/* Sends "GET path" on a keep-alive HTTP/1.1 connection. */
+static void send_get(int fd, const char *path) {
+  char req[256];
+  int len = snprintf(req, sizeof(req), "GET %s HTTP/1.1\r\nHost: n\r\n\r\n",
+                     path);
+  send_all(fd, req, (size_t)len);
+}
+
+/* Expects a keep-alive 200 whose body is `body` and nothing else. */
+static void expect_ok_body(int fd, const char *body, const char *what) {
+  expect_t e = {0};
+  expect_head(&e, 200, (long long)strlen(body), false, false, false, "");
+  db_puts(&e.b, body);
+  EXPECT_RESPONSE(fd, &e, what);
+  db_free(&e.b);
+}
+
 /* ------------------------------------------------------------------------ */
 /* Request records (ymo.h, "Wire format of one request record").           */
 
