@@ -11,16 +11,19 @@ const TOTAL = 64 * 1024 * 1024;
 
 test("a slow reader pauses a streamed response (backpressure)", async () => {
   let produced = 0;
-  const server = serve({ port: 0, hostname: "127.0.0.1", onListen() {} }, () =>
-    new Response(
-      new ReadableStream<Uint8Array>({
-        pull(controller) {
-          controller.enqueue(new Uint8Array(CHUNK).fill(97));
-          produced += CHUNK;
-          if (produced >= TOTAL) controller.close();
-        },
-      }),
-    ));
+  const server = serve(
+    { port: 0, hostname: "127.0.0.1", onListen() {} },
+    () =>
+      new Response(
+        new ReadableStream<Uint8Array>({
+          pull(controller) {
+            controller.enqueue(new Uint8Array(CHUNK).fill(97));
+            produced += CHUNK;
+            if (produced >= TOTAL) controller.close();
+          },
+        }),
+      ),
+  );
   const socket = net.connect(server.port, "127.0.0.1");
   try {
     await new Promise<void>((resolve) => socket.once("connect", resolve));
@@ -48,7 +51,11 @@ test("a slow reader pauses a streamed response (backpressure)", async () => {
     resumed = true;
     socket.resume();
     await ended;
-    assert.equal(produced, TOTAL, "the producer finished after the reader resumed");
+    assert.equal(
+      produced,
+      TOTAL,
+      "the producer finished after the reader resumed",
+    );
     assert.ok(received > TOTAL, `the whole body arrived (${received} bytes)`);
   } finally {
     socket.destroy();
@@ -74,7 +81,11 @@ test("an upload the handler does not read yet stops being read (backpressure)", 
     let sum = 0;
     for await (const chunk of req.body!) {
       // Every 4096th byte of the whole body, wherever the chunks split it.
-      for (let i = (4096 - total % 4096) % 4096; i < chunk.byteLength; i += 4096) {
+      for (
+        let i = (4096 - total % 4096) % 4096;
+        i < chunk.byteLength;
+        i += 4096
+      ) {
         sum = (sum + chunk[i]) % 65521;
       }
       total += chunk.byteLength;

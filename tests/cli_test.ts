@@ -23,7 +23,10 @@ function freePort(): Promise<number> {
 }
 
 function start(command: string, args: string[], env = process.env) {
-  const child = spawn(command, args, { env, stdio: ["ignore", "pipe", "pipe"] });
+  const child = spawn(command, args, {
+    env,
+    stdio: ["ignore", "pipe", "pipe"],
+  });
   let output = "";
   child.stdout!.on("data", (d) => output += d);
   child.stderr!.on("data", (d) => output += d);
@@ -59,7 +62,13 @@ async function stop(child: ChildProcess, exited: Promise<number | null>) {
 
 test("the CLI serves the demo app and shuts down on SIGTERM", async () => {
   const port = await freePort();
-  const run = start(process.execPath, [...RUNTIME, "--port", String(port), "--hostname", "127.0.0.1"]);
+  const run = start(process.execPath, [
+    ...RUNTIME,
+    "--port",
+    String(port),
+    "--hostname",
+    "127.0.0.1",
+  ]);
   assert.equal(await get(port), "Hello, World!");
   assert.equal(await get(port, "/nope"), "Not Found");
   assert.equal(await stop(run.child, run.exited), 0, run.output());
@@ -82,7 +91,15 @@ test("the CLI honours PORT and rejects a bad --port", async () => {
 
 test("--workers 2 serves from worker threads", async () => {
   const port = await freePort();
-  const run = start(process.execPath, [...RUNTIME, "--workers", "2", "--port", String(port), "--hostname", "127.0.0.1"]);
+  const run = start(process.execPath, [
+    ...RUNTIME,
+    "--workers",
+    "2",
+    "--port",
+    String(port),
+    "--hostname",
+    "127.0.0.1",
+  ]);
   assert.equal(await get(port), "Hello, World!");
   assert.equal(await get(port), "Hello, World!");
   assert.equal(await stop(run.child, run.exited), 0, run.output());
@@ -90,10 +107,22 @@ test("--workers 2 serves from worker threads", async () => {
 
 test("--processes 2 starts two servers on one port and forwards SIGTERM", async () => {
   const port = await freePort();
-  const run = start(process.execPath, [...RUNTIME, "--processes", "2", "--port", String(port), "--hostname", "127.0.0.1"]);
+  const run = start(process.execPath, [
+    ...RUNTIME,
+    "--processes",
+    "2",
+    "--port",
+    String(port),
+    "--hostname",
+    "127.0.0.1",
+  ]);
   assert.equal(await get(port), "Hello, World!");
   // Both children report listening on the shared port.
-  for (let i = 0; i < 100 && run.output().split("Listening on").length < 3; i++) {
+  for (
+    let i = 0;
+    i < 100 && run.output().split("Listening on").length < 3;
+    i++
+  ) {
     await new Promise((resolve) => setTimeout(resolve, 50));
   }
   assert.equal(run.output().split("Listening on").length - 1, 2, run.output());
@@ -107,7 +136,14 @@ test("--processes 2 starts two servers on one port and forwards SIGTERM", async 
 
 test("the CLI serves an app's static routes without calling its fetch", async () => {
   const port = await freePort();
-  const run = start(process.execPath, [...RUNTIME, STATIC_APP, "--port", String(port), "--hostname", "127.0.0.1"]);
+  const run = start(process.execPath, [
+    ...RUNTIME,
+    STATIC_APP,
+    "--port",
+    String(port),
+    "--hostname",
+    "127.0.0.1",
+  ]);
   assert.equal(await get(port, "/static"), "from static");
   assert.equal(await get(port, "/static"), "from static");
   assert.equal(await get(port, "/other"), "from fetch /other");
@@ -118,14 +154,30 @@ test("the CLI serves an app's static routes without calling its fetch", async ()
 
 test("the CLI serves an app's static routes with --workers 2", async () => {
   const port = await freePort();
-  const run = start(process.execPath, [...RUNTIME, STATIC_APP, "--workers", "2", "--port", String(port), "--hostname", "127.0.0.1"]);
+  const run = start(process.execPath, [
+    ...RUNTIME,
+    STATIC_APP,
+    "--workers",
+    "2",
+    "--port",
+    String(port),
+    "--hostname",
+    "127.0.0.1",
+  ]);
   assert.equal(await get(port, "/static"), "from static");
   assert.equal(await get(port, "/other"), "from fetch /other");
   assert.equal(await stop(run.child, run.exited), 0, run.output());
 });
 
 test("the CLI rejects an app whose static is not made of Responses", () => {
-  const bad = spawnSync(process.execPath, [...RUNTIME, STATIC_APP, "--port", "0", "--hostname", "127.0.0.1"], {
+  const bad = spawnSync(process.execPath, [
+    ...RUNTIME,
+    STATIC_APP,
+    "--port",
+    "0",
+    "--hostname",
+    "127.0.0.1",
+  ], {
     encoding: "utf8",
     env: { ...process.env, YMO_TEST_BAD_STATIC: "1" },
     timeout: 30_000,
@@ -152,9 +204,17 @@ const hasPython = spawnSync("python3", ["--version"]).status === 0;
       "env = dict(os.environ, LISTEN_FDS='1', LISTEN_PID=str(os.getpid()))",
       "os.execve(sys.argv[1], sys.argv[1:], env)",
     ].join("\n");
-    const run = start("python3", ["-c", activate, process.execPath, ...RUNTIME]);
+    const run = start("python3", [
+      "-c",
+      activate,
+      process.execPath,
+      ...RUNTIME,
+    ]);
     assert.equal(await get(port), "Hello, World!");
-    assert.match(run.output(), new RegExp(`Listening on http://127\\.0\\.0\\.1:${port}/`));
+    assert.match(
+      run.output(),
+      new RegExp(`Listening on http://127\\.0\\.0\\.1:${port}/`),
+    );
     assert.equal(await stop(run.child, run.exited), 0, run.output());
   },
 );

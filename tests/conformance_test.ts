@@ -566,7 +566,10 @@ for (const method of ["FOO", "get"]) {
 // not, on either runtime.
 test("RFC 9110 9.3.8: a TRACE request reaches the handler", async () => {
   await withApp(async (server, app) => {
-    const ex = await exchange(server.port, head("TRACE /t HTTP/1.1", "Host: a"));
+    const ex = await exchange(
+      server.port,
+      head("TRACE /t HTTP/1.1", "Host: a"),
+    );
     assert.equal(ex.responses[0]?.status, 200, describe(ex));
     assert.deepEqual(app.calls, ["TRACE /t"]);
   });

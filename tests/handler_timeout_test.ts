@@ -51,8 +51,10 @@ test("a handler that answers in time is not cut off by handlerTimeout", async ()
 test("serve() rejects a bad handlerTimeout with a RangeError", () => {
   for (const handlerTimeout of [0, -5, Number.NaN]) {
     assert.throws(
-      () => serve({ port: 0, onListen() {}, handlerTimeout }, () => new Response()),
-      (e: unknown) => e instanceof RangeError && /handlerTimeout/.test(e.message),
+      () =>
+        serve({ port: 0, onListen() {}, handlerTimeout }, () => new Response()),
+      (e: unknown) =>
+        e instanceof RangeError && /handlerTimeout/.test(e.message),
     );
   }
 });

@@ -19,7 +19,10 @@ test("static routes are answered without calling the handler", async () => {
     onListen: ready.onListen,
     static: {
       "/health": new Response("ok"),
-      "/json": Response.json({ a: 1 }, { status: 201, headers: { "x-static": "yes" } }),
+      "/json": Response.json({ a: 1 }, {
+        status: 201,
+        headers: { "x-static": "yes" },
+      }),
       "/stream": new Response(
         new ReadableStream({
           start(c) {
@@ -60,7 +63,9 @@ test("static routes are answered without calling the handler", async () => {
       // Other paths, other methods and queries go to the handler.
       await conn.write(requestHead("GET", "/other"));
       assert.equal((await conn.read()).text(), "dynamic /other");
-      await conn.write(requestHead("POST", "/health", [["content-length", "0"]]));
+      await conn.write(
+        requestHead("POST", "/health", [["content-length", "0"]]),
+      );
       assert.equal((await conn.read()).text(), "dynamic /health");
       await conn.write(requestHead("GET", "/health?x=1"));
       assert.equal((await conn.read()).text(), "dynamic /health");

@@ -5,9 +5,9 @@ import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
 import { test } from "./_shim.ts";
 import {
+  EPIPE,
   ESHUTDOWN,
   ESTALE,
-  EPIPE,
   Option,
   RESP_CLOSE,
   RESP_DONE,
@@ -37,7 +37,10 @@ function externs(): Map<string, number> {
   const re = /YMO_EXTERN\s+[\w\s*]+?\b(ymo_\w+)\s*\(([^)]*)\)/g;
   for (const m of header.matchAll(re)) {
     const params = m[2].trim();
-    found.set(m[1], params === "void" || params === "" ? 0 : params.split(",").length);
+    found.set(
+      m[1],
+      params === "void" || params === "" ? 0 : params.split(",").length,
+    );
   }
   return found;
 }
