@@ -62,9 +62,13 @@ function findInnerSymbol(): symbol | undefined {
 function findLazySymbol(): symbol | undefined {
   const probe = new Response("probe");
   const sym = symbolOf(probe, "lazy static body");
-  return sym !== undefined && (probe as unknown as Slots)[sym] === "probe"
-    ? sym
-    : undefined;
+  if (sym === undefined || (probe as unknown as Slots)[sym] !== "probe") {
+    return undefined;
+  }
+  // Any use of the body makes the real one and empties the slot: a body
+  // still in it is unused (staticBody relies on it).
+  void probe.body;
+  return (probe as unknown as Slots)[sym] === null ? sym : undefined;
 }
 
 const INNER = findInnerSymbol();
@@ -75,12 +79,15 @@ const LAZY = findLazySymbol();
  * read, else undefined (take the stream path).
  */
 export function staticBody(response: Response): StaticBody | undefined {
-  if (INNER === undefined || response.bodyUsed) return undefined;
+  if (INNER === undefined) return undefined;
   const slots = response as unknown as Slots;
+  // Checked before `bodyUsed`, whose getter makes the lazy body real (a
+  // stream and ~340 B of garbage per response).
   if (LAZY !== undefined) {
     const lazy = slots[LAZY];
     if (typeof lazy === "string") return lazy;
   }
+  if (response.bodyUsed) return undefined;
   const inner = slots[INNER] as InnerResponse | undefined;
   const fixed = inner?.body?.streamOrStatic;
   if (fixed === undefined || fixed.consumed !== false) return undefined;
@@ -106,16 +113,40 @@ const LAZY_TYPE = LAZY === undefined
   ? undefined
   : symbolOf(new Response("probe"), "lazy static content type");
 
+/** One-field lists of the Content-Types that responses keep aside, shared
+ * from one response to the next (a few types in any real app; the cap keeps
+ * a strange one from growing it). */
+const typeOnly = new Map<string, HeaderPairs>();
+
+function contentTypeOnly(type: string): HeaderPairs {
+  let list = typeOnly.get(type);
+  if (list === undefined) {
+    if (typeOnly.size >= 64) typeOnly.clear();
+    list = Object.freeze([Object.freeze(["content-type", type] as const)]);
+    typeOnly.set(type, list);
+  }
+  return list;
+}
+
 /**
- * The inner header list, only when the Response keeps nothing aside (both
- * lazy slots empty): then the list is all its fields. A Response that keeps
- * its body or Content-Type aside gives undefined, and its Headers are read.
+ * The fields of `response` from its inner header list. A Response that
+ * keeps its body or Content-Type aside (made with no init, or only the
+ * default Content-Type) has an empty list and the Content-Type implied:
+ * the kept one, or a string body's text/plain. Anything else gives
+ * undefined, and its Headers are read.
  */
 function innerHeaderList(response: Response): HeaderPairs | undefined {
   const slots = response as unknown as Slots;
-  if (slots[LAZY!] != null || slots[LAZY_TYPE!] != null) return undefined;
   const list = (slots[INNER!] as InnerResponse | undefined)?.headerList;
-  return Array.isArray(list) ? list as HeaderPairs : undefined;
+  if (!Array.isArray(list)) return undefined;
+  const lazyType = slots[LAZY_TYPE!];
+  const lazyBody = slots[LAZY!];
+  if (lazyType == null && lazyBody == null) return list as HeaderPairs;
+  if (list.length !== 0) return undefined;
+  if (typeof lazyType === "string") return contentTypeOnly(lazyType);
+  return lazyType == null && typeof lazyBody === "string"
+    ? contentTypeOnly(TEXT_PLAIN)
+    : undefined;
 }
 
 /** The same fields, compared as sets: names lowercased, sorted. */
@@ -137,6 +168,7 @@ function checkHeaderList(): boolean {
   dup.append("x-dup", "2");
   const probes: (() => Response)[] = [
     () => new Response("probe"),
+    () => new Response(""),
     () => Response.json({ a: 1 }),
     () => new Response("probe", { headers: { "X-Up": "A" } }),
     () => new Response("probe", { headers: { "content-type": TEXT_PLAIN } }),
