@@ -251,7 +251,7 @@ const HELP = `Usage: deno run -A scripts/bench.ts [options]
   --connections LIST  wrk connection counts (default 50,256)
   --threads N         wrk threads (default 2)
   --servers LIST      of ${SERVERS.map((s) => s.id).join(",")} (default all;
-                      c-libev, a plain C server, runs only the static workload)
+                      c-libev, a plain C server, runs hello, static, echo and 16k)
   --workloads LIST    of ${WORKLOADS.map((w) => w.id).join(",")} (default ${
   WORKLOADS.filter((w) => w.byDefault).map((w) => w.id).join(",")
 })
