@@ -227,6 +227,16 @@ static void on_reap(struct ev_loop *loop, ev_prepare *w, int revents) {
   ymo__conns_reap(&server->conns);
 }
 
+/* The dynamic routes the server has, with their parameter counts. */
+static const struct {
+  const char *pattern, *method;
+  size_t n_params;
+} patterns[] = {
+    {"/p/:a/:b", NULL, 2}, {"/p/:a/x", NULL, 1}, {"/w/*", NULL, 0},
+    {"/m/:id", "POST", 1}, {"/*", "DELETE", 0},
+};
+#define N_PATTERNS (int)(sizeof(patterns) / sizeof(patterns[0]))
+
 static void setup(void) {
   read_known();
   debug = getenv("YMO_FUZZ_DEBUG") != NULL;
@@ -254,6 +264,9 @@ static void setup(void) {
                         sizeof(hdr) - 1, (const uint8_t *)"static", 6);
   ymo_server_add_static(server, "/z", 204, (const uint8_t *)hdr,
                         sizeof(hdr) - 1, NULL, 0);
+  /* Dynamic routes, matched by L into the record (router.c). */
+  for (int i = 0; i < N_PATTERNS; i++)
+    ymo_server_add_route(server, patterns[i].pattern, patterns[i].method, i);
   take_cap = 1 << 16;
   take_buf = malloc(take_cap);
 }
@@ -380,6 +393,10 @@ static void handle_record(play_t *p, const uint8_t *rec, size_t size) {
   size_t n_headers = REC_FIELD(rec, n_headers);
   size_t headers_len = REC_FIELD(rec, headers_len);
   size_t body_len = REC_FIELD(rec, body_len);
+  size_t route = REC_FIELD(rec, route), n_params = REC_FIELD(rec, n_params);
+  CHECK(route <= N_PATTERNS, "route %zu handed over", route);
+  CHECK(n_params == (route == 0 ? 0 : patterns[route - 1].n_params),
+        "route %zu with %zu parameters", route, n_params);
   /* HTTP/0.9-style lines ("GET /" with no version) count here too: llhttp
    * hands them over as version 0.9, sometimes with an empty target. */
   bool version_ok =
@@ -394,10 +411,9 @@ static void handle_record(play_t *p, const uint8_t *rec, size_t size) {
         body_len, LIMIT_BODY);
   /* The limit counts method, target, names and values (not the 8-byte
    * length prefix of each header in the record). */
-  CHECK(headers_len >= 8 * n_headers &&
-            method_len + url_len + headers_len - 8 * n_headers <= LIMIT_HEAD,
-        "head of %zu bytes handed over (limit %d)",
-        method_len + url_len + headers_len - 8 * n_headers, LIMIT_HEAD);
+  size_t n_entries = n_headers + n_params;
+  CHECK(headers_len >= 8 * n_entries, "header block of %zu bytes for %zu "
+        "entries", headers_len, n_entries);
   size_t need =
       YMO_REQ_FIXED_SIZE + method_len + url_len + headers_len + body_len;
   CHECK(need <= size, "record of %zu bytes holds %zu bytes of fields", size,
@@ -447,6 +463,27 @@ static void handle_record(play_t *p, const uint8_t *rec, size_t size) {
         if (strncasecmp((const char *)value + j, "upgrade", 7) == 0)
           connection_upgrade = true;
     h += YMO_REQ_FIELD_SIZE + nl + vl;
+  }
+  /* The limit counts method, target, names and values (not the 8-byte
+   * length prefix of each header in the record, nor the parameters). */
+  size_t head = method_len + url_len + (size_t)(h - (url + url_len)) -
+                8 * n_headers;
+  CHECK(head <= LIMIT_HEAD, "head of %zu bytes handed over (limit %d)", head,
+        LIMIT_HEAD);
+  /* Each parameter: one non-empty path segment, a piece of the target. */
+  for (size_t i = 0; i < n_params; i++) {
+    CHECK(h + YMO_REQ_FIELD_SIZE <= h_end, "parameter %zu runs past", i);
+    size_t nl = REC_FIELD(h, field_name_len);
+    size_t vl = REC_FIELD(h, field_value_len);
+    CHECK(nl == 0 && vl > 0 && vl <= url_len &&
+              h + YMO_REQ_FIELD_SIZE + vl <= h_end,
+          "parameter %zu: name %zu, value %zu bytes", i, nl, vl);
+    const uint8_t *value = h + YMO_REQ_FIELD_SIZE;
+    for (size_t j = 0; j < vl; j++)
+      CHECK(value[j] != '/' && value[j] != '\\' && value[j] != '?' &&
+                value[j] != '#',
+            "parameter %zu holds byte 0x%02x", i, value[j]);
+    h += YMO_REQ_FIELD_SIZE + vl;
   }
   CHECK(h == h_end, "header block has %zu bytes left over",
         (size_t)(h_end - h));

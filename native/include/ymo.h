@@ -143,6 +143,20 @@ YMO_EXTERN int ymo_server_port(ymo_server_t *server);
  * error. Useful for a socket given with ymo_server_listen_fd(). */
 YMO_EXTERN int ymo_server_host(ymo_server_t *server, char *buf, int cap);
 
+/* Route requests whose path matches `pattern` to JavaScript as route `id`
+ * (0 to 65534): "/" then segments, each literal, a ":name" parameter (one
+ * non-empty path segment) or, last, "*" (the rest of the path). `method`
+ * (NUL-terminated) limits the route to one method, a GET route answering
+ * HEAD too; NULL or "" takes any. L matches each request when its head is
+ * complete: dot segments resolved and "\\" read as "/", literals before
+ * parameters before wildcards segment by segment, the first added among
+ * equals; the record then carries id + 1 and the parameters' values
+ * (YMO_RECORD_MAP). A static route for the same target wins. Before start.
+ * Returns 0, YMO_EINVAL for a bad pattern or id, YMO_EALREADY once
+ * started. */
+YMO_EXTERN int ymo_server_add_route(ymo_server_t *server, const char *pattern,
+                                    const char *method, int32_t id);
+
 /* Serve GET and HEAD requests for `path` (a NUL-terminated request target,
  * matched exactly, query included) from the loop thread itself, with a fixed
  * response: status, header lines ("Name: value\r\n" each, without Date,
@@ -318,6 +332,9 @@ YMO_EXTERN int ymo_worker_release_loop(ymo_worker_t *worker);
  * (YMO_REQ_FIXED_SIZE bytes), then
  *   method bytes, url bytes,
  *   n_headers x (u32 name_len, u32 value_len, name bytes, value bytes),
+ *   n_params x (u32 0, u32 value_len, value bytes): the route's parameter
+ *     values in the pattern's order, raw from the path (headers_len counts
+ *     these entries too),
  *   body bytes
  * then zero padding to a multiple of 8.
  *
@@ -346,6 +363,11 @@ YMO_EXTERN int ymo_worker_release_loop(ymo_worker_t *worker);
   X(remote_family, 34, 1)                                                  \
   X(reserved, 35, 1)                                                       \
   X(remote_addr, 36, 16)                                                   \
+  /* and the dynamic route matched (its id + 1, or 0) with the number of */ \
+  /* parameter entries that follow the header entries (see below). */      \
+  X(route, 52, 2)                                                          \
+  X(n_params, 54, 1)                                                       \
+  X(reserved2, 55, 1)                                                      \
   /* Body records: the zero padding after the data, in method_len's */    \
   /* place (the data is record_len - YMO_REQ_ABORT_SIZE - padding). */    \
   X(body_padding, 15, 1)                                                   \
@@ -365,7 +387,7 @@ enum ymo_record_width {
 #undef YMO__REC_WIDTH
 };
 
-#define YMO_REQ_FIXED_SIZE 52
+#define YMO_REQ_FIXED_SIZE 56
 /* The two lengths that open each header entry. */
 #define YMO_REQ_FIELD_SIZE 8
 #define YMO_REQF_KEEPALIVE 1

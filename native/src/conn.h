@@ -79,10 +79,33 @@ typedef struct ymo_static_route {
   struct ymo_static_route *coded;
 } ymo_static_route_t;
 
+/* Dynamic routes (router.c): path patterns whose requests go to JS with
+ * the route's id and its parameters' values in the record. */
+typedef struct ymo_pattern ymo_pattern_t;
+typedef struct ymo_router {
+  ymo_pattern_t *patterns; /* In the order added. */
+  size_t n_patterns;
+} ymo_router_t;
+
 typedef struct ymo_routes {
   ymo_static_route_t *routes; /* Newest first: a later route wins. */
   size_t n_routes;
+  ymo_router_t router;
 } ymo_routes_t;
+
+/* Adds pattern ("/", literal segments, ":name" parameters, a final "*")
+ * for method (NULL: any) as route id. YMO_EINVAL for a bad pattern. */
+int ymo__router_add(ymo_router_t *router, const char *pattern,
+                    const char *method, int32_t id);
+/* On L, when ex's head is complete and before any of its body is recorded:
+ * matches the request against the patterns; on a match appends one record
+ * entry per parameter value and sets *route to the id + 1 and *n_params
+ * (both 0 without a match). False when memory ran out. */
+bool ymo__router_match(const ymo_router_t *router, ymo_exchange_t *ex,
+                       const uint8_t *method, size_t method_len,
+                       const uint8_t *target, size_t target_len,
+                       uint32_t *route, uint32_t *n_params);
+void ymo__router_free(ymo_router_t *router);
 
 int ymo__routes_add(ymo_routes_t *routes, const char *path, int status,
                     const uint8_t *headers, size_t headers_len,

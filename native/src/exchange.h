@@ -90,7 +90,10 @@ struct ymo_exchange {
   size_t req_len, req_cap;
   uint8_t http_major, http_minor, req_flags;
   uint32_t n_headers;
-  size_t headers_start, body_start;
+  /* The matched dynamic route's id + 1 (0: none) and its parameter
+   * entries, which follow the header entries (from params_start). */
+  uint32_t route, n_params;
+  size_t headers_start, params_start, body_start;
 
   /* JS thread only. */
   uint32_t slot;

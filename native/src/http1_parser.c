@@ -281,7 +281,7 @@ static int on_headers_complete(llhttp_t *p) {
   if (ps->line_state == LINE_BAD) return fail(s, 400);
   ps->line_state = LINE_OFF;
   if (ex->n_headers == 0) ex->headers_start = ex->req_len;
-  ex->body_start = ex->req_len;
+  ex->params_start = ex->body_start = ex->req_len;
   ps->in_trailers = true;
   ex->http_major = llhttp_get_http_major(p);
   ex->http_minor = llhttp_get_http_minor(p);
@@ -305,6 +305,13 @@ static int on_headers_complete(llhttp_t *p) {
       p->content_length > (uint64_t)YMO_OPT(s->conns, MAX_BODY_SIZE))
     return fail(s, 413);
   if (llhttp_get_method(p) == HTTP_HEAD) ex->req_flags |= YMO_REQF_HEAD;
+  /* The route's parameters go between the header entries and the body. */
+  const uint8_t *method = ymo__record_method(ex);
+  if (!ymo__router_match(&s->conns->routes->router, ex, method,
+                         ps->method_len, method + ps->method_len, ps->url_len,
+                         &ex->route, &ex->n_params))
+    return fail(s, 503);
+  ex->body_start = ex->req_len;
   if (ps->expect_continue && has_body && ex->http_minor >= 1)
     return pause_for(s, YMO_HTTP1_CONTINUE);
   return 0;

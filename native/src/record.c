@@ -82,7 +82,7 @@ size_t ymo__record_field_next(const ymo_exchange_t *ex, size_t at) {
   const uint8_t *entry = ex->req + at;
   size_t next = at + YMO_REQ_FIELD_SIZE + GET(entry, field_name_len) +
                 GET(entry, field_value_len);
-  return next < ex->body_start ? next : 0;
+  return next < ex->params_start ? next : 0;
 }
 
 const uint8_t *ymo__record_method(const ymo_exchange_t *ex) {
@@ -104,6 +104,8 @@ bool ymo__record_finish(ymo_exchange_t *ex, size_t method_len, size_t url_len,
   PUT(h, n_headers, ex->n_headers);
   PUT(h, headers_len, ex->body_start - ex->headers_start);
   PUT(h, body_len, ex->req_len - ex->body_start);
+  PUT(h, route, ex->route);
+  PUT(h, n_params, ex->n_params);
   if (peer->ss_family == AF_INET) {
     const struct sockaddr_in *in = (const struct sockaddr_in *)peer;
     PUT(h, remote_port, ntohs(in->sin_port));

@@ -236,6 +236,16 @@ int ymo_server_add_static(ymo_server_t *srv, const char *path, int status,
                          (size_t)headers_len, body, (size_t)body_len);
 }
 
+int ymo_server_add_route(ymo_server_t *srv, const char *pattern,
+                         const char *method, int32_t id) {
+  /* The record carries id + 1 in two bytes. */
+  if (srv == NULL || pattern == NULL || id < 0 || id >= UINT16_MAX)
+    return YMO_EINVAL;
+  if (method != NULL && method[0] == '\0') method = NULL;
+  if (srv->thread_started) return YMO_EALREADY;
+  return ymo__router_add(&srv->routes.router, pattern, method, id);
+}
+
 int ymo_server_port(ymo_server_t *srv) {
   if (srv == NULL) return YMO_EINVAL;
   return srv->host[0] != '\0' ? srv->port : YMO_ENOTCONN;
@@ -456,6 +466,7 @@ void ymo_server_free(ymo_server_t *srv) {
     free(srv->workers[i]);
   }
   ymo__routes_free(&srv->routes);
+  ymo__router_free(&srv->routes.router);
   pthread_mutex_destroy(&srv->state_lock);
   ev_loop_destroy(srv->loop);
   ymo__conns_free(&srv->conns);
