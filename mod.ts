@@ -20,8 +20,8 @@
  */
 // The layers, bottom up (DESIGN.md, "Layers, bottom up"): ffi/ (symbols,
 // codec, the Deno and Bun backends, the library locator), then server/:
-// _errors, _options, _exchange, _request, _response, _worker (the take
-// loop), _pool and _thread (worker threads), _server, _serve. Each file
+// _errors, _options, _routes, _exchange, _request, _response, _worker (the
+// take loop), _pool and _thread (worker threads), _server, _serve. Each file
 // imports only files below it; this one re-exports the public API.
 
 export { serve } from "./server/_serve.ts";
@@ -29,6 +29,10 @@ export { Server } from "./server/_server.ts";
 export { YmoError } from "./server/_errors.ts";
 export type {
   NetAddr,
+  RouteHandler,
+  Routes,
+  RouteTarget,
+  RouteValue,
   ServeHandler,
   ServeHandlerInfo,
   ServeInit,

@@ -28,13 +28,16 @@ export const RECORD_FIELDS = {
   remote_family: { at: 34, width: 1 },
   reserved: { at: 35, width: 1 },
   remote_addr: { at: 36, width: 16 },
+  route: { at: 52, width: 2 },
+  n_params: { at: 54, width: 1 },
+  reserved2: { at: 55, width: 1 },
   body_padding: { at: 15, width: 1 },
   field_name_len: { at: 0, width: 4 },
   field_value_len: { at: 4, width: 4 },
 } as const;
 
 /** Size of the fixed part of a request record (YMO_REQ_FIXED_SIZE). */
-export const FIXED_SIZE = 52;
+export const FIXED_SIZE = 56;
 /** Size of a notice or body record's fixed part (YMO_REQ_ABORT_SIZE). */
 export const NOTICE_SIZE = 16;
 /** Size of the two lengths that open a header entry (YMO_REQ_FIELD_SIZE). */
@@ -54,6 +57,8 @@ const AT_BODY_LEN = RECORD_FIELDS.body_len.at;
 const AT_REMOTE_PORT = RECORD_FIELDS.remote_port.at;
 const AT_REMOTE_FAMILY = RECORD_FIELDS.remote_family.at;
 const AT_REMOTE_ADDR = RECORD_FIELDS.remote_addr.at;
+const AT_ROUTE = RECORD_FIELDS.route.at;
+const AT_N_PARAMS = RECORD_FIELDS.n_params.at;
 const AT_BODY_PADDING = RECORD_FIELDS.body_padding.at;
 const AT_FIELD_NAME_LEN = RECORD_FIELDS.field_name_len.at;
 const AT_FIELD_VALUE_LEN = RECORD_FIELDS.field_value_len.at;
@@ -93,6 +98,11 @@ export interface RequestRecord {
   stream: boolean;
   remoteHostname: string;
   remotePort: number;
+  /** The dynamic route C matched (ymo_server_add_route's id + 1), or 0. */
+  route: number;
+  /** The route's parameter values, raw from the path (percent-encoded as
+   * sent), in the pattern's order; empty without a route. */
+  params: readonly string[];
 }
 
 const latin1 = new TextDecoder("latin1");
@@ -149,6 +159,9 @@ function remoteHostname(buf: Uint8Array, at: number, family: number): string {
   }
   return groups.join(":").replace(/(^|:)0(:0)+(:|$)/, "::");
 }
+
+/** The parameters of a request without a route (never written to). */
+const NO_PARAMS: readonly string[] = Object.freeze([]);
 
 /**
  * Calls `each` for every request record in `buf[0, length)`, `notice` for
@@ -224,6 +237,18 @@ export function decodeRequests(
       }
       fields.push(name, value);
     }
+    const nParams = buf[at + AT_N_PARAMS];
+    let params = NO_PARAMS;
+    if (nParams > 0) {
+      const values: string[] = [];
+      for (let i = 0; i < nParams; i++) {
+        const valueLen = view.getUint32(p + AT_FIELD_VALUE_LEN, true);
+        p += FIELD_SIZE;
+        values.push(text(buf, p, p + valueLen));
+        p += valueLen;
+      }
+      params = values;
+    }
     if (p !== at + FIXED_SIZE + methodLen + urlLen + headersLen) {
       throw new Error("Corrupt request record: header block length mismatch");
     }
@@ -244,6 +269,8 @@ export function decodeRequests(
         buf[at + AT_REMOTE_FAMILY],
       ),
       remotePort: view.getUint16(at + AT_REMOTE_PORT, true),
+      route: view.getUint16(at + AT_ROUTE, true),
+      params,
     });
     at += size;
   }

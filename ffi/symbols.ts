@@ -36,6 +36,12 @@ export const symbols = {
   ymo_server_port: { parameters: ["pointer"], result: "i32" },
   /** int ymo_server_host(ymo_server_t *server, char *buf, int cap) */
   ymo_server_host: { parameters: ["pointer", "buffer", "i32"], result: "i32" },
+  /** int ymo_server_add_route(ymo_server_t *server, const char *pattern,
+   *   const char *method, int32_t id) */
+  ymo_server_add_route: {
+    parameters: ["pointer", "buffer", "buffer", "i32"],
+    result: "i32",
+  },
   /** int ymo_server_add_static(ymo_server_t *server, const char *path,
    *   int status, const uint8_t *headers, int32_t headers_len,
    *   const uint8_t *body, int32_t body_len) */

@@ -12,7 +12,8 @@
  * The default export may also have `static: { "/path": Response }`: fixed
  * responses that the native loop thread answers without calling `fetch`
  * (`serve({ static })`). With `--workers`, the module is then imported on
- * the main thread too, to read them.
+ * the main thread too, to read them. Bun's `routes` are taken too (without
+ * `--workers`), and with them `fetch` is optional.
  *
  * `--workers N` runs the app on N JavaScript threads (Web Workers);
  * `--processes N` starts N processes sharing the port (SO_REUSEPORT) and
@@ -29,7 +30,12 @@ import process from "node:process";
 import { type ChildProcess, spawn } from "node:child_process";
 import { pathToFileURL } from "node:url";
 import { resolve } from "node:path";
-import { serve, type ServeHandler } from "../mod.ts";
+import {
+  type Routes,
+  serve,
+  type ServeHandler,
+  type ServeInit,
+} from "../mod.ts";
 
 const USAGE =
   "Usage: serve.ts [APP] [--port N] [--hostname H] [--workers N] [--processes N] [--compress]";
@@ -57,7 +63,9 @@ function parseArgs(argv: string[]): Args {
     const [flag, inline] = arg.split("=", 2);
     const value = () => {
       const v = inline ?? argv[++i];
-      if (v === undefined) throw new TypeError(`Missing value for ${flag}\n${USAGE}`);
+      if (v === undefined) {
+        throw new TypeError(`Missing value for ${flag}\n${USAGE}`);
+      }
       return v;
     };
     if (flag === "--port" || flag === "-p") port = value();
@@ -105,25 +113,33 @@ function parseArgs(argv: string[]): Args {
 
 function appUrl(app: string | undefined): string {
   if (app === undefined) return new URL("./demo.ts", import.meta.url).href;
-  return /^[a-z][a-z0-9+.-]*:/i.test(app) ? app : pathToFileURL(resolve(app)).href;
+  return /^[a-z][a-z0-9+.-]*:/i.test(app)
+    ? app
+    : pathToFileURL(resolve(app)).href;
 }
 
 /** What serve.ts takes from an app module's default export. */
 interface App {
-  fetch: ServeHandler;
+  fetch?: ServeHandler;
   static?: Record<string, Response>;
+  routes?: Routes;
 }
 
 async function loadApp(url: string): Promise<App> {
   const mod = await import(url);
   const fetch = mod.default?.fetch;
-  if (typeof fetch !== "function") {
+  const routes = mod.default?.routes;
+  if (typeof fetch !== "function" && routes === undefined) {
     throw new TypeError(
-      `Invalid app: ${url} must export default an object with a fetch(request) method`,
+      `Invalid app: ${url} must export default an object with a fetch(request) method or routes`,
     );
   }
-  // serve() validates `static` itself (an object of path to Response).
-  return { fetch: fetch.bind(mod.default), static: mod.default.static };
+  // serve() validates `static` and `routes` itself.
+  return {
+    fetch: typeof fetch === "function" ? fetch.bind(mod.default) : undefined,
+    static: mod.default.static,
+    routes,
+  };
 }
 
 /** The socket systemd passed us (fd 3), if it passed one to this process. */
@@ -190,6 +206,8 @@ async function main(): Promise<void> {
   }
   // Handlers first: a signal that came between "Listening on" and their
   // installation took its default action (seen under Bun with --processes).
+  // Assigned once, below, but read by onSignal before that.
+  // deno-lint-ignore prefer-const
   let server: ReturnType<typeof serve> | undefined;
   let signals = 0;
   const onSignal = () => {
@@ -210,9 +228,10 @@ async function main(): Promise<void> {
     automaticCompression: args.compress,
     fd: inheritedSocket(),
     ...(app.static === undefined ? {} : { static: app.static }),
+    ...(app.routes === undefined ? {} : { routes: app.routes }),
   };
   server = args.workers === undefined
-    ? serve(options, app.fetch)
+    ? serve({ ...options, fetch: app.fetch } as ServeInit)
     : serve({ ...options, workers: args.workers, module: url });
   await server.finished;
   // Exit here rather than by removing the listeners: Deno re-raises a

@@ -66,6 +66,22 @@ export type ServeHandler = (
   info: ServeHandlerInfo,
 ) => Response | Promise<Response>;
 
+/** A handler of one of Bun's routes: its request has `params`. */
+export type RouteHandler = (
+  request: Request & { params: Record<string, string> },
+  info: ServeHandlerInfo,
+) => Response | Promise<Response>;
+
+/** What one method of a route does: a handler, a fixed Response, or `false`
+ * (the request goes to `fetch`). */
+export type RouteTarget = RouteHandler | Response | false;
+
+/** A route's value: one target for every method, or one per method. */
+export type RouteValue = RouteTarget | Partial<Record<string, RouteTarget>>;
+
+/** Bun's `routes` option: path pattern to what answers it. */
+export type Routes = Record<string, RouteValue>;
+
 /** Options of {@linkcode serve}. */
 export interface ServeOptions {
   /**
@@ -196,6 +212,16 @@ export interface ServeOptions {
    */
   static?: Record<string, Response>;
   /**
+   * Bun's routes: path pattern ("/", literal segments, `:name` parameters,
+   * a final `*`) to a handler, a Response, `false` (to `fetch`), or an
+   * object of those by method. C matches each request: exact segments
+   * before parameters before wildcards; a route's request has `params`,
+   * percent-decoded. A Response at an exact path is served by C for GET
+   * and HEAD, as `static`; other methods and patterns get a copy. With
+   * routes, `fetch` is optional: what no route takes gets 404.
+   */
+  routes?: Routes;
+  /**
    * Listen on this already-listening socket instead of `hostname`/`port`,
    * for example one inherited from systemd (`LISTEN_FDS`, fd 3). The server
    * owns it from then on.
@@ -227,6 +253,11 @@ export type ServeInit =
   } | {
     /** The request handler (Deno's name). */
     handler: ServeHandler;
+  } | {
+    /** Bun's routes, with `fetch` for what they do not take (404 without
+     * it). */
+    routes: Routes;
+    fetch?: ServeHandler;
   });
 
 /** Options of Deno.serve and Bun.serve that ymo does not have yet, and why
@@ -236,7 +267,6 @@ const NOT_YET: Record<string, string> = {
   key: "TLS is not supported yet",
   tls: "TLS is not supported yet",
   websocket: "WebSocket is not supported yet",
-  routes: "routes are not supported yet (use `static` for fixed responses)",
   development: "Bun's development mode is not supported",
 };
 
@@ -264,6 +294,7 @@ const KNOWN = new Set([
   "reusePort",
   "automaticCompression",
   "static",
+  "routes",
   "fd",
   "workers",
   "module",

@@ -80,7 +80,11 @@ export function serve(
   }
   const handler = b ?? init.fetch ?? init.handler;
   if ((a as ServeOptions).workers !== undefined) return new Server(a, handler);
-  if (typeof handler !== "function") {
+  // With routes, fetch is optional (as in Bun): what no route takes is 404.
+  if (
+    typeof handler !== "function" &&
+    !(handler === undefined && (a as ServeOptions).routes !== undefined)
+  ) {
     throw new TypeError("Invalid handler: expected a function");
   }
   return new Server(a, handler);

@@ -27,6 +27,7 @@ import {
 } from "./_options.ts";
 import { ThreadWorker, type WorkerHost } from "./_worker.ts";
 import { ThreadPool } from "./_pool.ts";
+import { RouteTable, validateRoutes } from "./_routes.ts";
 
 const native = await loadNative();
 const lib = native.fn;
@@ -72,16 +73,34 @@ export class Server {
   constructor(given: ServeOptions, handler?: ServeHandler) {
     const options = normalizeOptions(given);
     validateOptions(options);
+    if (options.routes !== undefined) validateRoutes(options.routes);
     const threads = options.workers;
-    if (threads === undefined && typeof handler !== "function") {
+    if (
+      threads === undefined && typeof handler !== "function" &&
+      !(handler === undefined && options.routes !== undefined)
+    ) {
       throw new TypeError("Invalid handler: expected a function");
     }
+    if (threads !== undefined && options.routes !== undefined) {
+      throw new TypeError(
+        "Invalid routes: with workers, the app comes from `module`, and routes there are not supported yet",
+      );
+    }
+    const routes = options.routes === undefined
+      ? undefined
+      : new RouteTable(options.routes);
+    const statics = routes === undefined
+      ? options.static
+      : { ...routes.statics, ...options.static };
     if (threads !== undefined && handler !== undefined) {
       throw new TypeError(
         "Invalid handler: with workers, the app comes from `module` (functions cannot be sent to other threads)",
       );
     }
-    const app = handler ?? (() => new Response(null, { status: 500 }));
+    // Without a handler: with workers the threads have the app; with routes
+    // alone, what no route takes is not found.
+    const app = handler ??
+      (() => new Response(null, { status: threads === undefined ? 404 : 500 }));
     const onError = options.onError;
     this.#shutdownTimeout = options.shutdownTimeout ?? 10_000;
     const hostname = options.hostname ?? "0.0.0.0";
@@ -158,6 +177,7 @@ export class Server {
           return stopping();
         },
         handlerTimeout: options.handlerTimeout,
+        routes,
         url: this.url.href,
         port,
         hostname: this.hostname,
@@ -178,7 +198,18 @@ export class Server {
           moduleUrl(options.module!),
         );
       }
-      if (options.static === undefined) {
+      for (const route of routes?.native ?? []) {
+        check(
+          lib.ymo_server_add_route(
+            pointer,
+            encoder.encode(route.pattern + "\0"),
+            encoder.encode(route.method + "\0"),
+            route.id,
+          ),
+          `Cannot add route ${route.pattern}`,
+        );
+      }
+      if (statics === undefined) {
         check(lib.ymo_server_start(pointer), "Cannot start server");
         this.#started = true;
       }
@@ -202,7 +233,7 @@ export class Server {
     } else {
       // The port is bound already (clients queue in the backlog); accepting
       // starts once the static bodies are read and handed to C.
-      this.#startWithRoutes(options.static!).then(
+      this.#startWithRoutes(statics!).then(
         () => onListen({ ...this.#addr }),
         (error) => {
           console.error("ymo: cannot start the server:", error);

@@ -50,6 +50,11 @@ scope.onmessage = async (event: MessageEvent) => {
       `Invalid module: ${module} must export default an object with a fetch(request) method`,
     );
   }
+  if (app.routes !== undefined) {
+    throw new TypeError(
+      `Invalid module: ${module} exports routes, which workers do not support yet`,
+    );
+  }
   const host: WorkerHost = {
     handler: app.fetch.bind(app),
     onError: typeof app.onError === "function"

@@ -22,6 +22,7 @@ import { HandlerInfo, type ServerFacade, socketAddress } from "./_info.ts";
 import { Exchange, type ExchangeOwner } from "./_exchange.ts";
 import { buildRequest, exchangeOf } from "./_request.ts";
 import { Responder } from "./_response.ts";
+import type { RouteTable } from "./_routes.ts";
 
 const native = await loadNative();
 const lib = native.fn;
@@ -46,6 +47,8 @@ export interface WorkerHost {
   readonly stopping: boolean;
   /** Milliseconds before an unanswered request gets 503, if set. */
   readonly handlerTimeout?: number;
+  /** The `routes` option compiled, whose numbers C's records carry. */
+  readonly routes?: RouteTable;
   /** The server's URL (href), port and address, for the handler's second
    * argument. */
   readonly url: string;
@@ -339,13 +342,24 @@ export class ThreadWorker implements ExchangeOwner {
       exchange.respondCanned(400, true);
       return;
     }
+    let handler = this.#server.handler;
+    if (rec.route !== 0) {
+      // A route C matched: its handler, or `fetch` for a `false` route.
+      const routes = this.#server.routes!;
+      const entry = routes.entries[rec.route - 1];
+      if (entry.handler !== null) {
+        handler = entry.handler as ServeHandler;
+        (request as Request & { params: Record<string, string> }).params =
+          routes.params(rec.route - 1, rec.params);
+      }
+    }
     const info = new HandlerInfo(
       exchange,
       this.#facade ??= this.#makeFacade(),
     );
     let result: unknown;
     try {
-      result = this.#server.handler(request, info);
+      result = handler(request, info);
       if (result instanceof Response) {
         this.#responder.send(exchange, result);
         return;

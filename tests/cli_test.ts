@@ -9,6 +9,7 @@ import { isBun, test } from "./_shim.ts";
 
 const SCRIPT = new URL("../scripts/serve.ts", import.meta.url).pathname;
 const STATIC_APP = new URL("./_static_app.ts", import.meta.url).pathname;
+const ROUTES_APP = new URL("./_routes_app.ts", import.meta.url).pathname;
 const RUNTIME = isBun ? [SCRIPT] : ["run", "-A", SCRIPT];
 
 function freePort(): Promise<number> {
@@ -149,6 +150,21 @@ test("the CLI serves an app's static routes without calling its fetch", async ()
   assert.equal(await get(port, "/other"), "from fetch /other");
   // Only /other and this request reached the handler.
   assert.equal(await get(port, "/calls"), "2");
+  assert.equal(await stop(run.child, run.exited), 0, run.output());
+});
+
+test("the CLI serves a Bun app's routes, with no fetch", async () => {
+  const port = await freePort();
+  const run = start(process.execPath, [
+    ...RUNTIME,
+    ROUTES_APP,
+    "--port",
+    String(port),
+    "--hostname",
+    "127.0.0.1",
+  ]);
+  assert.equal(await get(port, "/hello/ymo"), "hello ymo");
+  assert.equal(await get(port, "/fixed"), "fixed");
   assert.equal(await stop(run.child, run.exited), 0, run.output());
 });
 

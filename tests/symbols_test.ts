@@ -118,6 +118,6 @@ test("record fields in codec.ts match YMO_RECORD_MAP in ymo.h", () => {
   assert.equal(NOTICE_SIZE, define("YMO_REQ_ABORT_SIZE"));
   assert.equal(FIELD_SIZE, define("YMO_REQ_FIELD_SIZE"));
   // The fixed part ends where its last field ends.
-  const { at, width } = RECORD_FIELDS.remote_addr;
+  const { at, width } = RECORD_FIELDS.reserved2;
   assert.equal(FIXED_SIZE, at + width);
 });
