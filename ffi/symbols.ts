@@ -107,6 +107,12 @@ export const symbols = {
     parameters: ["pointer", "u32", "u32", "buffer", "i32", "i32"],
     result: "i32",
   },
+  /** int ymo_worker_set_timeout(ymo_worker_t *worker, uint32_t id,
+   *   uint32_t gen, int32_t ms) */
+  ymo_worker_set_timeout: {
+    parameters: ["pointer", "u32", "u32", "i32"],
+    result: "i32",
+  },
   /** int ymo_worker_body_ack(ymo_worker_t *worker, uint32_t id, uint32_t gen,
    *   int32_t bytes) */
   ymo_worker_body_ack: {

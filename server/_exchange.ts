@@ -197,6 +197,21 @@ export class Exchange {
     this.#complete = null;
   }
 
+  /**
+   * Bun's `server.timeout(request, seconds)`: while this exchange is being
+   * answered, its connection closes after `seconds` without a byte moving
+   * on it (0: never, the default). A no-op once the response is finished.
+   */
+  setTimeout(seconds: number): void {
+    if (!this.open) return;
+    lib.ymo_worker_set_timeout(
+      this.#worker.pointer,
+      this.#id,
+      this.#gen,
+      Math.round(seconds * 1000),
+    );
+  }
+
   /** Whether a response can still be sent (not finished, server alive). */
   get open(): boolean {
     return this.#open && this.#worker.alive;

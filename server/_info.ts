@@ -14,6 +14,29 @@ import type {
 } from "./_options.ts";
 import type { Exchange } from "./_exchange.ts";
 
+/** The longest timeout() in seconds: its milliseconds fit in an int32. */
+const MAX_TIMEOUT_S = 2147483;
+
+/**
+ * Bun's `server.timeout(request, seconds)` for the request's exchange
+ * (undefined: not this server's request, ignored), with its argument
+ * checked: a TypeError or RangeError naming it.
+ */
+export function requestTimeout(
+  exchange: Exchange | undefined,
+  seconds: unknown,
+): void {
+  if (typeof seconds !== "number") {
+    throw new TypeError("Invalid seconds: expected a number");
+  }
+  if (!(seconds >= 0 && seconds <= MAX_TIMEOUT_S)) {
+    throw new RangeError(
+      `Invalid seconds: ${seconds} (expected 0 to ${MAX_TIMEOUT_S})`,
+    );
+  }
+  exchange?.setTimeout(seconds);
+}
+
 /** What a handler's second argument tells of the server it runs in. */
 export interface ServerFacade {
   /** The server's URL, as {@linkcode ServerFacade.url} of Bun's server. */
@@ -29,6 +52,8 @@ export interface ServerFacade {
   stop(closeActiveConnections?: boolean): Promise<void>;
   /** The client address of a request this server is handling, or null. */
   requestIP(request: Request): SocketAddress | null;
+  /** The exchange of a request this server is handling, if it is one. */
+  exchangeOf(request: Request): Exchange | undefined;
 }
 
 /** The client address of an exchange, in Bun's shape (null for a unix
@@ -120,11 +145,16 @@ export class HandlerInfo implements ServeHandlerInfo {
   }
 
   /**
-   * Bun: a per-request idle timeout. Not supported yet: ymo applies no idle
-   * timeout while a request is being handled.
+   * Bun: an idle timeout for one request: while it is being answered, its
+   * connection is closed (and `request.signal` aborted) after `seconds`
+   * without a byte moving on it. 0 turns it off, which is ymo's default: no
+   * idle timeout applies while a request is in flight.
+   *
+   * @param request A request this server is handling (others are ignored).
+   * @param seconds Seconds, from 0 to 2147483.
    */
-  timeout(_request: Request, _seconds: number): never {
-    throw new TypeError("server.timeout() is not supported yet");
+  timeout(request: Request, seconds: number): void {
+    requestTimeout(this.#server.exchangeOf(request), seconds);
   }
 
   /** Bun: a WebSocket upgrade. Not supported yet. */

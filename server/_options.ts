@@ -55,6 +55,9 @@ export interface ServeHandlerInfo {
   readonly pendingRequests: number;
   /** Bun: the client address of a request this server is handling. */
   requestIP(request: Request): SocketAddress | null;
+  /** Bun: closes the request's connection after `seconds` without a byte
+   * moving on it while the request is answered (0: never, the default). */
+  timeout(request: Request, seconds: number): void;
   /** Bun: stops the server; `closeActiveConnections` does not wait for
    * requests in flight. */
   stop(closeActiveConnections?: boolean): Promise<void>;

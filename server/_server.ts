@@ -13,7 +13,7 @@ import { HeaderWriter } from "../ffi/codec.ts";
 import { Option } from "../ffi/symbols.ts";
 import type { Pointer } from "../ffi/_types.ts";
 import { check, checkSystem, YmoError } from "./_errors.ts";
-import { socketAddress } from "./_info.ts";
+import { requestTimeout, socketAddress } from "./_info.ts";
 import { exchangeOf } from "./_request.ts";
 import {
   NATIVE_OPTIONS,
@@ -319,6 +319,20 @@ export class Server {
   requestIP(request: Request): SocketAddress | null {
     const exchange = exchangeOf(request);
     return exchange === undefined ? null : socketAddress(exchange);
+  }
+
+  /**
+   * Bun's `server.timeout(request, seconds)`: while `request` is being
+   * answered, its connection closes (and `request.signal` aborts) after
+   * `seconds` without a byte moving on it; 0 turns that off, ymo's
+   * default while a request is in flight.
+   *
+   * @param request A Request given to this server's handler (any other is
+   * ignored).
+   * @param seconds Seconds, from 0 to 2147483.
+   */
+  timeout(request: Request, seconds: number): void {
+    requestTimeout(exchangeOf(request), seconds);
   }
 
   /** An http URL for this server (loopback when it listens on all), or

@@ -319,6 +319,7 @@ export class ThreadWorker implements ExchangeOwner {
         const exchange = exchangeOf(request);
         return exchange === undefined ? null : socketAddress(exchange);
       },
+      exchangeOf,
     };
   }
 

@@ -178,3 +178,64 @@ test("serve() refuses two spellings of one option at once", () => {
     TypeError,
   );
 });
+
+test("server.timeout(req, s): a request idle that long loses its connection; 0 and other requests are left alone", async () => {
+  const { rawRequest, requestHead } = await import("./_http.ts");
+  // The handler whose connection timed out sees its signal abort (C tells
+  // JS after the close, so the test waits for it).
+  let sawAbort!: () => void;
+  const aborted = new Promise<void>((resolve) => sawAbort = resolve);
+  const server = serve({
+    ...QUIET,
+    port: 0,
+    async fetch(req, server) {
+      const path = new URL(req.url).pathname;
+      if (path === "/bad") {
+        const errors: string[] = [];
+        for (const seconds of [-1, NaN, Infinity, "1"] as unknown[]) {
+          try {
+            server.timeout(req, seconds as number);
+          } catch (e) {
+            errors.push((e as Error).name);
+          }
+        }
+        // Someone else's Request is ignored.
+        server.timeout(new Request("http://x/"), 1);
+        return new Response(errors.join(","));
+      }
+      if (path === "/quick") {
+        server.timeout(req, 1);
+        return new Response("quick");
+      }
+      // Nothing is sent: the connection goes idle, then is closed.
+      server.timeout(req, 1);
+      await new Promise<void>((resolve) =>
+        req.signal.addEventListener("abort", () => resolve())
+      );
+      sawAbort();
+      return new Response("too late");
+    },
+  });
+  try {
+    assert.equal(
+      (await get(server, "/bad")).body,
+      "RangeError,RangeError,RangeError,TypeError",
+    );
+    // A response that went out leaves the connection to keep-alive.
+    const quick = await rawRequest(
+      server.port,
+      requestHead("GET", "/quick") + requestHead("GET", "/quick"),
+      { until: 2 },
+    );
+    assert.deepEqual(quick.responses.map((r) => r.text()), ["quick", "quick"]);
+    assert.equal(quick.closed, false);
+    const idle = await rawRequest(server.port, requestHead("GET", "/idle"), {
+      until: "close",
+    });
+    assert.equal(idle.responses.length, 0);
+    assert.equal(idle.closed, true);
+    await aborted;
+  } finally {
+    await server.shutdown();
+  }
+});

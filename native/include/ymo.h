@@ -279,6 +279,13 @@ YMO_EXTERN int32_t ymo_worker_response_body_append(ymo_worker_t *worker,
 /* Tell the server that JS has read `bytes` more of exchange (id, gen)'s
  * streamed request body, so it may read more from the client. JS thread
  * only. Returns 0 or YMO_ESTALE. */
+/* Bun's server.timeout(request, seconds): while exchange (id, gen) is the
+ * one its connection is answering, close the connection when no byte moves
+ * on it for ms milliseconds (0: never, the default). JS thread only.
+ * Returns 0, YMO_ESTALE, YMO_EINVAL for ms < 0, or YMO_ENOMEM. */
+YMO_EXTERN int ymo_worker_set_timeout(ymo_worker_t *worker, uint32_t id,
+                                      uint32_t gen, int32_t ms);
+
 YMO_EXTERN int ymo_worker_body_ack(ymo_worker_t *worker, uint32_t id,
                                    uint32_t gen, int32_t bytes);
 

@@ -29,6 +29,8 @@ void ymo__conn_arm_timer(ymo_session_t *s) {
     state = YMO_TIMER_OFF; /* Waiting for JS to read the body. */
   else if (s->cur != NULL)
     state = YMO_TIMER_HEAD;
+  else if (s->fifo_head != NULL && s->fifo_head->flight_timeout_ms > 0)
+    state = YMO_TIMER_FLIGHT;
   else if (s->fifo_len > 0)
     state = YMO_TIMER_OFF;
   else
@@ -39,10 +41,16 @@ void ymo__conn_arm_timer(ymo_session_t *s) {
     ev_timer_stop(c->loop, &s->timer);
     return;
   }
-  int64_t ms = state == YMO_TIMER_HEAD ? YMO_OPT(c, HEADER_TIMEOUT_MS)
-                                       : YMO_OPT(c, KEEPALIVE_TIMEOUT_MS);
+  int64_t ms = state == YMO_TIMER_HEAD     ? YMO_OPT(c, HEADER_TIMEOUT_MS)
+               : state == YMO_TIMER_FLIGHT ? s->fifo_head->flight_timeout_ms
+                                           : YMO_OPT(c, KEEPALIVE_TIMEOUT_MS);
   s->timer.repeat = (ev_tstamp)ms / 1000.0;
   ev_timer_again(c->loop, &s->timer);
+}
+
+void ymo__conn_touch(ymo_session_t *s) {
+  if (s->timer_state == YMO_TIMER_FLIGHT)
+    ev_timer_again(s->conns->loop, &s->timer);
 }
 
 void ymo__conn_start_reading(ymo_session_t *s) {
@@ -66,6 +74,7 @@ static void on_readable(struct ev_loop *loop, ev_io *w, int revents) {
   uint8_t *buf = s->conns->read_buf;
   ssize_t n = s->transport->read(s, buf, READ_BUF_SIZE);
   if (n > 0) {
+    ymo__conn_touch(s);
     s->protocol->data(s, buf, (size_t)n);
     return;
   }
@@ -239,6 +248,7 @@ void ymo__conn_flush(ymo_session_t *s) {
         return;
       }
     }
+    if (written > 0) ymo__conn_touch(s);
     size_t left = (size_t)written;
     while (ex->out_head != NULL) {
       ymo_out_t *o = ex->out_head;
@@ -286,6 +296,17 @@ static void deliver_out(ymo_conns_t *c, ymo_out_t *out) {
   ymo_session_t *s = ex->session;
   if (out->flags & YMO__OUT_RESUME) {
     if (s != NULL && s->cur == ex) s->protocol->resume(s);
+    ymo__exchange_unref(ex);
+    ymo__out_free(out);
+    return;
+  }
+  if (out->flags & YMO__OUT_TIMEOUT) {
+    /* The new timeout is in off; a fresh deadline from now. */
+    ex->flight_timeout_ms = (int64_t)out->off;
+    if (s != NULL && !s->closed && s->fifo_head == ex) {
+      s->timer_state = YMO_TIMER_OFF;
+      ymo__conn_arm_timer(s);
+    }
     ymo__exchange_unref(ex);
     ymo__out_free(out);
     return;

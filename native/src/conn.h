@@ -193,7 +193,14 @@ typedef struct ymo_http1 {
 } ymo_http1_t;
 
 /* What the connection's one ev_timer is timing. */
-enum ymo_timer_state { YMO_TIMER_OFF, YMO_TIMER_HEAD, YMO_TIMER_IDLE };
+enum ymo_timer_state {
+  YMO_TIMER_OFF,
+  YMO_TIMER_HEAD,
+  YMO_TIMER_IDLE,
+  /* The head exchange's own idle timeout (ymo_worker_set_timeout): reads
+   * and writes push it back. */
+  YMO_TIMER_FLIGHT,
+};
 
 /* ---------------------------------------------------------------------------
  * Session: one connection, owned and touched by L only. Created by
@@ -298,6 +305,8 @@ void ymo__conn_stop_reading(ymo_session_t *s);
  * bytes cannot push its deadline back; setting timer_state to YMO_TIMER_OFF
  * first gives a fresh deadline. */
 void ymo__conn_arm_timer(ymo_session_t *s);
+/* Bytes moved: pushes an in-flight idle timeout back. */
+void ymo__conn_touch(ymo_session_t *s);
 /* Writes a short message at once, outside the FIFO (100 Continue). */
 void ymo__conn_send_now(ymo_session_t *s, const void *data, size_t len);
 

@@ -27,6 +27,8 @@ typedef struct ymo_session ymo_session_t;
  * carries no bytes and asks L to read the connection's body again. */
 #define YMO__OUT_ABORT 64
 #define YMO__OUT_RESUME 128
+/* Not data: the exchange's in-flight idle timeout, in ms, is out->off. */
+#define YMO__OUT_TIMEOUT 256
 
 typedef struct ymo_out_pool ymo_out_pool_t;
 
@@ -83,6 +85,9 @@ struct ymo_exchange {
   bool close_after;
   bool local;             /* Answered by L itself (errors), never queued. */
   bool answer_started;    /* A piece of the response has reached L. */
+  /* The connection's idle timeout while this exchange is at its head
+   * (ymo_worker_set_timeout); 0: none, as by default. */
+  int64_t flight_timeout_ms;
 
   /* The request record (record.c), written by L while parsing, immutable
    * once queued. */

@@ -510,6 +510,11 @@ static void http1_eof(ymo_session_t *s) {
 }
 
 static void http1_timeout(ymo_session_t *s) {
+  if (s->timer_state == YMO_TIMER_FLIGHT) {
+    /* The handler's own idle timeout: its request is given up. */
+    ymo__conn_close(s);
+    return;
+  }
   ymo_exchange_t *ex = s->cur;
   bool receiving = ex != NULL && s->http1.head_bytes > 0 &&
                    (ex->streaming || s->fifo_len == 0);

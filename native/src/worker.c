@@ -616,6 +616,21 @@ int ymo_worker_body_ack(ymo_worker_t *w, uint32_t id, uint32_t gen,
   return 0;
 }
 
+int ymo_worker_set_timeout(ymo_worker_t *w, uint32_t id, uint32_t gen,
+                           int32_t ms) {
+  ymo_exchange_t *ex = slot_get(w, id, gen);
+  if (ex == NULL) return YMO_ESTALE;
+  if (ms < 0) return YMO_EINVAL;
+  /* A zero-length piece whose off says the timeout (len counts as
+   * unwritten bytes), in order with the response's pieces. */
+  ymo_out_t *out = ymo__out_new(ex, 0, YMO__OUT_TIMEOUT);
+  if (out == NULL) return YMO_ENOMEM;
+  out->off = (size_t)ms;
+  ymo__exchange_ref(ex);
+  push_out(w, out);
+  return 0;
+}
+
 int ymo_worker_aborted(ymo_worker_t *w, uint32_t id, uint32_t gen) {
   ymo_exchange_t *ex = slot_get(w, id, gen);
   if (ex == NULL) return YMO_ESTALE;
