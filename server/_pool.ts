@@ -9,6 +9,7 @@
 import { loadNative } from "../ffi/native.ts";
 import type { Pointer } from "../ffi/_types.ts";
 import type { WorkerHost } from "./_worker.ts";
+import type { NativeRoute } from "./_routes.ts";
 
 const native = await loadNative();
 const lib = native.fn;
@@ -23,6 +24,9 @@ export interface ThreadInit {
   defaultHost: string;
   /** Milliseconds before an unanswered request gets 503, if set. */
   handlerTimeout?: number;
+  /** The routes C matches (from the `routes` option), which the module's
+   * own `routes` must compile to, so that route numbers agree. */
+  routes?: readonly NativeRoute[];
   /** The server's URL (href), port and address. */
   url: string;
   port: number;
@@ -100,6 +104,7 @@ export class ThreadPool {
       module: this.#module,
       defaultHost: this.#host.defaultHost,
       handlerTimeout: this.#host.handlerTimeout,
+      routes: this.#host.routes?.native,
       url: this.#host.url,
       port: this.#host.port,
       hostname: this.#host.hostname,

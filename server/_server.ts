@@ -81,11 +81,6 @@ export class Server {
     ) {
       throw new TypeError("Invalid handler: expected a function");
     }
-    if (threads !== undefined && options.routes !== undefined) {
-      throw new TypeError(
-        "Invalid routes: with workers, the app comes from `module`, and routes there are not supported yet",
-      );
-    }
     const routes = options.routes === undefined
       ? undefined
       : new RouteTable(options.routes);

@@ -9,6 +9,7 @@
 import { loadNative } from "../ffi/native.ts";
 import { ThreadWorker, type WorkerHost } from "./_worker.ts";
 import type { ThreadInit, ThreadMessage } from "./_pool.ts";
+import { type NativeRoute, RouteTable, validateRoutes } from "./_routes.ts";
 
 const native = await loadNative();
 const scope = globalThis as unknown as {
@@ -41,22 +42,46 @@ scope.addEventListener("unhandledrejection", (event) => {
   );
 });
 
+/**
+ * The module's routes compiled on this thread, checked against those the
+ * server gave C: the same patterns, methods and numbers, or a TypeError.
+ */
+function threadRoutes(
+  module: string,
+  routes: unknown,
+  native: readonly NativeRoute[] | undefined,
+): RouteTable | undefined {
+  const table = routes === undefined ? undefined : compile(routes);
+  const same = JSON.stringify(table?.native ?? []) ===
+    JSON.stringify(native ?? []);
+  if (!same) {
+    throw new TypeError(
+      `Invalid module: the routes of ${module} are not those the server was given (pass the module's routes as the routes option)`,
+    );
+  }
+  return table;
+}
+
+function compile(routes: unknown): RouteTable {
+  validateRoutes(routes);
+  return new RouteTable(routes);
+}
+
 scope.onmessage = async (event: MessageEvent) => {
   const init: ThreadInit = event.data;
   const { pointer, module, defaultHost, handlerTimeout } = init;
   const app = (await import(module)).default;
-  if (typeof app?.fetch !== "function") {
+  if (typeof app?.fetch !== "function" && app?.routes === undefined) {
     throw new TypeError(
-      `Invalid module: ${module} must export default an object with a fetch(request) method`,
+      `Invalid module: ${module} must export default an object with a fetch(request) method or routes`,
     );
   }
-  if (app.routes !== undefined) {
-    throw new TypeError(
-      `Invalid module: ${module} exports routes, which workers do not support yet`,
-    );
-  }
+  const routes = threadRoutes(module, app.routes, init.routes);
   const host: WorkerHost = {
-    handler: app.fetch.bind(app),
+    handler: typeof app.fetch === "function"
+      ? app.fetch.bind(app)
+      : () => new Response(null, { status: 404 }),
+    routes,
     onError: typeof app.onError === "function"
       ? app.onError.bind(app)
       : undefined,

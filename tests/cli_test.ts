@@ -153,20 +153,30 @@ test("the CLI serves an app's static routes without calling its fetch", async ()
   assert.equal(await stop(run.child, run.exited), 0, run.output());
 });
 
-test("the CLI serves a Bun app's routes, with no fetch", async () => {
-  const port = await freePort();
-  const run = start(process.execPath, [
-    ...RUNTIME,
-    ROUTES_APP,
-    "--port",
-    String(port),
-    "--hostname",
-    "127.0.0.1",
-  ]);
-  assert.equal(await get(port, "/hello/ymo"), "hello ymo");
-  assert.equal(await get(port, "/fixed"), "fixed");
-  assert.equal(await stop(run.child, run.exited), 0, run.output());
-});
+for (const workers of [[], ["--workers", "2"]]) {
+  test(
+    `the CLI serves a Bun app's routes, with no fetch${
+      workers.length > 0 ? `, ${workers.join(" ")}` : ""
+    }`,
+    async () => {
+      const port = await freePort();
+      const run = start(process.execPath, [
+        ...RUNTIME,
+        ROUTES_APP,
+        ...workers,
+        "--port",
+        String(port),
+        "--hostname",
+        "127.0.0.1",
+      ]);
+      assert.equal(await get(port, "/hello/ymo"), "hello ymo");
+      assert.equal(await get(port, "/hello/again"), "hello again");
+      assert.equal(await get(port, "/fixed"), "fixed");
+      assert.equal(await get(port, "/nothing"), "");
+      assert.equal(await stop(run.child, run.exited), 0, run.output());
+    },
+  );
+}
 
 test("the CLI serves an app's static routes with --workers 2", async () => {
   const port = await freePort();
