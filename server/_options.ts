@@ -221,7 +221,9 @@ export interface ServeOptions {
    * before parameters before wildcards; a route's request has `params`,
    * percent-decoded. A Response at an exact path is served by C for GET
    * and HEAD, as `static`; other methods and patterns get a copy. With
-   * routes, `fetch` is optional: what no route takes gets 404.
+   * routes, `fetch` is optional: what no route takes gets 404. With
+   * `workers`, give the module's own `routes` here: C matches with these,
+   * each thread runs its module's handlers.
    */
   routes?: Routes;
   /**
