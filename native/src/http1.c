@@ -368,6 +368,13 @@ static bool parse_now(ymo_session_t *s, const uint8_t *data, size_t len) {
     ymo__conn_stop_reading(s);
     if (s->no_more_requests || err == HPE_PAUSED_UPGRADE) {
       s->no_more_requests = true;
+      /* Every response may be out already (a streamed request answered
+       * before its trailers said Connection: close): nothing is left to
+       * wait for, and no flush will come to close. */
+      if (s->fifo_head == NULL) {
+        ymo__conn_close(s);
+        return false;
+      }
       return true;
     }
     const uint8_t *pos = (const uint8_t *)llhttp_get_error_pos(&h->parser);
