@@ -61,15 +61,22 @@ async function stop(child: ChildProcess, exited: Promise<number | null>) {
   return code;
 }
 
-test("the CLI serves the demo app and shuts down on SIGTERM", async () => {
+/** Starts the CLI with `args` on a free loopback port. */
+async function serveCli(...args: string[]) {
   const port = await freePort();
   const run = start(process.execPath, [
     ...RUNTIME,
+    ...args,
     "--port",
     String(port),
     "--hostname",
     "127.0.0.1",
   ]);
+  return { port, run };
+}
+
+test("the CLI serves the demo app and shuts down on SIGTERM", async () => {
+  const { port, run } = await serveCli();
   assert.equal(await get(port), "Hello, World!");
   assert.equal(await get(port, "/nope"), "Not Found");
   assert.equal(await stop(run.child, run.exited), 0, run.output());
@@ -91,32 +98,14 @@ test("the CLI honours PORT and rejects a bad --port", async () => {
 });
 
 test("--workers 2 serves from worker threads", async () => {
-  const port = await freePort();
-  const run = start(process.execPath, [
-    ...RUNTIME,
-    "--workers",
-    "2",
-    "--port",
-    String(port),
-    "--hostname",
-    "127.0.0.1",
-  ]);
+  const { port, run } = await serveCli("--workers", "2");
   assert.equal(await get(port), "Hello, World!");
   assert.equal(await get(port), "Hello, World!");
   assert.equal(await stop(run.child, run.exited), 0, run.output());
 });
 
 test("--processes 2 starts two servers on one port and forwards SIGTERM", async () => {
-  const port = await freePort();
-  const run = start(process.execPath, [
-    ...RUNTIME,
-    "--processes",
-    "2",
-    "--port",
-    String(port),
-    "--hostname",
-    "127.0.0.1",
-  ]);
+  const { port, run } = await serveCli("--processes", "2");
   assert.equal(await get(port), "Hello, World!");
   // Both children report listening on the shared port.
   for (
@@ -136,15 +125,7 @@ test("--processes 2 starts two servers on one port and forwards SIGTERM", async 
 });
 
 test("the CLI serves an app's static routes without calling its fetch", async () => {
-  const port = await freePort();
-  const run = start(process.execPath, [
-    ...RUNTIME,
-    STATIC_APP,
-    "--port",
-    String(port),
-    "--hostname",
-    "127.0.0.1",
-  ]);
+  const { port, run } = await serveCli(STATIC_APP);
   assert.equal(await get(port, "/static"), "from static");
   assert.equal(await get(port, "/static"), "from static");
   assert.equal(await get(port, "/other"), "from fetch /other");
@@ -159,16 +140,7 @@ for (const workers of [[], ["--workers", "2"]]) {
       workers.length > 0 ? `, ${workers.join(" ")}` : ""
     }`,
     async () => {
-      const port = await freePort();
-      const run = start(process.execPath, [
-        ...RUNTIME,
-        ROUTES_APP,
-        ...workers,
-        "--port",
-        String(port),
-        "--hostname",
-        "127.0.0.1",
-      ]);
+      const { port, run } = await serveCli(ROUTES_APP, ...workers);
       assert.equal(await get(port, "/hello/ymo"), "hello ymo");
       assert.equal(await get(port, "/hello/again"), "hello again");
       assert.equal(await get(port, "/fixed"), "fixed");
@@ -179,17 +151,7 @@ for (const workers of [[], ["--workers", "2"]]) {
 }
 
 test("the CLI serves an app's static routes with --workers 2", async () => {
-  const port = await freePort();
-  const run = start(process.execPath, [
-    ...RUNTIME,
-    STATIC_APP,
-    "--workers",
-    "2",
-    "--port",
-    String(port),
-    "--hostname",
-    "127.0.0.1",
-  ]);
+  const { port, run } = await serveCli(STATIC_APP, "--workers", "2");
   assert.equal(await get(port, "/static"), "from static");
   assert.equal(await get(port, "/other"), "from fetch /other");
   assert.equal(await stop(run.child, run.exited), 0, run.output());
