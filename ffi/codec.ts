@@ -348,12 +348,11 @@ export class HeaderWriter {
   #field(at: number, name: string, value: string, keepLength: boolean): number {
     // Only names as long as one of OWN_HEADERS' are looked up there.
     const n = name.length;
-    if (n === 4 || n === 10 || n === 14 || n === 17) {
-      const lower = name.toLowerCase();
-      if (OWN_HEADERS.has(lower)) {
-        if (!keepLength || lower !== "content-length") return at;
-        this.keptLength = true;
-      }
+    if (
+      (n === 4 || n === 10 || n === 14 || n === 17) &&
+      this.#dropped(name.toLowerCase(), keepLength)
+    ) {
+      return at;
     }
     if (at + n + value.length + 4 > this.#buf.length) {
       this.#grow(at + n + value.length + 4);
@@ -375,6 +374,17 @@ export class HeaderWriter {
     return at;
   }
 
+  /** Whether the field `lower` (a lower-case name) is one ymo writes
+   * itself; a Content-Length kept for `keepLength` sets keptLength. */
+  #dropped(lower: string, keepLength: boolean): boolean {
+    if (!OWN_HEADERS.has(lower)) return false;
+    if (keepLength && lower === "content-length") {
+      this.keptLength = true;
+      return false;
+    }
+    return true;
+  }
+
   #grow(size: number): void {
     const bigger = new Uint8Array(Math.max(size, this.#buf.length * 2));
     bigger.set(this.#buf);
@@ -390,11 +400,7 @@ export class HeaderWriter {
     this.keptLength = false;
     for (const [field, value] of headers) {
       const name = field.toLowerCase();
-      if (OWN_HEADERS.has(name)) {
-        if (!keepLength || name !== "content-length") continue;
-        this.keptLength = true;
-      }
-      s += `${name}: ${value}\r\n`;
+      if (!this.#dropped(name, keepLength)) s += `${name}: ${value}\r\n`;
     }
     if (s.length * 3 > this.#buf.length) {
       this.#buf = new Uint8Array(s.length * 3);

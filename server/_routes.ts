@@ -1,14 +1,14 @@
 /**
  * Bun's `routes` option: path patterns ("/users/:id", "/api/*") to a
  * handler, a Response, per-method handlers, or `false`. The table is
- * checked here (the types are in `_options.ts`) and compiled into what C matches (`ymo_server_add_route`,
- * native/src/router.c) and the fixed responses it serves itself (static
- * routes); a matched request comes back with its route's number and its
+ * checked here (the types are in `_options.ts`) and compiled into what C
+ * matches (`ymo_server_add_route`, native/src/router.c) and the fixed
+ * responses it serves itself (static routes); a matched request comes back with its route's number and its
  * parameters' raw values, which {@linkcode RouteTable.params} decodes.
  *
  * @module
  */
-import type { RouteHandler, Routes, RouteTarget } from "./_options.ts";
+import type { RouteHandler, RouteTarget } from "./_options.ts";
 
 /** One route as C knows it. */
 export interface NativeRoute {
@@ -68,51 +68,24 @@ function isExact(pattern: string): boolean {
   return !pattern.includes(":") && !pattern.includes("*");
 }
 
-function checkTarget(pattern: string, method: string, target: unknown): void {
-  if (target === false || isHandler(target)) return;
+/** `target` as a route's target, or a TypeError naming the route. */
+function checkTarget(
+  pattern: string,
+  method: string,
+  target: unknown,
+): RouteTarget {
+  if (target === false || isHandler(target)) return target;
   if (target instanceof Response) {
     if (target.bodyUsed) {
       throw new TypeError(
         `Invalid routes: the body of "${pattern}"${method} is already read`,
       );
     }
-    return;
+    return target;
   }
   throw new TypeError(
     `Invalid routes: "${pattern}"${method} must be a function, a Response or false`,
   );
-}
-
-/**
- * Checks a `routes` option, throwing a TypeError that names the first bad
- * route: patterns, parameter names, method names, and the values.
- */
-export function validateRoutes(routes: unknown): asserts routes is Routes {
-  if (routes === null || typeof routes !== "object" || Array.isArray(routes)) {
-    throw new TypeError("Invalid routes: expected an object of routes");
-  }
-  for (const [pattern, value] of Object.entries(routes)) {
-    patternNames(pattern);
-    if (
-      value === false || isHandler(value) || value instanceof Response ||
-      value === null || typeof value !== "object"
-    ) {
-      checkTarget(pattern, "", value);
-      continue;
-    }
-    const methods = Object.entries(value);
-    if (methods.length === 0) {
-      throw new TypeError(`Invalid routes: "${pattern}" has no methods`);
-    }
-    for (const [method, target] of methods) {
-      if (!TOKEN.test(method)) {
-        throw new TypeError(
-          `Invalid routes: "${pattern}" has a bad method name "${method}"`,
-        );
-      }
-      checkTarget(pattern, ` ${method}`, target);
-    }
-  }
 }
 
 /** A handler that answers with a copy of a fixed Response. */
@@ -134,21 +107,42 @@ export class RouteTable {
   readonly statics: Record<string, Response> = {};
 
   /**
-   * Compiles `routes` (checked with {@linkcode validateRoutes}).
+   * Compiles a `routes` option, throwing a TypeError that names the first
+   * bad route: its pattern, a parameter or method name, or a value.
    *
    * @param routes The option.
    */
-  constructor(routes: Routes) {
+  constructor(routes: unknown) {
+    if (
+      routes === null || typeof routes !== "object" || Array.isArray(routes)
+    ) {
+      throw new TypeError("Invalid routes: expected an object of routes");
+    }
     for (const [pattern, value] of Object.entries(routes)) {
       const names = patternNames(pattern);
       if (
-        value === false || isHandler(value) || value instanceof Response
+        value === false || isHandler(value) || value instanceof Response ||
+        value === null || typeof value !== "object"
       ) {
-        this.#add(pattern, "", value, names);
+        this.#add(pattern, "", checkTarget(pattern, "", value), names);
         continue;
       }
-      for (const [method, target] of Object.entries(value)) {
-        if (target !== undefined) this.#add(pattern, method, target, names);
+      const methods = Object.entries(value);
+      if (methods.length === 0) {
+        throw new TypeError(`Invalid routes: "${pattern}" has no methods`);
+      }
+      for (const [method, target] of methods) {
+        if (!TOKEN.test(method)) {
+          throw new TypeError(
+            `Invalid routes: "${pattern}" has a bad method name "${method}"`,
+          );
+        }
+        this.#add(
+          pattern,
+          method,
+          checkTarget(pattern, ` ${method}`, target),
+          names,
+        );
       }
     }
   }

@@ -79,13 +79,6 @@ export function serve(
     );
   }
   const handler = b ?? init.fetch ?? init.handler;
-  if ((a as ServeOptions).workers !== undefined) return new Server(a, handler);
-  // With routes, fetch is optional (as in Bun): what no route takes is 404.
-  if (
-    typeof handler !== "function" &&
-    !(handler === undefined && (a as ServeOptions).routes !== undefined)
-  ) {
-    throw new TypeError("Invalid handler: expected a function");
-  }
+  // Server checks the handler: optional with workers or routes.
   return new Server(a, handler);
 }

@@ -27,7 +27,7 @@ import {
 } from "./_options.ts";
 import { ThreadWorker, type WorkerHost } from "./_worker.ts";
 import { ThreadPool } from "./_pool.ts";
-import { RouteTable, validateRoutes } from "./_routes.ts";
+import { RouteTable } from "./_routes.ts";
 
 const native = await loadNative();
 const lib = native.fn;
@@ -73,7 +73,6 @@ export class Server {
   constructor(given: ServeOptions, handler?: ServeHandler) {
     const options = normalizeOptions(given);
     validateOptions(options);
-    if (options.routes !== undefined) validateRoutes(options.routes);
     const threads = options.workers;
     if (
       threads === undefined && typeof handler !== "function" &&
@@ -92,10 +91,6 @@ export class Server {
         "Invalid handler: with workers, the app comes from `module` (functions cannot be sent to other threads)",
       );
     }
-    // Without a handler: with workers the threads have the app; with routes
-    // alone, what no route takes is not found.
-    const app = handler ??
-      (() => new Response(null, { status: threads === undefined ? 404 : 500 }));
     const onError = options.onError;
     this.#shutdownTimeout = options.shutdownTimeout ?? 10_000;
     const hostname = options.hostname ?? "0.0.0.0";
@@ -163,7 +158,7 @@ export class Server {
       // with this server as `this`.
       const stopping = () => this.#stopping;
       const host: WorkerHost = {
-        handler: app.bind(this),
+        handler: handler?.bind(this),
         onError: onError?.bind(this),
         // As with Deno.serve: a request without a Host, or with an empty
         // one, is for localhost on this server's port.

@@ -9,7 +9,7 @@
 import { loadNative } from "../ffi/native.ts";
 import { ThreadWorker, type WorkerHost } from "./_worker.ts";
 import type { ThreadInit, ThreadMessage } from "./_pool.ts";
-import { type NativeRoute, RouteTable, validateRoutes } from "./_routes.ts";
+import { type NativeRoute, RouteTable } from "./_routes.ts";
 
 const native = await loadNative();
 const scope = globalThis as unknown as {
@@ -51,7 +51,7 @@ function threadRoutes(
   routes: unknown,
   native: readonly NativeRoute[] | undefined,
 ): RouteTable | undefined {
-  const table = routes === undefined ? undefined : compile(routes);
+  const table = routes === undefined ? undefined : new RouteTable(routes);
   const same = JSON.stringify(table?.native ?? []) ===
     JSON.stringify(native ?? []);
   if (!same) {
@@ -60,11 +60,6 @@ function threadRoutes(
     );
   }
   return table;
-}
-
-function compile(routes: unknown): RouteTable {
-  validateRoutes(routes);
-  return new RouteTable(routes);
 }
 
 scope.onmessage = async (event: MessageEvent) => {
@@ -78,9 +73,7 @@ scope.onmessage = async (event: MessageEvent) => {
   }
   const routes = threadRoutes(module, app.routes, init.routes);
   const host: WorkerHost = {
-    handler: typeof app.fetch === "function"
-      ? app.fetch.bind(app)
-      : () => new Response(null, { status: 404 }),
+    handler: typeof app.fetch === "function" ? app.fetch.bind(app) : undefined,
     routes,
     onError: typeof app.onError === "function"
       ? app.onError.bind(app)

@@ -27,6 +27,11 @@ import type { RouteTable } from "./_routes.ts";
 const native = await loadNative();
 const lib = native.fn;
 
+/** The answer for a request that no handler takes (Bun's, without fetch). */
+function notFound(): Response {
+  return new Response(null, { status: 404 });
+}
+
 /** Milliseconds without work after which a busy period ends and the loop
  * goes back to L. */
 const LOAN_IDLE_MS = 1;
@@ -36,8 +41,9 @@ const LOAN_IDLE_MS = 1;
  * worker thread's entry): the app and the address.
  */
 export interface WorkerHost {
-  /** The request handler. */
-  readonly handler: ServeHandler;
+  /** The request handler; without one (routes alone, or the main thread
+   * of a server with workers), what reaches it is not found. */
+  readonly handler?: ServeHandler;
   /** Turns a handler error into a response; without it ymo logs the error
    * and answers with its own 500 page. */
   onError?(error: unknown): Response | Promise<Response>;
@@ -343,7 +349,7 @@ export class ThreadWorker implements ExchangeOwner {
       exchange.respondCanned(400, true);
       return;
     }
-    let handler = this.#server.handler;
+    let handler = this.#server.handler ?? notFound;
     if (rec.route !== 0) {
       // A route C matched: its handler, or `fetch` for a `false` route.
       const routes = this.#server.routes!;

@@ -281,7 +281,7 @@ static int on_headers_complete(llhttp_t *p) {
   if (ps->line_state == LINE_BAD) return fail(s, 400);
   ps->line_state = LINE_OFF;
   if (ex->n_headers == 0) ex->headers_start = ex->req_len;
-  ex->params_start = ex->body_start = ex->req_len;
+  ex->params_start = ex->req_len;
   ps->in_trailers = true;
   ex->http_major = llhttp_get_http_major(p);
   ex->http_minor = llhttp_get_http_minor(p);
