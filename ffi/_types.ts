@@ -94,6 +94,9 @@ export interface Native {
    * read `response.headers`. */
   headerList(response: Response): HeaderPairs | undefined;
   /** A Response's body when it is a fixed string or bytes nobody has read,
-   * or undefined: read the stream. */
-  staticBody(response: Response): string | Uint8Array | undefined;
+   * or undefined: read the stream. A promise where the runtime could not
+   * hand the bytes over at once. */
+  staticBody(
+    response: Response,
+  ): string | Uint8Array | Promise<Uint8Array> | undefined;
 }

@@ -6,6 +6,7 @@
  * @module
  */
 import { symbols } from "./symbols.ts";
+import { staticBody } from "./_bun_inner.ts";
 import type { Native, NativeSymbols, Pointer, Timer, Waker } from "./_types.ts";
 
 // Imported through a variable so that Deno, which type-checks and publishes
@@ -179,9 +180,10 @@ export function open(path: string): Native {
     systemError(_kind: string, code: string, message: string): Error {
       return Object.assign(new Error(message), { code });
     },
-    // Bun's Request and Response are native: the standard path only.
+    // Bun's Request and Response are native: the standard path, but for
+    // fixed bodies (_bun_inner.ts).
     fastRequest: undefined,
     headerList: () => undefined,
-    staticBody: () => undefined,
+    staticBody,
   };
 }

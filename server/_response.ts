@@ -84,7 +84,7 @@ export class Responder {
   ): Promise<void> | undefined {
     let status: number;
     let head: Uint8Array, headLength: number;
-    let fixed: string | Uint8Array | undefined;
+    let fixed: string | Uint8Array | Promise<Uint8Array> | undefined;
     let body: ReadableStream<unknown> | null = null;
     let ownLength = false;
     try {
@@ -125,6 +125,16 @@ export class Responder {
     } catch (error) {
       return this.#unsendable(exchange, error, failed);
     }
+    if (fixed instanceof Promise) {
+      return this.#sendLater(
+        exchange,
+        status,
+        head.slice(0, headLength),
+        fixed,
+        failed,
+        ownLength,
+      );
+    }
     if (fixed !== undefined) {
       const bytes = typeof fixed === "string" ? this.#encode(fixed) : fixed;
       exchange.respond(status, head, headLength, bytes, true, ownLength);
@@ -156,6 +166,31 @@ export class Responder {
     if (!failed) return this.fail(exchange, error);
     console.error("ymo: onError's response cannot be sent:", error);
     exchange.respondCanned(500);
+  }
+
+  /** Sends a fixed body the runtime hands over later. */
+  async #sendLater(
+    exchange: Exchange,
+    status: number,
+    headers: Uint8Array,
+    body: Promise<Uint8Array>,
+    failed: boolean,
+    ownLength: boolean,
+  ): Promise<void> {
+    let bytes: Uint8Array;
+    try {
+      bytes = await body;
+    } catch (error) {
+      return this.#unsendable(exchange, error, failed);
+    }
+    exchange.respond(
+      status,
+      headers,
+      headers.byteLength,
+      bytes,
+      true,
+      ownLength,
+    );
   }
 
   async #sendStream(
