@@ -4,14 +4,17 @@
  * (scripts/bench/app.ts; app_node.mjs for Node), over interleaved rounds.
  * The `static` workload also runs a plain C server on libev
  * (scripts/bench/plain_libev.c, built with gcc into bench/tmp/), the bound
- * for ymo's static routes.
+ * for ymo's static routes. The WebSocket workloads, ws-echo and ws-fanout,
+ * are measured by scripts/bench/ws_load.c (built the same way) instead of
+ * wrk, against Deno.serve and Bun.serve only for now.
  *
  *   deno run -A scripts/bench.ts            # 3 rounds x 5 s, the full table
  *   deno run -A scripts/bench.ts --quick    # 1 round x 2 s, a smoke check
  *   deno run -A scripts/bench.ts --help
  *
  * Writes results.md, results.svg and results.json into --out (bench/ by
- * default; bench/tmp/quick/, which git ignores, with --quick). Needs wrk.
+ * default; bench/tmp/quick/, which git ignores, with --quick). Needs wrk,
+ * and gcc and libev for the C programs.
  *
  * @module
  */
@@ -34,10 +37,16 @@ import {
   JSON_16K,
   STREAM_CHUNK,
   STREAM_CHUNKS,
+  WS_ECHO,
+  WS_PUB,
+  WS_SUB,
 } from "./bench/_work.mjs";
 import {
   canCountSyscalls,
   countSyscalls,
+  type GroupSample,
+  type MachineSample,
+  processCpuSeconds,
   sampleGroup,
   sampleMachine,
 } from "./bench/_proc.ts";
@@ -47,10 +56,12 @@ import {
   formatRps,
   formatTime,
   markdown,
+  rateOf,
   type ReportInput,
   type RunRecord,
   summarize,
   svg,
+  type WorkloadInfo,
 } from "./bench/_report.ts";
 import {
   baseServers,
@@ -65,6 +76,8 @@ import {
   waitReady,
 } from "./bench/_servers.ts";
 import { parseWrk, runWrk } from "./bench/_wrk.ts";
+import { parseWsLoad, runWsLoad } from "./bench/_ws_load.ts";
+import { buildC, cBinary } from "./bench/_build.ts";
 
 const BENCH_DIR = dirname(new URL(import.meta.url).pathname);
 
@@ -92,9 +105,32 @@ interface Workload {
   byDefault: boolean;
   /** Arguments every server is started with for this workload. */
   serverArgs?: string[];
-  /** The peers that run it (default: every one); ymo always does. */
+  /** The peers that run it (default: every one); ymo always does, unless
+   * `ymoSkip` says why not. */
   peers?: string[];
+  /** Why ymo does not run it yet; absent when ymo does. */
+  ymoSkip?: string;
+  /**
+   * A WebSocket workload: run by ws_load (scripts/bench/ws_load.c) in this
+   * mode, with these extra arguments, instead of wrk. Messages count as
+   * requests.
+   */
+  ws?: { mode: "echo" | "fanout"; args: string[] };
+  /** The connection counts it runs at, whatever --connections says. */
+  connections?: number[];
 }
+
+/**
+ * Whether ymo serves the WebSocket routes of scripts/bench/_work.mjs (when
+ * started with --websocket). Until it does, ymo sits out ws-echo and
+ * ws-fanout, and the report says why; set it to true to run them on ymo.
+ */
+const YMO_SERVES_WEBSOCKET = false;
+
+/** Why ymo does not run the WebSocket workloads, while it does not. */
+const YMO_WEBSOCKET_SKIP = YMO_SERVES_WEBSOCKET
+  ? undefined
+  : "ymo does not serve WebSocket yet";
 
 async function fetchBytes(url: string, init?: RequestInit) {
   const res = await fetch(url, {
@@ -229,6 +265,39 @@ const WORKLOADS: Workload[] = [
     check: checkGzipJson,
   },
   {
+    id: "ws-echo",
+    title:
+      "WebSocket echo: 50 connections, each sending a 32-byte text message and waiting for its echo (Deno.upgradeWebSocket, Bun.serve websocket)",
+    short: "ws-echo: 32 B text echo, msgs/s",
+    path: WS_ECHO,
+    byDefault: false,
+    serverArgs: ["--websocket"],
+    peers: ["deno", "bun"],
+    ymoSkip: YMO_WEBSOCKET_SKIP,
+    ws: { mode: "echo", args: ["--path", WS_ECHO, "--depth", "1"] },
+    connections: [50],
+    // ws_load checks every message it gets back, byte for byte.
+    check: () => Promise.resolve(null),
+  },
+  {
+    id: "ws-fanout",
+    title:
+      "WebSocket fan-out: 1 publisher, 1,000 subscribers, each 32-byte message sent to all, at most 4 in flight (Bun.serve: server.publish; Deno.serve: a loop over a Set of sockets)",
+    short: "ws-fanout: 1 → 1,000 subs, msgs/s",
+    path: WS_PUB,
+    byDefault: false,
+    serverArgs: ["--websocket"],
+    peers: ["deno", "bun"],
+    ymoSkip: YMO_WEBSOCKET_SKIP,
+    ws: {
+      mode: "fanout",
+      args: ["--sub-path", WS_SUB, "--pub-path", WS_PUB, "--window", "4"],
+    },
+    connections: [1000],
+    // ws_load checks that every subscriber gets every message, in order.
+    check: () => Promise.resolve(null),
+  },
+  {
     id: "cpu",
     title: "GET /cpu, ~200 µs of synchronous SHA-256 in the handler",
     short: "cpu: GET → ~200 µs of hashing",
@@ -248,10 +317,12 @@ const HELP = `Usage: deno run -A scripts/bench.ts [options]
   --rounds N          rounds, servers interleaved within each (default 3)
   --duration S        seconds of each measured wrk run (default 5)
   --warmup S          seconds of wrk warm-up before each run, 0 for none (default 1)
-  --connections LIST  wrk connection counts (default 50,256)
+  --connections LIST  wrk connection counts (default 50,256; ws-echo always
+                      runs 50, ws-fanout 1,000 subscribers)
   --threads N         wrk threads (default 2)
   --servers LIST      of ${SERVERS.map((s) => s.id).join(",")} (default all;
-                      c-libev, a plain C server, runs hello, static, echo and 16k)
+                      c-libev, a plain C server, runs hello, static, echo and 16k;
+                      ymo runs no WebSocket workload yet)
   --workloads LIST    of ${WORKLOADS.map((w) => w.id).join(",")} (default ${
   WORKLOADS.filter((w) => w.byDefault).map((w) => w.id).join(",")
 })
@@ -393,7 +464,13 @@ const known = [
   ...(flags.base ? baseServers(resolve(flags.base)) : []),
   ...SERVERS.filter((s) => s.kind !== "ymo"),
 ];
-const requested = pick("server", known, flags.servers, () => true)
+const asked = pick("server", known, flags.servers, () => true);
+for (const workload of workloads) {
+  if (workload.ymoSkip && asked.some((s) => s.kind === "ymo")) {
+    console.error(`Not running ymo on ${workload.id}: ${workload.ymoSkip}`);
+  }
+}
+const requested = asked
   .filter((spec) => {
     // A server limited to some workloads runs only when one of them does.
     if (workloads.some((w) => runs(spec, w))) return true;
@@ -412,11 +489,22 @@ const requested = pick("server", known, flags.servers, () => true)
 /** Whether `spec` runs `workload`. */
 function runs(
   spec: ServerSpec,
-  workload: { id: string; peers?: string[] },
+  workload: { id: string; peers?: string[]; ymoSkip?: string },
 ): boolean {
   if (spec.workloads && !spec.workloads.includes(workload.id)) return false;
-  return spec.kind === "ymo" || !workload.peers ||
-    workload.peers.includes(spec.id);
+  if (spec.kind === "ymo") return workload.ymoSkip === undefined;
+  return !workload.peers || workload.peers.includes(spec.id);
+}
+
+/** The connection counts `workload` runs at. */
+function connectionsOf(workload: Workload): number[] {
+  return workload.connections ?? options.connections;
+}
+
+/** `first`, then the other counts in `more`, each once: the report's
+ * connection counts. */
+function connectionCounts(first: number[], more: number[]): number[] {
+  return [...new Set([...first, ...more])];
 }
 
 /** Writes results.md and results.svg for `input` into `dir`. */
@@ -452,6 +540,12 @@ function ratios(cells: Cell[]) {
   }));
 }
 
+/** A workload as the report names it. */
+function info(workload: Workload): WorkloadInfo {
+  const { id, title, short } = workload;
+  return { id, title, short, unit: workload.ws ? "msg" : "req" };
+}
+
 // --from: render a saved results.json again, without measuring anything.
 if (flags.from) {
   const saved = JSON.parse(readFileSync(flags.from, "utf8"));
@@ -462,9 +556,11 @@ if (flags.from) {
     records,
     servers: [...SERVERS, ...baseServers("")].filter((s) => has("server", s.id))
       .map(({ id, label, kind }) => ({ id, label, kind })),
-    workloads: WORKLOADS.filter((w) => has("workload", w.id))
-      .map(({ id, title, short }) => ({ id, title, short })),
-    connections: saved.options.connections,
+    workloads: WORKLOADS.filter((w) => has("workload", w.id)).map(info),
+    connections: connectionCounts(
+      saved.options.connections,
+      records.map((r) => r.connections),
+    ),
     workers: saved.options.workers,
     rounds: Math.max(1, ...records.map((r) => r.round)),
     about: saved.about,
@@ -501,9 +597,16 @@ if (servers.length === 0) {
   console.error("No server can run; nothing to measure");
   process.exit(1);
 }
-if (!findOnPath("wrk")) {
+if (workloads.some((w) => !w.ws) && !findOnPath("wrk")) {
   console.error("wrk not found on PATH: install it (apt-get install wrk)");
   process.exit(1);
+}
+if (workloads.some((w) => w.ws)) {
+  const reason = buildC(ROOT, "ws_load");
+  if (reason) {
+    console.error(`Cannot build the WebSocket load client: ${reason}`);
+    process.exit(1);
+  }
 }
 
 // ---------------------------------------------------------------- context
@@ -652,6 +755,34 @@ function about(completedRounds: number): string[] {
           : ""),
     );
   }
+  const ws = workloads.filter((w) => w.ws);
+  if (ws.length) {
+    const ymoSkips = ws.filter((w) => w.ymoSkip);
+    lines.push(
+      `${
+        ws.map((w) => w.id).join(" and ")
+      }: measured by scripts/bench/ws_load.c instead of wrk, built with ` +
+        "`gcc -O2 -lev`: one C thread on libev with non-blocking sockets, " +
+        "masked frames, every message checked byte for byte. It connects " +
+        `(ws-fanout: the subscribers, then the publisher), loads for the ` +
+        `${options.warmup} s warm-up and then the measured ${options.duration} s ` +
+        "in the same run, and the server's CPU time, system calls and " +
+        "context switches are taken over the measured part only, per message. " +
+        "ws-echo: messages echoed per second, latency from sending a message " +
+        "to reading its echo. ws-fanout: messages delivered to subscribers " +
+        "per second (each published message counts once per subscriber), " +
+        "latency from publishing a message to a subscriber reading it; the " +
+        "publisher keeps a small window of messages in flight, a message " +
+        "leaving it once every subscriber has it, and every subscriber must " +
+        "get every message in order. The peers serve these routes only when " +
+        "started with `--websocket`, so the HTTP workloads pay nothing for them." +
+        (ymoSkips.length
+          ? ` ymo is not run on ${ymoSkips.map((w) => w.id).join(", ")}: ${
+            ymoSkips[0].ymoSkip
+          }.`
+          : ""),
+    );
+  }
   if (Object.keys(cpuRounds).length) {
     lines.push(
       `cpu workload: SHA-256 rounds per request calibrated to ~200 µs per runtime: ` +
@@ -757,25 +888,68 @@ async function measure(
       `request failed: ${e}`
     );
     if (wrong) record.flags.push(`bad answer to ${workload.path}: ${wrong}`);
-    const wrk = {
-      url: `${base}${workload.path}`,
-      threads: options.threads,
-      connections,
-      seconds: options.warmup,
-      timeoutSeconds: options.timeout,
-      script: workload.script,
-      cpus: options.pin ? WRK_CPU : undefined,
+    // The server and the machine, sampled as the measured run starts and ends.
+    let groupBefore: GroupSample | undefined,
+      groupAfter: GroupSample | undefined;
+    let machineBefore: MachineSample | undefined,
+      machineAfter: MachineSample | undefined;
+    let syscalls: Promise<number | null> = Promise.resolve(null);
+    const started = () => {
+      groupBefore = sampleGroup(server.pid);
+      machineBefore = sampleMachine();
+      if (countingSyscalls) {
+        syscalls = countSyscalls(groupBefore.pids, options.duration);
+      }
     };
-    if (options.warmup > 0) await runWrk(wrk);
-    const groupBefore = sampleGroup(server.pid);
-    const machineBefore = sampleMachine();
-    const syscalls = countingSyscalls
-      ? countSyscalls(groupBefore.pids, options.duration)
-      : Promise.resolve(null);
-    const output = await runWrk({ ...wrk, seconds: options.duration });
-    const machineAfter = sampleMachine();
-    const groupAfter = sampleGroup(server.pid);
-    const result = record.wrk = parseWrk(output);
+    const ended = () => {
+      machineAfter = sampleMachine();
+      groupAfter = sampleGroup(server.pid);
+    };
+    // CPU time of a load client still running at the end (ws_load, which
+    // warms up and measures in one run), not other load.
+    let clientSeconds = 0;
+    if (workload.ws) {
+      let clientBefore = 0;
+      const output = await runWsLoad({
+        binary: cBinary(ROOT, "ws_load"),
+        mode: workload.ws.mode,
+        port,
+        connections,
+        args: workload.ws.args,
+        warmupSeconds: options.warmup,
+        seconds: options.duration,
+        cpus: options.pin ? WRK_CPU : undefined,
+      }, {
+        measuring(pid) {
+          started();
+          clientBefore = processCpuSeconds(pid);
+        },
+        measured(pid) {
+          clientSeconds = processCpuSeconds(pid) - clientBefore;
+          ended();
+        },
+      });
+      record.wrk = parseWsLoad(output);
+    } else {
+      const wrk = {
+        url: `${base}${workload.path}`,
+        threads: options.threads,
+        connections,
+        seconds: options.warmup,
+        timeoutSeconds: options.timeout,
+        script: workload.script,
+        cpus: options.pin ? WRK_CPU : undefined,
+      };
+      if (options.warmup > 0) await runWrk(wrk);
+      started();
+      const output = await runWrk({ ...wrk, seconds: options.duration });
+      ended();
+      record.wrk = parseWrk(output);
+    }
+    if (!groupBefore || !groupAfter || !machineBefore || !machineAfter) {
+      throw new Error("the load client never reported its measured run");
+    }
+    const result = record.wrk;
     const calls = await syscalls;
     if (result.requests > 0) {
       if (calls !== null) record.syscallsPerRequest = calls / result.requests;
@@ -788,8 +962,10 @@ async function measure(
       ? (cpu * 1e6) / result.requests
       : NaN;
     record.peakRssKiB = groupAfter.peakRssKiB;
-    // Everything busy on the machine except the server, wrk and this harness.
+    // Everything busy on the machine except the server, the load client and
+    // this harness.
     const others = machineAfter.busySeconds - machineBefore.busySeconds - cpu -
+      clientSeconds -
       (machineAfter.selfAndReapedSeconds - machineBefore.selfAndReapedSeconds);
     record.otherCores = Math.max(0, others / result.seconds);
     const e = result.socketErrors;
@@ -823,19 +999,21 @@ async function measure(
   return record;
 }
 
-function describe(record: RunRecord): string {
+function describe(record: RunRecord, workload: Workload): string {
   const w = record.wrk;
+  // Requests, or WebSocket messages.
+  const per = info(workload).unit;
   const figures = w
-    ? `${formatRps(w.requestsPerSec)} req/s, p50 ${
+    ? `${formatRps(w.requestsPerSec)} ${rateOf(info(workload))}, p50 ${
       formatTime(w.latencyP50Us)
     }, ` +
       `p99 ${formatTime(w.latencyP99Us)}, ${
         (record.cpuUsPerRequest ?? NaN).toFixed(1)
-      } µs CPU/req, ${
+      } µs CPU/${per}, ${
         (record.syscallsPerRequest ?? NaN).toFixed(2)
-      } syscalls/req, ${
+      } syscalls/${per}, ${
         (record.switchesPerRequest ?? NaN).toFixed(2)
-      } switches/req, ` +
+      } switches/${per}, ` +
       `${((record.peakRssKiB ?? 0) / 1024).toFixed(0)} MiB`
     : "no result";
   const noise = (record.otherCores ?? 0) > NOISE_CORES
@@ -852,8 +1030,8 @@ function report(): string {
   const input: ReportInput = {
     records,
     servers: servers.map(({ id, label, kind }) => ({ id, label, kind })),
-    workloads: workloads.map(({ id, title, short }) => ({ id, title, short })),
-    connections: options.connections,
+    workloads: workloads.map(info),
+    connections: connectionCounts([], workloads.flatMap(connectionsOf)),
     workers: options.workers,
     rounds: Math.max(1, completedRounds),
     about: about(completedRounds),
@@ -898,15 +1076,16 @@ process.on("SIGINT", () => {
 });
 
 const perRound = workloads.reduce(
-  (sum, w) => sum + servers.filter((s) => runs(s, w)).length,
+  (sum, w) =>
+    sum + servers.filter((s) => runs(s, w)).length * connectionsOf(w).length,
   0,
-) * options.connections.length * options.workers.length;
+) * options.workers.length;
 const estimate = options.rounds * perRound *
   (options.duration + options.warmup + 1);
 console.error(
   `Benchmark: ${servers.map((s) => s.label).join(", ")}; ` +
     `${workloads.map((w) => w.id).join(", ")}; ${
-      options.connections.join("/")
+      connectionCounts([], workloads.flatMap(connectionsOf)).join("/")
     } connections; ` +
     `${options.rounds} round(s) of ${perRound} runs, about ${
       Math.ceil(estimate / 60)
@@ -920,7 +1099,7 @@ for (let round = 1; round <= options.rounds; round++) {
   const order = [...servers.slice(shift), ...servers.slice(0, shift)];
   let n = 0;
   for (const workload of workloads) {
-    for (const connections of options.connections) {
+    for (const connections of connectionsOf(workload)) {
       for (const workers of options.workers) {
         for (const spec of order.filter((s) => runs(s, workload))) {
           n++;
@@ -936,7 +1115,7 @@ for (let round = 1; round <= options.rounds; round++) {
             `[round ${round}/${options.rounds} ${n}/${perRound}] ${workload.id} c${connections}` +
               `${
                 options.workers.length > 1 ? ` w${workers}` : ""
-              } ${spec.label}: ${describe(record)}`,
+              } ${spec.label}: ${describe(record, workload)}`,
           );
         }
       }

@@ -116,6 +116,18 @@ export function sampleGroup(pgid: number): GroupSample {
   return sample;
 }
 
+/**
+ * utime + stime of process `pid`, all its threads, so far, in s; 0 when it
+ * has ended. For a load client that is still running when the measured part
+ * ends (ws_load), whose time is not yet among this process's reaped children.
+ */
+export function processCpuSeconds(pid: number): number {
+  const stat = readOrNull(`/proc/${pid}/stat`);
+  if (stat === null) return 0;
+  const fields = statFields(stat);
+  return (Number(fields[11]) + Number(fields[12])) / clockTicks();
+}
+
 /** CPU time of the whole machine, in s, from the first line of /proc/stat. */
 export interface MachineSample {
   /**

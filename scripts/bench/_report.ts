@@ -13,7 +13,11 @@ export interface RunRecord {
   workload: string;
   connections: number;
   workers: number;
-  /** wrk's report, absent when the run failed. */
+  /**
+   * wrk's report, absent when the run failed. For a WebSocket workload,
+   * ws_load's in the same shape, messages in the place of requests (and so
+   * in every per-request figure below).
+   */
   wrk?: WrkResult;
   /** Server CPU time (utime + stime, whole process group) during wrk, in s. */
   cpuSeconds?: number;
@@ -49,6 +53,8 @@ export interface WorkloadInfo {
   title: string;
   /** Title in the chart. */
   short: string;
+  /** What it counts: HTTP requests (the default) or WebSocket messages. */
+  unit?: "req" | "msg";
 }
 
 /** Everything the report needs. */
@@ -264,6 +270,12 @@ function addRatios(
 
 // ---------------------------------------------------------------- formatting
 
+/** What a workload's rate is counted in: "req/s", or "msgs/s" for
+ * WebSocket messages. */
+export function rateOf(workload: WorkloadInfo): string {
+  return workload.unit === "msg" ? "msgs/s" : "req/s";
+}
+
 /** 52341.2 -> "52,341"; 812.44 -> "812.4". */
 export function formatRps(value: number): string {
   if (!Number.isFinite(value)) return "–";
@@ -428,12 +440,13 @@ export function markdown(
     if (rows.length === 0) continue;
     // A column for the ratio to the baseline where one ran.
     const baseline = rows.find((c) => c.vsBaseline)?.vsBaseline?.baseline;
+    const per = workload.unit ?? "req", rate = rateOf(workload);
     out.push(`## ${workload.id}: ${workload.title}`, "");
     out.push(
       `| ${
         manyWorkers ? "load" : "conns"
-      } | server | req/s (median) | min–max | p50 | p99 | CPU time/req | syscalls/req | ctx switches/req | peak RSS | errors | other load | req/s × best peer |${
-        baseline ? ` req/s × ${baseline} |` : ""
+      } | server | ${rate} (median) | min–max | p50 | p99 | CPU time/${per} | syscalls/${per} | ctx switches/${per} | peak RSS | errors | other load | ${rate} × best peer |${
+        baseline ? ` ${rate} × ${baseline} |` : ""
       }`,
       `|--:|---|--:|--:|--:|--:|--:|--:|--:|--:|---|--:|--:|${
         baseline ? "--:|" : ""
@@ -593,7 +606,18 @@ export function svg(input: ReportInput, cells: Cell[]): string {
   const rows = Math.ceil(workloads.length / columns);
   const barWidth = 26, barGap = 4, groupGap = 28;
   const groupWidth = servers.length * (barWidth + barGap) - barGap;
-  const plotWidth = Math.max(260, loads.length * (groupWidth + groupGap));
+  // The loads each workload ran at: a WebSocket workload has its own.
+  const loadsOf = (id: string) =>
+    loads.filter((l) =>
+      cells.some((c) =>
+        c.workload === id && c.connections === l.connections &&
+        c.workers === l.workers
+      )
+    );
+  const plotWidth = Math.max(
+    260,
+    ...workloads.map((w) => loadsOf(w.id).length * (groupWidth + groupGap)),
+  );
   const plotHeight = 220;
   const panelWidth = plotWidth + 70, panelHeight = plotHeight + 90;
   const top = 64;
@@ -609,7 +633,13 @@ export function svg(input: ReportInput, cells: Cell[]): string {
   out.push(
     `<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}" viewBox="0 0 ${width} ${height}" font-family="system-ui, -apple-system, 'Segoe UI', Helvetica, Arial, sans-serif" font-size="11">`,
     `<rect width="100%" height="100%" fill="#ffffff"/>`,
-    `<text x="16" y="24" font-size="16" font-weight="600" fill="#222">Requests per second (median of ${input.rounds} round${
+    `<text x="16" y="24" font-size="16" font-weight="600" fill="#222">${
+      workloads.every((w) => w.unit === "msg")
+        ? "WebSocket messages"
+        : workloads.some((w) => w.unit === "msg")
+        ? "Requests or WebSocket messages"
+        : "Requests"
+    } per second (median of ${input.rounds} round${
       input.rounds > 1 ? "s" : ""
     }; whiskers: min–max)</text>`,
   );
@@ -654,7 +684,7 @@ export function svg(input: ReportInput, cells: Cell[]): string {
       );
     }
     const panelBounded = mine.some((c) => c.vsBaseline);
-    loads.forEach((load, g) => {
+    loadsOf(workload.id).forEach((load, g) => {
       const gx = px + groupGap / 2 + g * (groupWidth + groupGap);
       const inGroup = (c: Cell) =>
         c.connections === load.connections && c.workers === load.workers;
@@ -693,9 +723,9 @@ export function svg(input: ReportInput, cells: Cell[]): string {
           `${server.label}, ${workload.id}, ${
             groupLabel(load.connections, load.workers, true)
           }: ` +
-          `${formatRps(cell.rps.median)} req/s (${formatRps(cell.rps.min)}–${
-            formatRps(cell.rps.max)
-          })`;
+          `${formatRps(cell.rps.median)} ${rateOf(workload)} (${
+            formatRps(cell.rps.min)
+          }–${formatRps(cell.rps.max)})`;
         out.push(
           `<rect x="${x.toFixed(1)}" y="${
             top.toFixed(1)

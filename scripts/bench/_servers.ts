@@ -7,18 +7,11 @@
  * @module
  */
 
-import { type ChildProcess, spawn, spawnSync } from "node:child_process";
-import {
-  closeSync,
-  existsSync,
-  mkdirSync,
-  openSync,
-  readFileSync,
-  renameSync,
-  statSync,
-} from "node:fs";
+import { type ChildProcess, spawn } from "node:child_process";
+import { closeSync, existsSync, openSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import process from "node:process";
+import { buildC, cBinary } from "./_build.ts";
 
 /** Paths the servers need; `root` is the repository. */
 export interface Paths {
@@ -123,46 +116,6 @@ function listen(port: number, workers: number): string[] {
 
 const here = new URL(".", import.meta.url).pathname;
 
-/** Where the plain C server's binary is built (git ignores bench/tmp/). */
-function plainLibevBinary(paths: Paths): string {
-  return join(paths.root, "bench/tmp/plain_libev");
-}
-
-/**
- * Builds scripts/bench/plain_libev.c with `gcc -O2 ... -lev` when its binary
- * is missing or older than the source; returns why it cannot, or null.
- */
-function buildPlainLibev(paths: Paths): string | null {
-  const source = join(here, "plain_libev.c");
-  const binary = plainLibevBinary(paths);
-  if (
-    existsSync(binary) && statSync(binary).mtimeMs >= statSync(source).mtimeMs
-  ) {
-    return null;
-  }
-  mkdirSync(join(paths.root, "bench/tmp"), { recursive: true });
-  const partial = `${binary}.${process.pid}`;
-  const gcc = spawnSync(
-    "gcc",
-    ["-O2", "-Wall", "-o", partial, source, "-lev"],
-    { encoding: "utf8" },
-  );
-  if ((gcc.error as NodeJS.ErrnoException | undefined)?.code === "ENOENT") {
-    return "gcc not found on PATH (apt-get install gcc)";
-  }
-  if (gcc.status !== 0) {
-    const output = `${gcc.stderr ?? ""}${gcc.error ?? ""}`.trim();
-    const lines = output.split("\n");
-    const first = lines.find((line) => /error/i.test(line)) ?? lines[0];
-    if (/ev\.h|-lev\b/.test(output)) {
-      return `libev not found (apt-get install libev-dev): ${first}`;
-    }
-    return `gcc could not build ${source}: ${first}`;
-  }
-  renameSync(partial, binary);
-  return null;
-}
-
 /** Every server the harness knows, in report order. */
 export const SERVERS: ServerSpec[] = [
   ...ymoServers(undefined),
@@ -217,9 +170,9 @@ export const SERVERS: ServerSpec[] = [
     kind: "baseline",
     workloads: ["hello", "static", "echo", "16k"],
     command: (p, port, workers) => {
-      return [plainLibevBinary(p), ...listen(port, workers)];
+      return [cBinary(p.root, "plain_libev"), ...listen(port, workers)];
     },
-    unavailable: buildPlainLibev,
+    unavailable: (p) => buildC(p.root, "plain_libev"),
   },
 ];
 

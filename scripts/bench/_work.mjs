@@ -1,4 +1,4 @@
-// Payloads and the CPU-bound task shared by every benchmark app: the
+// Payloads, routes and the CPU-bound task shared by every benchmark app: the
 // fetch-style app (app.ts, served by ymo, Deno.serve and Bun.serve) and the
 // node:http app (app_node.mjs). Plain JavaScript so that Node can import it.
 
@@ -40,6 +40,16 @@ export const JSON_16K = (() => {
 
 /** Size of `POST /echo` bodies sent by the benchmark (echo.lua). */
 export const ECHO_BYTES = 1024;
+
+/**
+ * The WebSocket routes, served by the peers started with `--websocket` and
+ * loaded by ws_load.c: WS_ECHO sends every message back; WS_SUB subscribes
+ * to WS_TOPIC; WS_PUB sends every message it receives to every subscriber.
+ */
+export const WS_ECHO = "/ws-echo";
+export const WS_SUB = "/ws-sub";
+export const WS_PUB = "/ws-pub";
+export const WS_TOPIC = "bench";
 
 const CPU_INPUT = new Uint8Array(1024).fill(0x63);
 

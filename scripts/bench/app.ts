@@ -20,6 +20,11 @@
  * calling `fetch`; Deno.serve and node:http have no such option, so `fetch`
  * answers `/static` too, with the same bytes.
  *
+ * The WebSocket routes of the ws-echo and ws-fanout workloads (`/ws-echo`,
+ * `/ws-sub`, `/ws-pub`, in _work.mjs) are not here: each runtime has its own
+ * WebSocket API, so serve_deno.ts and serve_bun.ts answer them, in front of
+ * `fetch`, when started with `--websocket`.
+ *
  * @module
  */
 

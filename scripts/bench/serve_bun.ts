@@ -3,9 +3,16 @@
  * responses as Bun `routes` (which Bun answers without calling `fetch`).
  *
  *   bun scripts/bench/serve_bun.ts --port 8000 [--hostname H] [--workers N]
+ *                                  [--websocket]
  *
  * Bun.serve has no automatic compression, so `--compress` is refused rather
  * than silently measured uncompressed.
+ *
+ * --websocket serves the WebSocket routes of _work.mjs as well, with Bun's
+ * `websocket` handlers: /ws-echo, /ws-sub (`ws.subscribe`) and /ws-pub
+ * (`server.publish`). Without it, Bun.serve gets app.fetch itself, so the
+ * HTTP workloads pay nothing for the check. With several workers, each
+ * process has its own subscribers.
  *
  * With --workers N > 1 this process starts N - 1 copies of itself and every
  * copy listens with `reusePort`, Bun's documented way to use several cores.
@@ -16,6 +23,20 @@
 import { spawn } from "node:child_process";
 import process from "node:process";
 import app from "./app.ts";
+import { WS_ECHO, WS_PUB, WS_SUB, WS_TOPIC } from "./_work.mjs";
+
+/** A Bun server-side WebSocket, with the route it was upgraded on. */
+interface BunWebSocket {
+  data: { path: string };
+  send(message: string | Uint8Array): number;
+  subscribe(topic: string): void;
+}
+
+/** The part of a Bun server this file uses. */
+interface BunServer {
+  upgrade(req: Request, options: { data: { path: string } }): boolean;
+  publish(topic: string, message: string | Uint8Array): number;
+}
 
 /** The part of Bun's global this file uses (typed here so Deno can check it). */
 interface BunServe {
@@ -24,8 +45,15 @@ interface BunServe {
     hostname: string;
     reusePort: boolean;
     routes: Record<string, Response>;
-    fetch: (req: Request) => Response | Promise<Response>;
-  }): unknown;
+    fetch: (
+      req: Request,
+      server: BunServer,
+    ) => Response | Promise<Response> | undefined;
+    websocket?: {
+      open(ws: BunWebSocket): void;
+      message(ws: BunWebSocket, message: string | Uint8Array): void;
+    };
+  }): BunServer;
 }
 const { Bun } = globalThis as unknown as { Bun: BunServe };
 
@@ -37,6 +65,7 @@ function option(name: string, fallback: string): string {
 const port = Number(option("port", "8000"));
 const hostname = option("hostname", "127.0.0.1");
 const workers = Number(option("workers", "1"));
+const websocket = process.argv.includes("--websocket");
 if (process.argv.includes("--compress")) {
   console.error("Bun.serve has no automatic response compression");
   process.exit(2);
@@ -51,10 +80,36 @@ if (workers > 1 && process.env.YMO_BENCH_CHILD !== "1") {
   }
 }
 
-Bun.serve({
+/** app.fetch, with the WebSocket routes upgraded in front of it. */
+function fetchWithWebSocket(
+  req: Request,
+  server: BunServer,
+): Response | Promise<Response> | undefined {
+  const path = new URL(req.url).pathname;
+  if (path !== WS_ECHO && path !== WS_SUB && path !== WS_PUB) {
+    return app.fetch(req);
+  }
+  if (server.upgrade(req, { data: { path } })) return undefined;
+  return new Response("Expected a WebSocket upgrade", { status: 400 });
+}
+
+const server: BunServer = Bun.serve({
   port,
   hostname,
   reusePort: workers > 1,
   routes: app.static,
-  fetch: app.fetch,
+  fetch: websocket ? fetchWithWebSocket : app.fetch,
+  ...(websocket
+    ? {
+      websocket: {
+        open(ws: BunWebSocket) {
+          if (ws.data.path === WS_SUB) ws.subscribe(WS_TOPIC);
+        },
+        message(ws: BunWebSocket, message: string | Uint8Array) {
+          if (ws.data.path === WS_ECHO) ws.send(message);
+          else if (ws.data.path === WS_PUB) server.publish(WS_TOPIC, message);
+        },
+      },
+    }
+    : {}),
 });
