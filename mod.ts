@@ -20,11 +20,20 @@
  */
 // The layers, bottom up (DESIGN.md, "Layers, bottom up"): ffi/ (symbols,
 // codec, the Deno and Bun backends, the library locator), then server/:
-// _errors, _options, _routes, _exchange, _request, _response, _worker (the
-// take loop), _pool and _thread (worker threads), _server, _serve. Each file
-// imports only files below it; this one re-exports the public API.
+// _errors, _options, _routes, _exchange, _request, _websocket, _response,
+// _worker (the take loop), _pool and _thread (worker threads), _server,
+// _serve. Each file imports only files below it (but _options, which checks
+// the websocket option with _websocket's rules); this one re-exports the
+// public API.
 
 export { serve } from "./server/_serve.ts";
+export {
+  ServerWebSocket,
+  upgradeWebSocket,
+  type UpgradeWebSocketOptions,
+  type WebSocketHandler,
+  type WebSocketUpgrade,
+} from "./server/_websocket.ts";
 export { Server } from "./server/_server.ts";
 export { YmoError } from "./server/_errors.ts";
 export type {

@@ -36,10 +36,13 @@ export const NATIVE_FILES: readonly string[] = [
   "native/src/sha1.h",
   "native/src/tcp.c",
   "native/src/util.c",
+  "native/src/websocket.c",
+  "native/src/websocket.h",
   "native/src/worker.c",
   "native/src/worker.h",
   "native/src/ws.c",
   "native/src/ws.h",
   "native/src/ws_handshake.c",
+  "native/src/ws_worker.c",
   "native/src/ymo_internal.h",
 ];

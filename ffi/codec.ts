@@ -76,6 +76,9 @@ export const REQF_STREAM = 16;
 export const REQF_BODY = 32;
 /** Record flag: the last piece of a streaming request body. */
 export const REQF_END = 64;
+/** On a request record: a WebSocket opening handshake that may be accepted;
+ * on a body record: a WebSocket message, its opcode in http_minor's place. */
+export const REQF_UPGRADE = 128;
 /** Above this many unwritten bytes a streamed response waits for a drain. */
 export const RESP_HIGH_WATER = 256 * 1024;
 
@@ -165,9 +168,10 @@ const NO_PARAMS: readonly string[] = Object.freeze([]);
 
 /**
  * Calls `each` for every request record in `buf[0, length)`, `notice` for
- * every abort or drain record, and `body` for every piece of a streaming
- * request body. Records refer to `buf` only during the call;
- * bodies are copied.
+ * every abort or drain record, `body` for every piece of a streaming
+ * request body and `message` for every WebSocket message (its opcode, and
+ * its payload). Records refer to `buf` only during the call; bodies and
+ * messages are copied.
  */
 export function decodeRequests(
   buf: Uint8Array,
@@ -176,6 +180,7 @@ export function decodeRequests(
   each: (record: RequestRecord) => void,
   notice: (id: number, gen: number, flag: number) => void,
   body: (id: number, gen: number, data: Uint8Array, end: boolean) => void,
+  message?: (id: number, gen: number, opcode: number, data: Uint8Array) => void,
 ): void {
   let at = 0;
   while (at < length) {
@@ -183,6 +188,16 @@ export function decodeRequests(
     const flags = buf[at + AT_FLAGS];
     if (flags & REQF_BODY) {
       const end = at + size - buf[at + AT_BODY_PADDING];
+      if (flags & REQF_UPGRADE) {
+        message?.(
+          view.getUint32(at + AT_ID, true),
+          view.getUint32(at + AT_GEN, true),
+          buf[at + AT_HTTP_MINOR],
+          buf.slice(at + NOTICE_SIZE, end),
+        );
+        at += size;
+        continue;
+      }
       body(
         view.getUint32(at + AT_ID, true),
         view.getUint32(at + AT_GEN, true),

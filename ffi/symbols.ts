@@ -133,6 +133,24 @@ export const symbols = {
   ymo_worker_flush: { parameters: ["pointer"], result: "i32" },
   /** int ymo_worker_release_loop(ymo_worker_t *worker) */
   ymo_worker_release_loop: { parameters: ["pointer"], result: "i32" },
+  /** int ymo_worker_ws_accept(ymo_worker_t *worker, uint32_t id,
+   *   uint32_t gen, const uint8_t *headers, int32_t headers_len, int flags) */
+  ymo_worker_ws_accept: {
+    parameters: ["pointer", "u32", "u32", "buffer", "i32", "i32"],
+    result: "i32",
+  },
+  /** int32_t ymo_worker_ws_send(ymo_worker_t *worker, uint32_t id,
+   *   uint32_t gen, int opcode, const uint8_t *data, int32_t len, int flags) */
+  ymo_worker_ws_send: {
+    parameters: ["pointer", "u32", "u32", "i32", "buffer", "i32", "i32"],
+    result: "i32",
+  },
+  /** int ymo_worker_ws_close(ymo_worker_t *worker, uint32_t id, uint32_t gen,
+   *   int code, const uint8_t *reason, int32_t reason_len) */
+  ymo_worker_ws_close: {
+    parameters: ["pointer", "u32", "u32", "i32", "buffer", "i32"],
+    result: "i32",
+  },
 } as const satisfies Deno.ForeignLibraryInterface;
 
 /** Values of `enum ymo_option` in ymo.h. */
@@ -148,7 +166,14 @@ export const Option = {
   REUSE_PORT: 9,
   MAX_PIPELINE: 10,
   COMPRESSION: 12,
+  WS_MAX_MESSAGE: 13,
+  WS_IDLE_TIMEOUT_MS: 14,
 } as const;
+
+/** ymo_worker_ws_accept() flags: negotiate permessage-deflate. */
+export const WS_DEFLATE = 1;
+/** ymo_worker_ws_send() flags: compress this message when negotiated. */
+export const WS_COMPRESS = 1;
 
 /** Flags of ymo_worker_respond() and ymo_worker_response_body_append(). */
 export const RESP_DONE = 1;

@@ -16,6 +16,16 @@ import {
   RESP_OWN_LENGTH,
 } from "../ffi/symbols.ts";
 
+/** What an accepted WebSocket's exchange tells its socket (_websocket.ts). */
+export interface SocketEvents {
+  /** A message, ping, pong or the client's close (opcode and payload). */
+  message(opcode: number, data: Uint8Array): void;
+  /** Sent bytes drained below the low-water mark. */
+  drain(): void;
+  /** The connection is gone. */
+  gone(): void;
+}
+
 const lib = (await loadNative()).fn;
 
 /** An empty body or header block. */
@@ -50,8 +60,12 @@ export class Exchange {
   started = 0;
   /** Whether the request is a HEAD request (set by the worker). */
   isHead = false;
-  /** Whether respond() was called. */
+  /** Whether respond() was called (or the WebSocket accepted). */
   responded = false;
+  /** Whether the request is a WebSocket opening handshake C checked. */
+  upgradable = false;
+  /** The accepted WebSocket's events, once accepted. */
+  socket: SocketEvents | null = null;
   /** Made on first use of `signal`: most handlers never look at it. */
   #controller: AbortController | null = null;
 
@@ -126,6 +140,7 @@ export class Exchange {
     const resolve = this.#onDrain;
     this.#onDrain = null;
     resolve?.();
+    this.socket?.drain();
   }
 
   #body: ReadableStreamDefaultController<Uint8Array> | null = null;
@@ -180,6 +195,18 @@ export class Exchange {
 
   /** C told us the client went away (the worker calls this). */
   abort(): void {
+    const socket = this.socket;
+    if (socket !== null) {
+      // A socket's handle is held until now: give it back to C.
+      this.socket = null;
+      if (this.open) {
+        lib.ymo_worker_release(this.#worker.pointer, this.#id, this.#gen);
+      }
+      this.#finish();
+      this.#aborted = true;
+      socket.gone();
+      return;
+    }
     this.drain();
     if (this.#body !== null) {
       this.#body.error(clientGone());
@@ -319,6 +346,73 @@ export class Exchange {
     );
     if (rc < 0) this.#refused(rc);
     else this.#finish();
+  }
+
+  /** A WebSocket message (the worker calls this); acknowledged once the
+   * socket has it, so C reads on. */
+  wsMessage(opcode: number, data: Uint8Array): void {
+    const socket = this.socket;
+    if (data.byteLength > 0 && this.open) {
+      lib.ymo_worker_body_ack(
+        this.#worker.pointer,
+        this.#id,
+        this.#gen,
+        data.byteLength,
+      );
+    }
+    socket?.message(opcode, data);
+  }
+
+  /**
+   * Accepts the WebSocket handshake: C sends the 101 with `headers` lines
+   * ("Name: value\r\n") and the connection speaks WebSocket from then on,
+   * its events going to `socket`.
+   *
+   * @returns 0, or a negative error code.
+   */
+  wsAccept(headers: Uint8Array, socket: SocketEvents, flags: number): number {
+    if (!this.open) return EPIPE;
+    const rc: number = lib.ymo_worker_ws_accept(
+      this.#worker.pointer,
+      this.#id,
+      this.#gen,
+      headers,
+      headers.byteLength,
+      flags,
+    );
+    if (rc === 0) {
+      this.responded = true;
+      this.socket = socket;
+    } else if (rc === EPIPE || rc === ESTALE) this.#finish();
+    return rc;
+  }
+
+  /** Sends a WebSocket message; the bytes not yet written, or a negative
+   * error code. */
+  wsSend(opcode: number, data: Uint8Array, flags: number): number {
+    if (!this.open) return EPIPE;
+    return lib.ymo_worker_ws_send(
+      this.#worker.pointer,
+      this.#id,
+      this.#gen,
+      opcode,
+      data,
+      data.byteLength,
+      flags,
+    );
+  }
+
+  /** Sends the WebSocket close frame; 0 or a negative error code. */
+  wsClose(code: number, reason: Uint8Array): number {
+    if (!this.open) return EPIPE;
+    return lib.ymo_worker_ws_close(
+      this.#worker.pointer,
+      this.#id,
+      this.#gen,
+      code,
+      reason,
+      reason.byteLength,
+    );
   }
 
   /**

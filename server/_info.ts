@@ -54,6 +54,11 @@ export interface ServerFacade {
   requestIP(request: Request): SocketAddress | null;
   /** The exchange of a request this server is handling, if it is one. */
   exchangeOf(request: Request): Exchange | undefined;
+  /** Bun's server.upgrade(). */
+  upgrade(
+    request: Request,
+    options?: { headers?: HeadersInit; data?: unknown },
+  ): boolean;
 }
 
 /** The client address of an exchange, in Bun's shape (null for a unix
@@ -157,8 +162,16 @@ export class HandlerInfo implements ServeHandlerInfo {
     requestTimeout(this.#server.exchangeOf(request), seconds);
   }
 
-  /** Bun: a WebSocket upgrade. Not supported yet. */
-  upgrade(_request: Request, _options?: unknown): never {
-    throw new TypeError("server.upgrade() is not supported yet: WebSocket");
+  /**
+   * Bun: accepts the WebSocket handshake of `request` now, with the server's
+   * `websocket` handlers; `data` becomes `ws.data` and `headers` go in the
+   * 101 response. False when the request is not a WebSocket handshake, was
+   * answered already, or the server has no `websocket` option.
+   */
+  upgrade(
+    request: Request,
+    options?: { headers?: HeadersInit; data?: unknown },
+  ): boolean {
+    return this.#server.upgrade(request, options);
   }
 }

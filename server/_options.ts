@@ -6,6 +6,10 @@
  * @module
  */
 import { Option } from "../ffi/symbols.ts";
+import {
+  validateWebSocketHandler,
+  type WebSocketHandler,
+} from "./_websocket.ts";
 
 /** The address a server listens on, or a client connects from. */
 export interface NetAddr {
@@ -61,6 +65,12 @@ export interface ServeHandlerInfo {
   /** Bun: stops the server; `closeActiveConnections` does not wait for
    * requests in flight. */
   stop(closeActiveConnections?: boolean): Promise<void>;
+  /** Bun: accepts the request's WebSocket handshake with the server's
+   * `websocket` handlers; false when it is no handshake or cannot be. */
+  upgrade(
+    request: Request,
+    options?: { headers?: HeadersInit; data?: unknown },
+  ): boolean;
 }
 
 /** A fetch-style request handler. */
@@ -207,6 +217,13 @@ export interface ServeOptions {
    */
   automaticCompression?: boolean;
   /**
+   * Bun's WebSocket handlers (`open`, `message`, `close`, `drain`, `ping`,
+   * `pong`) and settings, for sockets a handler accepts with
+   * `server.upgrade(request)`. Its `maxPayloadLength` (16 MiB) and
+   * `idleTimeout` (120 s) also apply to sockets from `upgradeWebSocket()`.
+   */
+  websocket?: WebSocketHandler;
+  /**
    * Fixed responses served by the native loop thread itself, without
    * calling into JavaScript: request target (path and query, matched
    * exactly) to Response, for GET and HEAD, like Bun's `static`. Their
@@ -271,7 +288,6 @@ const NOT_YET: Record<string, string> = {
   cert: "TLS is not supported yet",
   key: "TLS is not supported yet",
   tls: "TLS is not supported yet",
-  websocket: "WebSocket is not supported yet",
   development: "Bun's development mode is not supported",
 };
 
@@ -308,6 +324,7 @@ const KNOWN = new Set([
   "unix",
   "fetch",
   "handler",
+  "websocket",
 ]);
 
 /**
@@ -516,6 +533,9 @@ export function validateOptions(options: ServeOptions): void {
     !(module instanceof URL)
   ) {
     throw new TypeError("Invalid module: expected a URL or a path");
+  }
+  if (options.websocket !== undefined) {
+    validateWebSocketHandler(options.websocket);
   }
   for (const name of ["onListen", "onError"] as const) {
     const value = options[name];

@@ -9,6 +9,7 @@
 import { loadNative } from "../ffi/native.ts";
 import { HeaderWriter, RESP_HIGH_WATER } from "../ffi/codec.ts";
 import { EMPTY, type Exchange } from "./_exchange.ts";
+import { sendUpgrade } from "./_websocket.ts";
 
 const { headerList, staticBody } = await loadNative();
 
@@ -88,6 +89,9 @@ export class Responder {
     let body: ReadableStream<unknown> | null = null;
     let ownLength = false;
     try {
+      if (response instanceof Response && sendUpgrade(exchange, response)) {
+        return;
+      }
       if (!(response instanceof Response)) {
         throw new TypeError(
           `${failed ? "onError" : "Handler"} must return a Response, not ${

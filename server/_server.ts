@@ -119,6 +119,27 @@ export class Server {
           "Cannot set reusePort",
         );
       }
+      const ws = options.websocket;
+      if (ws?.maxPayloadLength !== undefined) {
+        check(
+          lib.ymo_server_set_option(
+            pointer,
+            Option.WS_MAX_MESSAGE,
+            BigInt(ws.maxPayloadLength),
+          ),
+          "Cannot set websocket.maxPayloadLength",
+        );
+      }
+      if (ws?.idleTimeout !== undefined) {
+        check(
+          lib.ymo_server_set_option(
+            pointer,
+            Option.WS_IDLE_TIMEOUT_MS,
+            BigInt(Math.round(ws.idleTimeout * 1000)),
+          ),
+          "Cannot set websocket.idleTimeout",
+        );
+      }
       if (options.automaticCompression) {
         check(
           lib.ymo_server_set_option(pointer, Option.COMPRESSION, 1n),
@@ -168,6 +189,7 @@ export class Server {
         },
         handlerTimeout: options.handlerTimeout,
         routes,
+        websocket: options.websocket,
         url: this.url.href,
         port,
         hostname: this.hostname,

@@ -75,6 +75,7 @@ scope.onmessage = async (event: MessageEvent) => {
   const host: WorkerHost = {
     handler: typeof app.fetch === "function" ? app.fetch.bind(app) : undefined,
     routes,
+    websocket: app.websocket,
     onError: typeof app.onError === "function"
       ? app.onError.bind(app)
       : undefined,

@@ -12,6 +12,7 @@ import {
   decodeRequests,
   REQF_ABORT,
   REQF_HEAD,
+  REQF_UPGRADE,
   type RequestRecord,
 } from "../ffi/codec.ts";
 import type { Pointer, Timer, Waker } from "../ffi/_types.ts";
@@ -23,6 +24,7 @@ import { Exchange, type ExchangeOwner } from "./_exchange.ts";
 import { buildRequest, exchangeOf } from "./_request.ts";
 import { Responder } from "./_response.ts";
 import type { RouteTable } from "./_routes.ts";
+import { upgradeRequest, type WebSocketHandler } from "./_websocket.ts";
 
 const native = await loadNative();
 const lib = native.fn;
@@ -55,6 +57,8 @@ export interface WorkerHost {
   readonly handlerTimeout?: number;
   /** The `routes` option compiled, whose numbers C's records carry. */
   readonly routes?: RouteTable;
+  /** Bun's WebSocket handlers, for `server.upgrade()`. */
+  readonly websocket?: WebSocketHandler;
   /** The server's URL (href), port and address, for the handler's second
    * argument. */
   readonly url: string;
@@ -287,6 +291,12 @@ export class ThreadWorker implements ExchangeOwner {
             exchange.bodyPiece(data, end);
           }
         },
+        (id, gen, opcode, data) => {
+          const exchange = this.#inflight[id];
+          if (exchange !== undefined && exchange.gen === gen) {
+            exchange.wsMessage(opcode, data);
+          }
+        },
       );
     }
   }
@@ -321,6 +331,8 @@ export class ThreadWorker implements ExchangeOwner {
         return pending();
       },
       stop: (closeActive) => host.stop(closeActive),
+      upgrade: (request, options) =>
+        upgradeRequest(request, host.websocket, options),
       requestIP(request: Request): SocketAddress | null {
         const exchange = exchangeOf(request);
         return exchange === undefined ? null : socketAddress(exchange);
@@ -341,6 +353,7 @@ export class ThreadWorker implements ExchangeOwner {
     this.#inflight[rec.id] = exchange;
     this.#pending++;
     exchange.isHead = (rec.flags & REQF_HEAD) !== 0;
+    exchange.upgradable = (rec.flags & REQF_UPGRADE) !== 0;
     let request: Request;
     try {
       request = buildRequest(rec, exchange, this.#server.defaultHost);
@@ -372,14 +385,26 @@ export class ThreadWorker implements ExchangeOwner {
         return;
       }
     } catch (error) {
-      this.#responder.fail(exchange, error);
+      this.#answer(exchange, error, true);
       return;
     }
     // send() and fail() never reject, so this chain cannot end in an
     // unhandled rejection.
     Promise.resolve(result).then(
-      (response) => this.#responder.send(exchange, response),
-      (error) => this.#responder.fail(exchange, error),
+      (response) => this.#answer(exchange, response, false),
+      (error) => this.#answer(exchange, error, true),
     );
+  }
+
+  /** Sends what a handler returned or threw, unless it accepted a
+   * WebSocket with `server.upgrade()` (then, as in Bun, what it returns is
+   * not sent; what it throws is logged). */
+  #answer(exchange: Exchange, outcome: unknown, threw: boolean): void {
+    if (exchange.socket !== null || (exchange.responded && !exchange.open)) {
+      if (threw) console.error("ymo: handler failed after upgrade:", outcome);
+      return;
+    }
+    if (threw) this.#responder.fail(exchange, outcome);
+    else this.#responder.send(exchange, outcome);
   }
 }

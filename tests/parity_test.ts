@@ -20,11 +20,15 @@ test("serve() refuses an unknown option with a TypeError naming it", () => {
   );
 });
 
-test("serve() refuses TLS and WebSocket options it does not have yet, saying which", () => {
+test("serve() refuses TLS options it does not have yet, and bad websocket handlers, saying which", () => {
   const cases: [Record<string, unknown>, RegExp][] = [
     [{ cert: "x", key: "y" }, /cert \(TLS is not supported yet\)/],
     [{ tls: { cert: "x", key: "y" } }, /tls \(TLS is not supported yet\)/],
-    [{ websocket: {} }, /websocket \(WebSocket is not supported yet\)/],
+    [{ websocket: {} }, /Invalid websocket.message: expected a function/],
+    [
+      { websocket: { message() {}, bogus: 1 } },
+      /Unknown option: websocket.bogus/,
+    ],
     [{ transport: "unix" }, /Invalid transport: unix/],
   ];
   for (const [options, message] of cases) {

@@ -101,7 +101,13 @@ typedef struct ymo_exchange ymo_exchange_t;
    * read (see YMO_REQF_STREAM). The number is not reused. */              \
   /* Compress responses (gzip, deflate, br) by the request's              \
    * Accept-Encoding, where the response allows it (0 or 1). */            \
-  X(COMPRESSION, 12, 0)
+  X(COMPRESSION, 12, 0)                                                     \
+  /* WebSocket: the largest message, bytes (after inflating); a bigger one  \
+   * closes the connection with 1009. As Bun's maxPayloadLength. */        \
+  X(WS_MAX_MESSAGE, 13, 16777216)                                           \
+  /* WebSocket: close a connection on which nothing was read for this      \
+   * long, ms (0: never). As Bun's websocket idleTimeout (120 s). */       \
+  X(WS_IDLE_TIMEOUT_MS, 14, 120000)
 
 enum ymo_option {
 #define YMO__OPT_ENUM(name, value, dflt) YMO_OPT_##name = value,
@@ -299,6 +305,58 @@ YMO_EXTERN int ymo_worker_release(ymo_worker_t *worker, uint32_t id,
 YMO_EXTERN int ymo_worker_aborted(ymo_worker_t *worker, uint32_t id,
                                   uint32_t gen);
 
+/* ---------------------------------------------------------------------------
+ * WebSocket (RFC 6455). A request record with YMO_REQF_UPGRADE is a valid
+ * opening handshake (GET, HTTP/1.1, Upgrade: websocket, Connection: upgrade,
+ * Sec-WebSocket-Version: 13, a well-formed Sec-WebSocket-Key); one that asks
+ * for WebSocket with another version is answered 426 by L and never reaches
+ * JS. Accepting it turns the exchange into the socket's handle: its messages
+ * come out of ymo_worker_take() as body records with YMO_REQF_UPGRADE, and
+ * when the connection ends (after a close handshake or not) an abort record
+ * says so; then ymo_worker_release() gives the handle back.
+ * ------------------------------------------------------------------------- */
+
+/* ymo_worker_ws_accept() flags: negotiate permessage-deflate (RFC 7692) when
+ * the client offers it. */
+#define YMO_WS_DEFLATE 1
+/* ymo_worker_ws_send() flags: compress this message, when the connection
+ * negotiated permessage-deflate. */
+#define YMO_WS_COMPRESS 1
+
+/* Accept exchange (id, gen)'s opening handshake: L answers "101 Switching
+ * Protocols" with Upgrade, Connection and Sec-WebSocket-Accept, the
+ * negotiated Sec-WebSocket-Extensions, and the caller's header lines
+ * ("Name: value\r\n" each: Sec-WebSocket-Protocol, say), then speaks
+ * WebSocket on the connection, bytes the client sent after its handshake
+ * included. JS thread only. Returns 0, YMO_ESTALE, YMO_EINVAL when the
+ * request is no handshake or was answered, YMO_EPIPE when the client is gone,
+ * or YMO_ENOMEM. */
+YMO_EXTERN int ymo_worker_ws_accept(ymo_worker_t *worker, uint32_t id,
+                                    uint32_t gen, const uint8_t *headers,
+                                    int32_t headers_len, int flags);
+
+/* Send one message on the WebSocket of exchange (id, gen): opcode 1 (text,
+ * which the caller has made valid UTF-8), 2 (binary), 9 (ping) or 10 (pong;
+ * both at most 125 bytes). Returns the bytes queued for the connection and
+ * not yet written (above YMO_RESP_HIGH_WATER a drain record follows once
+ * they are down to YMO_RESP_LOW_WATER), or YMO_ESTALE, YMO_EINVAL (a bad
+ * opcode or length, or not a WebSocket), YMO_EPIPE (the socket is closing or
+ * gone), YMO_ENOMEM. JS thread only. */
+YMO_EXTERN int32_t ymo_worker_ws_send(ymo_worker_t *worker, uint32_t id,
+                                      uint32_t gen, int opcode,
+                                      const uint8_t *data, int32_t len,
+                                      int flags);
+
+/* Start the closing handshake: a close frame with code (0 for none) and
+ * reason (UTF-8, cut to fit 123 bytes); L closes the connection when the
+ * client answers, or after a few seconds. Nothing more may be sent. Returns
+ * 0, YMO_ESTALE, YMO_EINVAL (a code that may not be sent, or a reason that
+ * is not UTF-8), YMO_EPIPE when it is closing already or gone. JS thread
+ * only. */
+YMO_EXTERN int ymo_worker_ws_close(ymo_worker_t *worker, uint32_t id,
+                                   uint32_t gen, int code,
+                                   const uint8_t *reason, int32_t reason_len);
+
 /* Detach the driving JS thread: release the waiter, stop calling notify, and
  * answer the exchanges it holds with 503, or close their connections when a
  * response was already started ("join" in the original joined the Python
@@ -417,6 +475,12 @@ enum ymo_record_width {
 #define YMO_REQF_STREAM 16
 #define YMO_REQF_BODY 32
 #define YMO_REQF_END 64
+/* On a request record: a WebSocket opening handshake (ymo_worker_ws_accept).
+ * On a body record: a WebSocket message for the exchange, whose opcode (1
+ * text, 2 binary, 8 close, 9 ping, 10 pong) is in http_minor's place; a
+ * close carries its code (2 bytes, big-endian; none for 1005) and reason.
+ * Messages are acknowledged with ymo_worker_body_ack() like body pieces. */
+#define YMO_REQF_UPGRADE 128
 #define YMO_BODY_HIGH_WATER (1024 * 1024)
 #define YMO_BODY_LOW_WATER (256 * 1024)
 #define YMO_RESP_HIGH_WATER (256 * 1024)

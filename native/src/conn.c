@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "conn.h"
+#include "websocket.h"
 
 #define READ_BUF_SIZE 65536
 #define MAX_IOV 64
@@ -24,6 +25,7 @@ static void on_timeout(struct ev_loop *loop, ev_timer *w, int revents);
  * connection changes state. */
 void ymo__conn_arm_timer(ymo_session_t *s) {
   ymo_conns_t *c = s->conns;
+  if (s->ws != NULL) return; /* WebSocket times itself (websocket.c). */
   int state;
   if (s->cur != NULL && s->cur->streaming && !s->reading)
     state = YMO_TIMER_OFF; /* Waiting for JS to read the body. */
@@ -319,8 +321,9 @@ static void deliver_out(ymo_conns_t *c, ymo_out_t *out) {
     ex->response_done = true;
     s->protocol->resume(s);
   }
-  if (s == NULL || ex->local) {
-    /* The client is gone, or L answered this request itself. */
+  if (s == NULL || ex->local || (s->ws != NULL && !ymo__websocket_out(s, out))) {
+    /* The client is gone, or L answered this request itself, or it is a
+     * WebSocket frame after the close frame. */
     atomic_fetch_sub_explicit(&ex->unwritten, (long long)out->len,
                               memory_order_relaxed);
     ymo__exchange_unref(ex);
@@ -340,6 +343,8 @@ static void deliver_out(ymo_conns_t *c, ymo_out_t *out) {
     s->flush_next = c->to_flush;
     c->to_flush = s;
   }
+  /* The 101 is on its way: the connection speaks WebSocket from here. */
+  if (out->flags & YMO__OUT_UPGRADE) ymo__websocket_switch(s, ex);
 }
 
 static void flush_delivered(ymo_conns_t *c) {

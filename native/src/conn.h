@@ -188,6 +188,8 @@ typedef struct ymo_http1 {
   bool in_value;               /* Last header callback was a value. */
   bool paused;                 /* Parser paused; pending holds the rest. */
   bool flush_owed;             /* A parse callback queued a response. */
+  /* A WebSocket handshake was read: keep what follows it in pending. */
+  bool keep_rest;
   const char *exec_start;      /* The buffer llhttp is parsing now. */
   const char *exec_end;
 } ymo_http1_t;
@@ -230,6 +232,8 @@ struct ymo_session {
   struct sockaddr_storage peer;
   ymo_session_t *prev, *next;
   ymo_http1_t http1;           /* The protocol's state. */
+  /* After an upgrade: WebSocket's (websocket.h), or NULL. */
+  struct ymo_ws_conn *ws;
 };
 
 /* ---------------------------------------------------------------------------

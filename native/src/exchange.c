@@ -40,6 +40,7 @@ void ymo__exchange_unref(ymo_exchange_t *ex) {
   /* acq_rel: the thread that frees must see every write made by the others
    * before they let go. */
   if (atomic_fetch_sub_explicit(&ex->refs, 1, memory_order_acq_rel) == 1) {
+    if (ex->attachment != NULL) ex->attachment->free(ex->attachment);
     free(ex->req);
     free(ex);
   }

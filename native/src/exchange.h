@@ -58,6 +58,12 @@ void ymo__out_pool_init(ymo_out_pool_t *pool, pthread_mutex_t *lock);
 /* Frees the spares; only once no thread can use the pool any more. */
 void ymo__out_pool_destroy(ymo_out_pool_t *pool);
 
+/* State that a layer above hangs on an exchange, freed with it by its own
+ * function (this layer does not know what it is). */
+typedef struct ymo_attachment {
+  void (*free)(struct ymo_attachment *self);
+} ymo_attachment_t;
+
 /* ---------------------------------------------------------------------------
  * Exchange: one request and its response.
  *
@@ -121,6 +127,9 @@ struct ymo_exchange {
   atomic_int want_resume;
   /* L only: the head went to JS before the body was complete. */
   bool streaming;
+  /* What a layer above hangs on the exchange (an accepted WebSocket's
+   * state, websocket.h), or NULL; freed with the exchange. */
+  ymo_attachment_t *attachment;
 };
 
 /* A new exchange with one reference (the caller's) and, with `record`, an
@@ -160,6 +169,11 @@ void ymo__record_field_get(const ymo_exchange_t *ex, size_t at,
 /* The header entry after the one at `at` (start with 0 for the first), or
  * 0 after the last; for reading a request's fields in C. */
 size_t ymo__record_field_next(const ymo_exchange_t *ex, size_t at);
+/* Whether a field name (len bytes) is `want`, compared case-insensitively. */
+bool ymo__field_name_is(const char *name, size_t len, const char *want);
+/* The value of ex's first header field called `name`; false if none. */
+bool ymo__record_field_find(const ymo_exchange_t *ex, const char *name,
+                            const char **value, uint32_t *value_len);
 /* The method bytes, right after the fixed part. */
 const uint8_t *ymo__record_method(const ymo_exchange_t *ex);
 /* Writes the fixed part of ex's record and pads it; false when out of

@@ -6,12 +6,15 @@
  * error), pauses and resumes reading for pipelining and upload
  * backpressure, and fills the protocol table the connection core calls.
  * Everything in this file runs on L. */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "conn.h"
+#include "websocket.h"
 
 static bool parse(ymo_session_t *s, const uint8_t *data, size_t len);
+static bool add_pending(ymo_session_t *s, const uint8_t *data, size_t len);
 static void http1_eof(ymo_session_t *s);
 static void set_error_response(ymo_session_t *s, ymo_exchange_t *ex,
                                int status);
@@ -155,6 +158,17 @@ static int act_on_message(ymo_session_t *s) {
      * response (the client may send the new protocol next), so the
      * response says Connection: close. */
     if (keepalive && !upgrade) ex->req_flags |= YMO_REQF_KEEPALIVE;
+    if (upgrade) {
+      int ws = ymo__websocket_handshake_check(
+          ex, ymo__record_method(ex), s->http1.req.method_len,
+          s->http1.parser.http_major, s->http1.parser.http_minor);
+      if (ws == 426) return ymo__http1_fail(s, 426);
+      if (ws == 1) {
+        /* JS may accept it: what follows the head is WebSocket's. */
+        ex->req_flags |= YMO_REQF_UPGRADE;
+        s->http1.keep_rest = true;
+      }
+    }
     if (!finish_record(s, ex)) return ymo__http1_fail(s, 503);
     s->cur = NULL;
     int err = hand_off(s, ex);
@@ -259,6 +273,17 @@ static void set_error_response(ymo_session_t *s, ymo_exchange_t *ex,
                                int status) {
   ymo_response_t r = {.done = true, .close = true};
   ymo__response_canned(&r, status);
+  /* L's 426 is only ever for a WebSocket version it does not speak (RFC
+   * 6455 section 4.4): it names the one it does. */
+  char fields[256];
+  if (status == 426) {
+    int n = snprintf(fields, sizeof(fields), "%.*sSec-WebSocket-Version: 13\r\n",
+                     (int)r.fields_len, (const char *)r.fields);
+    if (n > 0 && (size_t)n < sizeof(fields)) {
+      r.fields = (const uint8_t *)fields;
+      r.fields_len = (size_t)n;
+    }
+  }
   ymo_out_t *out;
   ex->local = true;
   ex->response_done = true;
@@ -368,6 +393,15 @@ static bool parse_now(ymo_session_t *s, const uint8_t *data, size_t len) {
     ymo__conn_stop_reading(s);
     if (s->no_more_requests || err == HPE_PAUSED_UPGRADE) {
       s->no_more_requests = true;
+      /* After a WebSocket handshake, the bytes past it wait for the
+       * switch (websocket.c); after anything else they are never read. */
+      if (h->keep_rest) {
+        const uint8_t *pos =
+            (const uint8_t *)llhttp_get_error_pos(&h->parser);
+        if (pos != NULL && pos >= data && pos < data + len &&
+            !add_pending(s, pos, (size_t)(data + len - pos)))
+          return false;
+      }
       /* Every response may be out already (a streamed request answered
        * before its trailers said Connection: close): nothing is left to
        * wait for, and no flush will come to close. */
@@ -449,7 +483,8 @@ static bool parse(ymo_session_t *s, const uint8_t *data, size_t len) {
   if (run == 0 || run == sizeof(h->ows_held)) return parse_now(s, data, len);
   if (run < len && !parse_now(s, data, len - run)) return false;
   const uint8_t *tail = data + len - run;
-  if (s->no_more_requests) return true; /* Nothing more is read. */
+  if (s->no_more_requests) /* Nothing more is parsed. */
+    return h->keep_rest ? add_pending(s, tail, run) : true;
   if (h->paused) return add_pending(s, tail, run);
   if (s->cur != NULL && !h->req.in_trailers) {
     memcpy(h->ows_held, tail, run);

@@ -6,6 +6,7 @@
 #include <netinet/in.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "exchange.h"
 
@@ -140,4 +141,20 @@ void ymo__record_notice(uint8_t *dst, size_t size, uint32_t id, uint32_t gen,
     PUT(dst, body_padding, size - YMO_REQ_ABORT_SIZE - len);
     memcpy(dst + YMO_REQ_ABORT_SIZE, data, len);
   }
+}
+
+bool ymo__field_name_is(const char *name, size_t len, const char *want) {
+  return strlen(want) == len && strncasecmp(name, want, len) == 0;
+}
+
+bool ymo__record_field_find(const ymo_exchange_t *ex, const char *name,
+                            const char **value, uint32_t *value_len) {
+  for (size_t at = ymo__record_field_next(ex, 0); at != 0;
+       at = ymo__record_field_next(ex, at)) {
+    const char *field;
+    uint32_t field_len;
+    ymo__record_field_get(ex, at, &field, &field_len, value, value_len);
+    if (ymo__field_name_is(field, field_len, name)) return true;
+  }
+  return false;
 }

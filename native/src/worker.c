@@ -33,6 +33,7 @@ typedef struct {
   ymo_exchange_t *exchange; /* Holds a reference. */
   size_t len;
   bool last;
+  uint8_t ws_opcode; /* A WebSocket message's opcode; 0 for a body piece. */
   uint8_t data[];
 } ymo_body_t;
 
@@ -232,13 +233,15 @@ int ymo__worker_add_drain(ymo_worker_t *w, ymo_exchange_t *ex) {
   return queue_in_push(w, ex, (void *)((uintptr_t)ex | DRAIN_TAG));
 }
 
-int ymo__worker_add_body(ymo_worker_t *w, ymo_exchange_t *ex,
-                         const uint8_t *data, size_t len, bool last) {
+/* A body piece, or with ws_opcode a WebSocket message, for JS. */
+static int add_piece(ymo_worker_t *w, ymo_exchange_t *ex, const uint8_t *data,
+                     size_t len, bool last, uint8_t ws_opcode) {
   ymo_body_t *body = malloc(sizeof(*body) + len);
   if (body == NULL) return YMO_ENOMEM;
   body->exchange = ex;
   body->len = len;
   body->last = last;
+  body->ws_opcode = ws_opcode;
   if (len > 0) memcpy(body->data, data, len);
   atomic_fetch_add(&ex->body_unacked, (long long)len);
   int err = queue_in_push(w, ex, (void *)((uintptr_t)body | BODY_TAG));
@@ -247,6 +250,16 @@ int ymo__worker_add_body(ymo_worker_t *w, ymo_exchange_t *ex,
     free(body);
   }
   return err;
+}
+
+int ymo__worker_add_body(ymo_worker_t *w, ymo_exchange_t *ex,
+                         const uint8_t *data, size_t len, bool last) {
+  return add_piece(w, ex, data, len, last, 0);
+}
+
+int ymo__worker_add_ws(ymo_worker_t *w, ymo_exchange_t *ex, int opcode,
+                       const uint8_t *data, size_t len) {
+  return add_piece(w, ex, data, len, false, (uint8_t)opcode);
 }
 
 static uint32_t slot_alloc(ymo_worker_t *w, ymo_exchange_t *ex) {
@@ -368,9 +381,12 @@ int32_t ymo_worker_take(ymo_worker_t *w, uint8_t *buf, int32_t cap) {
     if (pick->notice) {
       ymo_body_t *body = pick->body;
       if (body != NULL) {
-        uint8_t flags = pick->notice | (body->last ? YMO_REQF_END : 0);
+        uint8_t flags = pick->notice | (body->last ? YMO_REQF_END : 0) |
+                        (body->ws_opcode ? YMO_REQF_UPGRADE : 0);
         ymo__record_notice(buf + off, pick->size, pick->id, pick->gen, flags,
                            body->data, body->len);
+        if (body->ws_opcode)
+          buf[off + YMO_REQ_AT_http_minor] = body->ws_opcode;
         free(body);
       } else {
         ymo__record_notice(buf + off, pick->size, pick->id, pick->gen,
@@ -407,6 +423,12 @@ static void push_out(ymo_worker_t *w, ymo_out_t *out) {
   ev_async_send(w->loop, &w->event_out);
 }
 
+ymo_exchange_t *ymo__worker_held(ymo_worker_t *w, uint32_t id, uint32_t gen) {
+  return slot_get(w, id, gen);
+}
+
+void ymo__worker_push_out(ymo_worker_t *w, ymo_out_t *out) { push_out(w, out); }
+
 /* Moves the slot's reference to a final output piece (or drops it). A
  * streamed response's coder ends with it, finished or not. */
 static void finish_slot(ymo_worker_t *w, ymo_exchange_t *ex) {
@@ -414,6 +436,10 @@ static void finish_slot(ymo_worker_t *w, ymo_exchange_t *ex) {
   ex->resp_state = 2;
   ymo__compressor_free(ex->resp_coder);
   ex->resp_coder = NULL;
+}
+
+void ymo__worker_finish_slot(ymo_worker_t *w, ymo_exchange_t *ex) {
+  finish_slot(w, ex);
 }
 
 /* Automatic compression (YMO_OPT_COMPRESSION) of a response about to

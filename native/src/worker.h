@@ -139,6 +139,17 @@ int ymo__worker_add_abort(ymo_worker_t *worker, ymo_exchange_t *exchange);
  * for its end), copied into queue_in for JS. */
 int ymo__worker_add_body(ymo_worker_t *worker, ymo_exchange_t *exchange,
                          const uint8_t *data, size_t len, bool last);
+/* L: a WebSocket message (or ping, pong, close) for JS, copied, and
+ * counted in body_unacked like a body piece. */
+int ymo__worker_add_ws(ymo_worker_t *worker, ymo_exchange_t *exchange,
+                       int opcode, const uint8_t *data, size_t len);
+/* JS thread, for the API in other files (ws_worker.c): the exchange JS
+ * holds as (id, gen) or NULL; queue an output piece for L; give up the
+ * slot (its reference moves to the caller). */
+ymo_exchange_t *ymo__worker_held(ymo_worker_t *worker, uint32_t id,
+                                 uint32_t gen);
+void ymo__worker_push_out(ymo_worker_t *worker, ymo_out_t *out);
+void ymo__worker_finish_slot(ymo_worker_t *worker, ymo_exchange_t *exchange);
 /* L: a response JS waits on has drained (see want_drain). */
 int ymo__worker_add_drain(ymo_worker_t *worker, ymo_exchange_t *exchange);
 /* L: the server stopped; release the waiter and call notify(1). */

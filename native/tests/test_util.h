@@ -464,7 +464,7 @@ static size_t parse_record(const uint8_t *p, size_t avail, rec_t *r) {
   }
   CHECKF(r->len >= YMO_REQ_FIXED_SIZE, "record length %u", r->len);
   CHECKF((r->flags & ~(YMO_REQF_KEEPALIVE | YMO_REQF_HEAD |
-                       YMO_REQF_STREAM)) == 0,
+                       YMO_REQF_STREAM | YMO_REQF_UPGRADE)) == 0,
          "record flags %#x", r->flags);
   r->method_len = REC_FIELD(p, method_len);
   r->url_len = REC_FIELD(p, url_len);
