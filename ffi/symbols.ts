@@ -145,6 +145,35 @@ export const symbols = {
     parameters: ["pointer", "u32", "u32", "i32", "buffer", "i32", "i32"],
     result: "i32",
   },
+  /** int ymo_worker_ws_subscribe(ymo_worker_t *worker, uint32_t id,
+   *   uint32_t gen, const uint8_t *topic, int32_t topic_len, int subscribe) */
+  ymo_worker_ws_subscribe: {
+    parameters: ["pointer", "u32", "u32", "buffer", "i32", "i32"],
+    result: "i32",
+  },
+  /** int32_t ymo_worker_ws_publish(ymo_worker_t *worker, uint32_t id,
+   *   uint32_t gen, const uint8_t *topic, int32_t topic_len, int opcode,
+   *   const uint8_t *data, int32_t len, int flags) */
+  ymo_worker_ws_publish: {
+    parameters: [
+      "pointer",
+      "u32",
+      "u32",
+      "buffer",
+      "i32",
+      "i32",
+      "buffer",
+      "i32",
+      "i32",
+    ],
+    result: "i32",
+  },
+  /** int32_t ymo_worker_publish(ymo_worker_t *worker, const uint8_t *topic,
+   *   int32_t topic_len, int opcode, const uint8_t *data, int32_t len) */
+  ymo_worker_publish: {
+    parameters: ["pointer", "buffer", "i32", "i32", "buffer", "i32"],
+    result: "i32",
+  },
   /** int ymo_worker_ws_close(ymo_worker_t *worker, uint32_t id, uint32_t gen,
    *   int code, const uint8_t *reason, int32_t reason_len) */
   ymo_worker_ws_close: {
@@ -174,6 +203,8 @@ export const Option = {
 export const WS_DEFLATE = 1;
 /** ymo_worker_ws_send() flags: compress this message when negotiated. */
 export const WS_COMPRESS = 1;
+/** ymo_worker_ws_publish() flags: the publishing socket gets it too. */
+export const WS_PUBLISH_SELF = 1;
 
 /** Flags of ymo_worker_respond() and ymo_worker_response_body_append(). */
 export const RESP_DONE = 1;

@@ -402,6 +402,42 @@ export class Exchange {
     );
   }
 
+  /** Subscribes (or unsubscribes) the WebSocket to a topic; 0 or a
+   * negative error code. */
+  wsSubscribe(topic: Uint8Array, subscribe: boolean): number {
+    if (!this.open) return EPIPE;
+    return lib.ymo_worker_ws_subscribe(
+      this.#worker.pointer,
+      this.#id,
+      this.#gen,
+      topic,
+      topic.byteLength,
+      subscribe ? 1 : 0,
+    );
+  }
+
+  /** Publishes a message to a topic's subscribers but this socket (unless
+   * `flags` says so); its length, or a negative error code. */
+  wsPublish(
+    topic: Uint8Array,
+    opcode: number,
+    data: Uint8Array,
+    flags: number,
+  ): number {
+    if (!this.open) return EPIPE;
+    return lib.ymo_worker_ws_publish(
+      this.#worker.pointer,
+      this.#id,
+      this.#gen,
+      topic,
+      topic.byteLength,
+      opcode,
+      data,
+      data.byteLength,
+      flags,
+    );
+  }
+
   /** Sends the WebSocket close frame; 0 or a negative error code. */
   wsClose(code: number, reason: Uint8Array): number {
     if (!this.open) return EPIPE;

@@ -54,6 +54,11 @@ export interface ServerFacade {
   requestIP(request: Request): SocketAddress | null;
   /** The exchange of a request this server is handling, if it is one. */
   exchangeOf(request: Request): Exchange | undefined;
+  /** Bun's server.publish(). */
+  publish(
+    topic: string,
+    data: string | ArrayBufferLike | ArrayBufferView,
+  ): number;
   /** Bun's server.upgrade(). */
   upgrade(
     request: Request,
@@ -160,6 +165,20 @@ export class HandlerInfo implements ServeHandlerInfo {
    */
   timeout(request: Request, seconds: number): void {
     requestTimeout(this.#server.exchangeOf(request), seconds);
+  }
+
+  /**
+   * Bun: sends a message to every WebSocket subscribed to `topic`, on every
+   * worker thread. Returns the message's length, or 0 once stopping.
+   *
+   * @param topic The topic (1 to 65535 bytes of UTF-8).
+   * @param data A string (text) or bytes (binary).
+   */
+  publish(
+    topic: string,
+    data: string | ArrayBufferLike | ArrayBufferView,
+  ): number {
+    return this.#server.publish(topic, data);
   }
 
   /**

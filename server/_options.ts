@@ -65,6 +65,11 @@ export interface ServeHandlerInfo {
   /** Bun: stops the server; `closeActiveConnections` does not wait for
    * requests in flight. */
   stop(closeActiveConnections?: boolean): Promise<void>;
+  /** Bun: sends a message to every WebSocket subscribed to `topic`. */
+  publish(
+    topic: string,
+    data: string | ArrayBufferLike | ArrayBufferView,
+  ): number;
   /** Bun: accepts the request's WebSocket handshake with the server's
    * `websocket` handlers; false when it is no handshake or cannot be. */
   upgrade(

@@ -25,6 +25,7 @@ import {
   type UnixAddr,
   validateOptions,
 } from "./_options.ts";
+import { publishThrough } from "./_websocket.ts";
 import { ThreadWorker, type WorkerHost } from "./_worker.ts";
 import { ThreadPool } from "./_pool.ts";
 import { RouteTable } from "./_routes.ts";
@@ -345,6 +346,22 @@ export class Server {
    */
   timeout(request: Request, seconds: number): void {
     requestTimeout(exchangeOf(request), seconds);
+  }
+
+  /**
+   * Bun: sends a message to every WebSocket subscribed to `topic`, on every
+   * worker thread (a string as text, bytes as binary). Returns the message's
+   * length, or 0 once the server is stopping.
+   *
+   * @param topic The topic (1 to 65535 bytes of UTF-8).
+   * @param data The message.
+   */
+  publish(
+    topic: string,
+    data: string | ArrayBufferLike | ArrayBufferView,
+  ): number {
+    if (this.#stopping || this.#freed) return 0;
+    return publishThrough(lib.ymo_server_worker(this.#pointer, 0), topic, data);
   }
 
   /** An http URL for this server (loopback when it listens on all), or

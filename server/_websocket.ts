@@ -12,7 +12,14 @@
  * @module
  */
 import { Buffer } from "node:buffer";
-import { EPIPE, WS_COMPRESS, WS_DEFLATE } from "../ffi/symbols.ts";
+import {
+  EPIPE,
+  WS_COMPRESS,
+  WS_DEFLATE,
+  WS_PUBLISH_SELF,
+} from "../ffi/symbols.ts";
+import { loadNative } from "../ffi/native.ts";
+import type { Pointer } from "../ffi/_types.ts";
 import type { Exchange, SocketEvents } from "./_exchange.ts";
 import { exchangeOf } from "./_request.ts";
 
@@ -27,6 +34,7 @@ const OPEN = 1;
 const CLOSING = 2;
 const CLOSED = 3;
 
+const lib = (await loadNative()).fn;
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
 const EMPTY = new Uint8Array(0);
@@ -110,6 +118,28 @@ class SocketCore implements SocketEvents {
     );
     if (rc >= 0) this.bufferedAmount = rc;
     return rc;
+  }
+
+  /** Subscribes to or unsubscribes from a topic (pub/sub, in C). */
+  subscribe(topic: Uint8Array, on: boolean): boolean {
+    if (this.readyState !== OPEN) return false;
+    return this.#exchange.wsSubscribe(topic, on) === 0;
+  }
+
+  /** Publishes to a topic's subscribers but this socket, unless `self`. */
+  publish(
+    topic: Uint8Array,
+    opcode: number,
+    bytes: Uint8Array,
+    self: boolean,
+  ): number {
+    if (this.readyState !== OPEN) return EPIPE;
+    return this.#exchange.wsPublish(
+      topic,
+      opcode,
+      bytes,
+      self ? WS_PUBLISH_SELF : 0,
+    );
   }
 
   /** Starts the closing handshake (code 0: none). */
@@ -494,7 +524,7 @@ export interface WebSocketHandler<T = unknown> {
   /** Accepted for compatibility: ymo answers the client's pings, and sends
    * none of its own. */
   sendPings?: boolean;
-  /** Accepted for compatibility (pub/sub is not supported yet). */
+  /** `ws.publish()` reaches the publishing socket too (default false). */
   publishToSelf?: boolean;
 }
 
@@ -731,28 +761,120 @@ export class ServerWebSocket<T = unknown> {
     return callback(this);
   }
 
-  /** Bun's pub/sub: not supported yet (throws a TypeError). */
-  subscribe(_topic: string): never {
+  #topics = new Set<string>();
+
+  /** Subscribes to `topic`: what anyone publishes to it reaches this
+   * socket, from any worker thread. */
+  subscribe(topic: string): void {
+    const name = checkTopic(topic, "subscribe");
+    if (this.#topics.has(name)) return;
+    if (this.#core.subscribe(encoder.encode(name), true)) {
+      this.#topics.add(name);
+    }
+  }
+
+  /** Stops receiving what is published to `topic`. */
+  unsubscribe(topic: string): void {
+    const name = checkTopic(topic, "unsubscribe");
+    if (!this.#topics.delete(name)) return;
+    this.#core.subscribe(encoder.encode(name), false);
+  }
+
+  /** Whether this socket subscribes to `topic`. */
+  isSubscribed(topic: string): boolean {
+    return this.#topics.has(String(topic));
+  }
+
+  /** The topics this socket subscribes to. */
+  get subscriptions(): string[] {
+    return [...this.#topics];
+  }
+
+  /**
+   * Sends a message to every subscriber of `topic` but this socket (unless
+   * the `publishToSelf` option): a string as text, bytes as binary. C frames
+   * it once and copies it behind each subscriber's output. Returns the
+   * message's length, or 0 when the socket is closed.
+   */
+  publish(
+    topic: string,
+    data: string | ArrayBufferLike | ArrayBufferView,
+    _compress?: boolean,
+  ): number {
+    const name = encoder.encode(checkTopic(topic, "publish"));
+    const [opcode, bytes] = messageOf(data, "ServerWebSocket.publish");
+    const rc = this.#core.publish(
+      name,
+      opcode,
+      bytes,
+      this.#handler.publishToSelf === true,
+    );
+    return rc < 0 ? 0 : rc;
+  }
+
+  /** {@linkcode ServerWebSocket.publish} of a text message. */
+  publishText(topic: string, data: string, compress?: boolean): number {
+    return this.publish(topic, String(data), compress);
+  }
+
+  /** {@linkcode ServerWebSocket.publish} of a binary message. */
+  publishBinary(
+    topic: string,
+    data: ArrayBufferLike | ArrayBufferView,
+    compress?: boolean,
+  ): number {
+    if (typeof data === "string") {
+      throw new TypeError("ServerWebSocket.publishBinary: expected bytes");
+    }
+    return this.publish(topic, data, compress);
+  }
+}
+
+/** A topic as a string of 1 to 65535 bytes. */
+function checkTopic(topic: unknown, what: string): string {
+  const name = String(topic);
+  const length = encoder.encode(name).byteLength;
+  if (length === 0 || length > 65535) {
     throw new TypeError(
-      "ServerWebSocket.subscribe: pub/sub is not supported yet",
+      `ServerWebSocket.${what}: a topic is 1 to 65535 bytes of UTF-8`,
     );
   }
-  /** Bun's pub/sub: not supported yet (throws a TypeError). */
-  unsubscribe(_topic: string): never {
+  return name;
+}
+
+/** A message's opcode and bytes: a string as text, bytes as binary. */
+function messageOf(data: unknown, what: string): [number, Uint8Array] {
+  if (typeof data === "string") return [OP_TEXT, encoder.encode(data)];
+  const bytes = bytesOf(data);
+  if (bytes === undefined) {
     throw new TypeError(
-      "ServerWebSocket.unsubscribe: pub/sub is not supported yet",
+      `${what}: expected a string, an ArrayBuffer or a view`,
     );
   }
-  /** Bun's pub/sub: not supported yet (always false). */
-  isSubscribed(_topic: string): boolean {
-    return false;
-  }
-  /** Bun's pub/sub: not supported yet (throws a TypeError). */
-  publish(_topic: string, _data: unknown): never {
-    throw new TypeError(
-      "ServerWebSocket.publish: pub/sub is not supported yet",
-    );
-  }
+  return [OP_BINARY, bytes];
+}
+
+/**
+ * Bun's `server.publish(topic, data)`: every subscriber of `topic`, on any
+ * worker thread, gets the message; sent through native worker `worker`'s
+ * queue. Returns the message's length, or 0 when the server is stopping.
+ */
+export function publishThrough(
+  worker: Pointer,
+  topic: string,
+  data: string | ArrayBufferLike | ArrayBufferView,
+): number {
+  const name = encoder.encode(checkTopic(topic, "publish"));
+  const [opcode, bytes] = messageOf(data, "server.publish");
+  const rc: number = lib.ymo_worker_publish(
+    worker,
+    name,
+    name.byteLength,
+    opcode,
+    bytes,
+    bytes.byteLength,
+  );
+  return rc < 0 ? 0 : rc;
 }
 
 /**

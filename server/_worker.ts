@@ -24,7 +24,11 @@ import { Exchange, type ExchangeOwner } from "./_exchange.ts";
 import { buildRequest, exchangeOf } from "./_request.ts";
 import { Responder } from "./_response.ts";
 import type { RouteTable } from "./_routes.ts";
-import { upgradeRequest, type WebSocketHandler } from "./_websocket.ts";
+import {
+  publishThrough,
+  upgradeRequest,
+  type WebSocketHandler,
+} from "./_websocket.ts";
 
 const native = await loadNative();
 const lib = native.fn;
@@ -333,6 +337,8 @@ export class ThreadWorker implements ExchangeOwner {
       stop: (closeActive) => host.stop(closeActive),
       upgrade: (request, options) =>
         upgradeRequest(request, host.websocket, options),
+      publish: (topic, data) =>
+        host.stopping ? 0 : publishThrough(this.#pointer, topic, data),
       requestIP(request: Request): SocketAddress | null {
         const exchange = exchangeOf(request);
         return exchange === undefined ? null : socketAddress(exchange);

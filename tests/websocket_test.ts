@@ -3,6 +3,7 @@
 // client, and raw frames for the handshake checks, automatic pongs, the
 // closing handshake and every protocol error the server must close with.
 import assert from "node:assert/strict";
+import { constants, deflateRawSync, inflateRawSync } from "node:zlib";
 import { test } from "./_shim.ts";
 import {
   serve,
@@ -375,4 +376,174 @@ test("a client that vanishes gives the server a 1006 close; shutdown sends 1001"
   const stopping = server.shutdown();
   await expectClose(second, 1001, true);
   await stopping;
+});
+
+/** Collects the next `n` messages of a client WebSocket. */
+function messages(ws: WebSocket, n: number): Promise<(string | number[])[]> {
+  const got: (string | number[])[] = [];
+  return new Promise((resolve) => {
+    ws.onmessage = (event) => {
+      got.push(
+        typeof event.data === "string"
+          ? event.data
+          : [...new Uint8Array(event.data as ArrayBuffer)],
+      );
+      if (got.length === n) resolve(got);
+    };
+  });
+}
+
+test("pub/sub across two worker threads: every subscriber gets every publish, in order", async () => {
+  const server = serve({
+    ...QUIET,
+    workers: 2,
+    module: new URL("./_ws_app.ts", import.meta.url),
+  });
+  try {
+    const url = `ws://127.0.0.1:${server.port}`;
+    const subs: WebSocket[] = [];
+    const hellos: Promise<unknown>[] = [];
+    for (let i = 0; i < 4; i++) {
+      const ws = new WebSocket(`${url}/sub`);
+      ws.binaryType = "arraybuffer";
+      hellos.push(messages(ws, 1));
+      subs.push(ws);
+    }
+    for (const hello of await Promise.all(hellos)) {
+      assert.deepEqual(hello, ["subscribed true"]);
+    }
+    const got = subs.map((ws) => messages(ws, 3));
+    const pub = await client(`${url}/pub`);
+    pub.send("one");
+    pub.send(new Uint8Array([2, 2]));
+    pub.send("server:three");
+    for (const list of await Promise.all(got)) {
+      assert.deepEqual(list, ["one", [2, 2], "server:three"]);
+    }
+    for (const ws of [...subs, pub]) ws.close();
+  } finally {
+    await server.shutdown();
+  }
+});
+
+test("pub/sub on one thread: server.publish, unsubscribe, publishToSelf, subscriptions", async () => {
+  const sockets: ServerWebSocket<string>[] = [];
+  const server = serve({
+    ...QUIET,
+    fetch(request, srv) {
+      const name = new URL(request.url).searchParams.get("name") ?? "";
+      srv.upgrade(request, { data: name });
+      return undefined as unknown as Response;
+    },
+    websocket: {
+      publishToSelf: true,
+      open(ws: ServerWebSocket<string>) {
+        sockets.push(ws);
+        ws.subscribe("news");
+        ws.subscribe("news");
+        ws.subscribe("other");
+        ws.send(ws.subscriptions.sort().join(","));
+      },
+      message(ws: ServerWebSocket<string>, message) {
+        if (message === "leave") {
+          ws.unsubscribe("news");
+          ws.send(`left ${ws.isSubscribed("news")}`);
+        } else ws.publish("news", `${ws.data}: ${message}`);
+      },
+    },
+  });
+  try {
+    const url = `ws://127.0.0.1:${server.port}/`;
+    const a = new WebSocket(`${url}?name=a`);
+    const b = new WebSocket(`${url}?name=b`);
+    const [helloA, helloB] = [messages(a, 1), messages(b, 1)];
+    assert.deepEqual(await helloA, ["news,other"]);
+    assert.deepEqual(await helloB, ["news,other"]);
+    // publishToSelf: a's own publish comes back to a.
+    let gotA = messages(a, 1), gotB = messages(b, 1);
+    a.send("hi");
+    assert.deepEqual(await gotA, ["a: hi"]);
+    assert.deepEqual(await gotB, ["a: hi"]);
+    gotA = messages(a, 1);
+    gotB = messages(b, 1);
+    assert.equal(server.publish("news", "from the server"), 15);
+    assert.deepEqual(await gotA, ["from the server"]);
+    assert.deepEqual(await gotB, ["from the server"]);
+    const left = messages(b, 1);
+    b.send("leave");
+    assert.deepEqual(await left, ["left false"]);
+    gotA = messages(a, 1);
+    let bGot = false;
+    b.onmessage = () => bGot = true;
+    server.publish("news", "only a");
+    assert.deepEqual(await gotA, ["only a"]);
+    assert.equal(bGot, false);
+    assert.throws(() => sockets[0].subscribe(""), TypeError);
+    a.close();
+    b.close();
+  } finally {
+    await server.shutdown();
+  }
+});
+
+test("permessage-deflate: negotiated, compressed frames both ways, and none without the offer", async () => {
+  const server = serve({
+    ...QUIET,
+    fetch(request, srv) {
+      srv.upgrade(request);
+      return undefined as unknown as Response;
+    },
+    websocket: {
+      perMessageDeflate: true,
+      message(ws, message) {
+        ws.send(message);
+      },
+    },
+  });
+  try {
+    const raw = await rawEcho(server, undefined, {
+      "Sec-WebSocket-Extensions": "permessage-deflate; client_max_window_bits",
+    });
+    assert.match(raw.head, /\r\nSec-WebSocket-Extensions: permessage-deflate/i);
+    const text = "compress me ".repeat(50);
+    // A compressed client message: RSV1, the deflate tail removed.
+    const deflated = deflateRawSync(new TextEncoder().encode(text), {
+      finishFlush: constants.Z_SYNC_FLUSH,
+    });
+    raw.send(clientFrame(1, deflated.subarray(0, deflated.length - 4), {
+      rsv: 4,
+    }));
+    const frame = await raw.frame();
+    assert.equal(frame?.opcode, 1);
+    assert.equal(frame?.rsv1, true, "the server compressed its message");
+    assert.ok(frame!.payload.byteLength < text.length / 4);
+    // The tail the sender removed, then an empty final block so that the
+    // stream is complete.
+    const inflated = inflateRawSync(
+      new Uint8Array([
+        ...frame!.payload,
+        0,
+        0,
+        0xff,
+        0xff,
+        1,
+        0,
+        0,
+        0xff,
+        0xff,
+      ]),
+    );
+    assert.equal(new TextDecoder().decode(inflated), text);
+    raw.destroy();
+
+    const plain = await rawEcho(server);
+    assert.doesNotMatch(plain.head, /Sec-WebSocket-Extensions/i);
+    plain.send(clientFrame(1, text));
+    const back = await plain.frame();
+    assert.equal(back?.rsv1, false);
+    assert.equal(new TextDecoder().decode(back!.payload), text);
+    plain.destroy();
+  } finally {
+    await server.shutdown();
+  }
 });

@@ -357,6 +357,40 @@ YMO_EXTERN int ymo_worker_ws_close(ymo_worker_t *worker, uint32_t id,
                                    uint32_t gen, int code,
                                    const uint8_t *reason, int32_t reason_len);
 
+/* Pub/sub. A topic is 1 to 65535 bytes. A socket's subscriptions are kept
+ * by L for the whole server, so a publish from any worker (or from
+ * ymo_server_publish) reaches every subscriber on every worker: L frames
+ * nothing again, it copies the one frame behind each subscriber's output.
+ * Subscriptions end with the socket. */
+
+/* Subscribe (subscribe != 0) or unsubscribe the WebSocket of exchange (id,
+ * gen) to topic; in order with what the socket sends. Returns 0,
+ * YMO_ESTALE, YMO_EINVAL, YMO_EPIPE, YMO_ENOMEM. JS thread only. */
+YMO_EXTERN int ymo_worker_ws_subscribe(ymo_worker_t *worker, uint32_t id,
+                                       uint32_t gen, const uint8_t *topic,
+                                       int32_t topic_len, int subscribe);
+
+/* ymo_worker_ws_publish() flags: the publishing socket gets it too. */
+#define YMO_WS_PUBLISH_SELF 1
+
+/* Publish a message (opcode 1 text, 2 binary) to topic's subscribers, all
+ * but the WebSocket of exchange (id, gen) itself unless flags has
+ * YMO_WS_PUBLISH_SELF. Returns len, or YMO_ESTALE, YMO_EINVAL, YMO_EPIPE,
+ * YMO_ENOMEM. JS thread only. */
+YMO_EXTERN int32_t ymo_worker_ws_publish(ymo_worker_t *worker, uint32_t id,
+                                         uint32_t gen, const uint8_t *topic,
+                                         int32_t topic_len, int opcode,
+                                         const uint8_t *data, int32_t len,
+                                         int flags);
+
+/* Publish a message to every subscriber of topic (Bun's server.publish),
+ * through worker's queue to L: any thread, any of the server's workers.
+ * Returns len, or YMO_EINVAL, YMO_ENOMEM, YMO_ESHUTDOWN. */
+YMO_EXTERN int32_t ymo_worker_publish(ymo_worker_t *worker,
+                                      const uint8_t *topic, int32_t topic_len,
+                                      int opcode, const uint8_t *data,
+                                      int32_t len);
+
 /* Detach the driving JS thread: release the waiter, stop calling notify, and
  * answer the exchanges it holds with 503, or close their connections when a
  * response was already started ("join" in the original joined the Python

@@ -366,6 +366,17 @@ static bool drain_out(ymo_worker_t *w, void *arg) {
   if (list == NULL) return false;
   for (ymo_queue_node_t *n = list; n != NULL; n = n->next) {
     ymo_out_t *out = n->item;
+    if (out->flags & (YMO__OUT_WS_SUBSCRIBE | YMO__OUT_WS_UNSUBSCRIBE |
+                      YMO__OUT_WS_PUBLISH)) {
+      ymo__websocket_topic_out(c, out);
+      if (out->exchange != NULL) {
+        atomic_fetch_sub_explicit(&out->exchange->unwritten,
+                                  (long long)out->len, memory_order_relaxed);
+        ymo__exchange_unref(out->exchange);
+      }
+      ymo__out_free(out);
+      continue;
+    }
     if (out->flags & YMO__OUT_ABORT) {
       ymo_exchange_t *ex = out->exchange;
       /* What came before the abort is written first. */
@@ -391,6 +402,7 @@ int ymo__conns_init(ymo_conns_t *c) {
 }
 
 void ymo__conns_free(ymo_conns_t *c) {
+  ymo__topics_free(c);
   free(c->read_buf);
   c->read_buf = NULL;
 }

@@ -259,6 +259,7 @@ struct ymo_conns {
   ymo_session_t *closed_sessions; /* Freed in the reaper. */
   ymo_session_t *to_flush;     /* Sessions given output in a drain. */
   uint8_t *read_buf;           /* One read buffer for the loop. */
+  struct ymo_topics *topics;   /* WebSocket pub/sub (topics.c), or NULL. */
   ymo_date_t date;             /* L's Date cache. */
 };
 

@@ -73,7 +73,7 @@ void ymo__out_pool_destroy(ymo_out_pool_t *pool) {
 }
 
 ymo_out_t *ymo__out_new(ymo_exchange_t *ex, size_t len, int flags) {
-  ymo_out_pool_t *pool = ex->spares;
+  ymo_out_pool_t *pool = ex != NULL ? ex->spares : NULL;
   ymo_out_t *out = NULL;
   bool pooled = pool != NULL && len > OUT_POOLED_MIN && len <= OUT_POOLED;
   if (pooled) {

@@ -139,7 +139,8 @@ ymo_exchange_t *ymo__exchange_new(ymo_worker_t *worker, ymo_out_pool_t *spares,
 void ymo__exchange_ref(ymo_exchange_t *ex);
 void ymo__exchange_unref(ymo_exchange_t *ex);
 
-/* An output piece for len bytes, from ex's spares when it fits; give it back
+/* An output piece for len bytes, from ex's spares when it fits (ex may be
+ * NULL for a piece about no exchange: a server-wide publish); give it back
  * with ymo__out_free() on any thread. */
 ymo_out_t *ymo__out_new(ymo_exchange_t *ex, size_t len, int flags);
 void ymo__out_free(ymo_out_t *out);

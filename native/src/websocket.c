@@ -62,6 +62,49 @@ static bool queue_frame(ymo_session_t *s, const uint8_t *data, size_t len) {
   return true;
 }
 
+/* A published frame for one subscriber: behind its output, written with
+ * the rest of the drain (the flush list). */
+typedef struct {
+  const uint8_t *frame;
+  size_t len;
+  ymo_session_t *sender; /* Skipped, or NULL. */
+} publication_t;
+
+static void publish_to(ymo_session_t *s, void *arg) {
+  const publication_t *p = arg;
+  if (s == p->sender || s->ws->close_sent) return;
+  if (!queue_frame(s, p->frame, p->len)) return; /* Out of memory: lost. */
+  ymo_conns_t *c = s->conns;
+  if (!s->flush_listed) {
+    s->flush_listed = true;
+    s->flush_next = c->to_flush;
+    c->to_flush = s;
+  }
+}
+
+void ymo__websocket_topic_out(ymo_conns_t *c, ymo_out_t *out) {
+  ymo_exchange_t *ex = out->exchange;
+  ymo_session_t *s = ex != NULL ? ex->session : NULL;
+  if (out->flags & YMO__OUT_WS_PUBLISH) {
+    if (out->len < YMO__PUBLISH_HEAD) return;
+    size_t topic_len = (size_t)out->data[1] | (size_t)out->data[2] << 8;
+    if (YMO__PUBLISH_HEAD + topic_len > out->len) return;
+    publication_t p = {
+        .frame = out->data + YMO__PUBLISH_HEAD + topic_len,
+        .len = out->len - YMO__PUBLISH_HEAD - topic_len,
+        .sender = (out->data[0] & YMO__PUBLISH_SELF) ? NULL : s,
+    };
+    ymo__topics_each(c, out->data + YMO__PUBLISH_HEAD, topic_len, publish_to,
+                     &p);
+    return;
+  }
+  if (s == NULL || s->closed || s->ws == NULL) return;
+  if (out->flags & YMO__OUT_WS_SUBSCRIBE)
+    ymo__topics_subscribe(c, s, out->data, out->len);
+  else
+    ymo__topics_unsubscribe(c, s, out->data, out->len);
+}
+
 /* Sends a close frame once (code 0: none) and closes the connection when
  * the client's close has come too, or after CLOSE_WAIT_S. */
 static void send_close(ymo_session_t *s, int code) {
@@ -205,6 +248,7 @@ static void ws_drain(ymo_session_t *s) {
 }
 
 static void ws_close(ymo_session_t *s) {
+  ymo__topics_leave_all(s->conns, s);
   ymo__ws_parser_free(&s->ws->parser);
   free(s->ws);
   s->ws = NULL;

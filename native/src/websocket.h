@@ -24,6 +24,17 @@
  * switches the connection, and a close frame from JS. */
 #define YMO__OUT_UPGRADE 512
 #define YMO__OUT_WS_CLOSE 1024
+/* Pub/sub: subscribe the piece's socket to the topic in its data, or
+ * unsubscribe it; publish a frame to a topic's subscribers (the data is
+ * ymo__ws_publish_t's layout; the exchange, if any, is the sender). */
+#define YMO__OUT_WS_SUBSCRIBE 2048
+#define YMO__OUT_WS_UNSUBSCRIBE 4096
+#define YMO__OUT_WS_PUBLISH 8192
+
+/* A publish piece's data: a 1-byte flag (1: the sender gets it too), the
+ * topic's length (2 bytes, little-endian), the topic, then the frame. */
+#define YMO__PUBLISH_SELF 1
+#define YMO__PUBLISH_HEAD 3
 
 /* What the JS thread decided at the handshake, hung on the exchange
  * (ex->attachment). Written by the JS thread before the 101 is queued, read by L
@@ -51,7 +62,35 @@ typedef struct ymo_ws_conn {
   bool close_received; /* The client's close frame (or a protocol error). */
   /* Close the connection once everything queued is written. */
   bool closing;
+  /* The topics it subscribes to (topics.c). */
+  struct ymo_topic **topics;
+  size_t n_topics, cap_topics;
 } ymo_ws_conn_t;
+
+/* Pub/sub's table (topics.c), owned by the connection set; on L. */
+typedef struct ymo_topic ymo_topic_t;
+/* False when out of memory. Subscribing twice is once. */
+bool ymo__topics_subscribe(ymo_conns_t *c, ymo_session_t *s,
+                           const uint8_t *name, size_t len);
+void ymo__topics_unsubscribe(ymo_conns_t *c, ymo_session_t *s,
+                             const uint8_t *name, size_t len);
+/* A closing session leaves every topic. */
+void ymo__topics_leave_all(ymo_conns_t *c, ymo_session_t *s);
+/* Calls fn for each open subscriber of the topic; returns how many. */
+size_t ymo__topics_each(ymo_conns_t *c, const uint8_t *name, size_t len,
+                        void (*fn)(ymo_session_t *s, void *arg), void *arg);
+void ymo__topics_free(ymo_conns_t *c);
+
+/* Any thread: queues a publish of one message (opcode 1 or 2) through w's
+ * queue_out; sender (or NULL) is skipped unless flags has
+ * YMO_WS_PUBLISH_SELF. Returns len or a negative error. */
+int32_t ymo__ws_publish(ymo_worker_t *w, ymo_exchange_t *sender,
+                        const uint8_t *topic, int32_t topic_len, int opcode,
+                        const uint8_t *data, int32_t len, int flags);
+
+/* On L: a pub/sub piece from queue_out (subscribe, unsubscribe, publish);
+ * the caller frees it. */
+void ymo__websocket_topic_out(ymo_conns_t *c, ymo_out_t *out);
 
 extern const ymo_protocol_t ymo__websocket;
 

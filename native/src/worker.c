@@ -407,16 +407,20 @@ int32_t ymo_worker_take(ymo_worker_t *w, uint8_t *buf, int32_t cap) {
 /* Handoff out.                                                             */
 
 static void push_out(ymo_worker_t *w, ymo_out_t *out) {
-  atomic_fetch_add_explicit(&out->exchange->unwritten, (long long)out->len,
-                            memory_order_relaxed);
+  ymo_exchange_t *ex = out->exchange; /* NULL for a server-wide publish. */
+  if (ex != NULL)
+    atomic_fetch_add_explicit(&ex->unwritten, (long long)out->len,
+                              memory_order_relaxed);
   ymo__worker_lock_out(w);
   int err = ymo__queue_push(&w->queue_out, out);
   ymo__worker_unlock_out(w);
   if (err != 0) {
     /* The heap is exhausted: the piece is lost, so the connection must not
      * go on as if it were sent. Mark the exchange aborted; L closes it. */
-    atomic_store(&out->exchange->aborted, 1);
-    ymo__exchange_unref(out->exchange);
+    if (ex != NULL) {
+      atomic_store(&ex->aborted, 1);
+      ymo__exchange_unref(ex);
+    }
     ymo__out_free(out);
     return;
   }

@@ -164,3 +164,69 @@ int ymo_worker_ws_close(ymo_worker_t *w, uint32_t id, uint32_t gen, int code,
   ymo__worker_push_out(w, out);
   return 0;
 }
+
+int ymo_worker_ws_subscribe(ymo_worker_t *w, uint32_t id, uint32_t gen,
+                            const uint8_t *topic, int32_t topic_len,
+                            int subscribe) {
+  ymo_exchange_t *ex;
+  int err = held_socket(w, id, gen, &ex);
+  if (err != 0) return err;
+  if (topic_len <= 0 || topic_len > 65535 || topic == NULL)
+    return YMO_EINVAL;
+  ymo_out_t *out =
+      ymo__out_new(ex, (size_t)topic_len,
+                   subscribe ? YMO__OUT_WS_SUBSCRIBE : YMO__OUT_WS_UNSUBSCRIBE);
+  if (out == NULL) return YMO_ENOMEM;
+  memcpy(out->data, topic, (size_t)topic_len);
+  ymo__exchange_ref(ex);
+  ymo__worker_push_out(w, out);
+  return 0;
+}
+
+int32_t ymo__ws_publish(ymo_worker_t *w, ymo_exchange_t *sender,
+                        const uint8_t *topic, int32_t topic_len, int opcode,
+                        const uint8_t *data, int32_t len, int flags) {
+  if (topic_len <= 0 || topic_len > 65535 || topic == NULL || len < 0 ||
+      (len > 0 && data == NULL) ||
+      (opcode != YMO_WS_OP_TEXT && opcode != YMO_WS_OP_BINARY))
+    return YMO_EINVAL;
+  uint8_t header[YMO_WS_HEADER_MAX];
+  size_t header_len =
+      ymo__ws_frame_header(header, opcode, true, false, (uint64_t)len);
+  size_t total = YMO__PUBLISH_HEAD + (size_t)topic_len + header_len +
+                 (size_t)len;
+  ymo_out_t *out = ymo__out_new(sender, total, YMO__OUT_WS_PUBLISH);
+  if (out == NULL) return YMO_ENOMEM;
+  uint8_t *p = out->data;
+  *p++ = (flags & YMO_WS_PUBLISH_SELF) ? YMO__PUBLISH_SELF : 0;
+  *p++ = (uint8_t)topic_len;
+  *p++ = (uint8_t)(topic_len >> 8);
+  memcpy(p, topic, (size_t)topic_len);
+  p += topic_len;
+  memcpy(p, header, header_len);
+  p += header_len;
+  if (len > 0) memcpy(p, data, (size_t)len);
+  if (sender != NULL) ymo__exchange_ref(sender);
+  ymo__worker_push_out(w, out);
+  return len;
+}
+
+int32_t ymo_worker_ws_publish(ymo_worker_t *w, uint32_t id, uint32_t gen,
+                              const uint8_t *topic, int32_t topic_len,
+                              int opcode, const uint8_t *data, int32_t len,
+                              int flags) {
+  ymo_exchange_t *ex;
+  int err = held_socket(w, id, gen, &ex);
+  if (err != 0) return err;
+  return ymo__ws_publish(w, ex, topic, topic_len, opcode, data, len, flags);
+}
+
+int32_t ymo_worker_publish(ymo_worker_t *w, const uint8_t *topic,
+                           int32_t topic_len, int opcode, const uint8_t *data,
+                           int32_t len) {
+  if (w == NULL) return YMO_EINVAL;
+  /* Once shutting down, L may have let go of the queues' watchers. */
+  if (atomic_load_explicit(w->draining, memory_order_relaxed))
+    return YMO_ESHUTDOWN;
+  return ymo__ws_publish(w, NULL, topic, topic_len, opcode, data, len, 0);
+}
