@@ -121,11 +121,11 @@ interface Workload {
 }
 
 /**
- * Whether ymo serves the WebSocket routes of scripts/bench/_work.mjs (when
- * started with --websocket). Until it does, ymo sits out ws-echo and
- * ws-fanout, and the report says why; set it to true to run them on ymo.
+ * Whether ymo serves the WebSocket routes of scripts/bench/_work.mjs: it does,
+ * from app.ts's `websocket` handlers, so it needs no --websocket flag (which
+ * only the peers' servers take).
  */
-const YMO_SERVES_WEBSOCKET = false;
+const YMO_SERVES_WEBSOCKET = true;
 
 /** Why ymo does not run the WebSocket workloads, while it does not. */
 const YMO_WEBSOCKET_SKIP = YMO_SERVES_WEBSOCKET
@@ -880,7 +880,9 @@ async function measure(
     log,
     env,
     options.pin ? SERVER_CPU : undefined,
-    workload.serverArgs,
+    spec.kind === "ymo"
+      ? workload.serverArgs?.filter((arg) => arg !== "--websocket")
+      : workload.serverArgs,
   );
   try {
     await waitReady(server, options.startTimeout * 1000);

@@ -13,7 +13,8 @@
  * responses that the native loop thread answers without calling `fetch`
  * (`serve({ static })`). With `--workers`, the module is then imported on
  * the main thread too, to read them. Bun's `routes` are taken too (without
- * `--workers`), and with them `fetch` is optional.
+ * `--workers`), and with them `fetch` is optional, and so are Bun's
+ * `websocket` handlers (for `server.upgrade(request)` in `fetch`).
  *
  * `--workers N` runs the app on N JavaScript threads (Web Workers);
  * `--processes N` starts N processes sharing the port (SO_REUSEPORT) and
@@ -35,6 +36,7 @@ import {
   serve,
   type ServeHandler,
   type ServeInit,
+  type WebSocketHandler,
 } from "../mod.ts";
 
 const USAGE =
@@ -123,6 +125,7 @@ interface App {
   fetch?: ServeHandler;
   static?: Record<string, Response>;
   routes?: Routes;
+  websocket?: WebSocketHandler;
 }
 
 async function loadApp(url: string): Promise<App> {
@@ -139,6 +142,7 @@ async function loadApp(url: string): Promise<App> {
     fetch: typeof fetch === "function" ? fetch.bind(mod.default) : undefined,
     static: mod.default.static,
     routes,
+    websocket: mod.default.websocket,
   };
 }
 
@@ -229,6 +233,9 @@ async function main(): Promise<void> {
     fd: inheritedSocket(),
     ...(app.static === undefined ? {} : { static: app.static }),
     ...(app.routes === undefined ? {} : { routes: app.routes }),
+    // With workers, the threads take the handlers from the module; these
+    // are for the settings (maxPayloadLength, idleTimeout).
+    ...(app.websocket === undefined ? {} : { websocket: app.websocket }),
   };
   server = args.workers === undefined
     ? serve({ ...options, fetch: app.fetch } as ServeInit)

@@ -21,9 +21,10 @@
  * answers `/static` too, with the same bytes.
  *
  * The WebSocket routes of the ws-echo and ws-fanout workloads (`/ws-echo`,
- * `/ws-sub`, `/ws-pub`, in _work.mjs) are not here: each runtime has its own
- * WebSocket API, so serve_deno.ts and serve_bun.ts answer them, in front of
- * `fetch`, when started with `--websocket`.
+ * `/ws-sub`, `/ws-pub`, in _work.mjs) are here in Bun's shape (`websocket`
+ * handlers, `server.upgrade()` in `fetch`), which ymo serves on both
+ * runtimes; serve_deno.ts and serve_bun.ts answer them with their runtime's
+ * own API, in front of `fetch`, when started with `--websocket`.
  *
  * @module
  */
@@ -35,7 +36,32 @@ import {
   JSON_16K,
   STREAM_CHUNK,
   STREAM_CHUNKS,
+  WS_ECHO,
+  WS_PUB,
+  WS_SUB,
+  WS_TOPIC,
 } from "./_work.mjs";
+
+/** What the WebSocket routes need of the server (Bun's shape, ymo's too). */
+interface WebSocketServer {
+  upgrade(req: Request, options: { data: SocketData }): boolean;
+  publish(topic: string, message: string | Uint8Array): number;
+}
+interface SocketData {
+  path: string;
+  server: WebSocketServer;
+}
+interface Socket {
+  data: SocketData;
+  send(message: string | Uint8Array): number;
+  subscribe(topic: string): void;
+}
+
+function upgrade(req: Request, server: WebSocketServer | undefined): Response {
+  const data = { path: pathOf(req.url), server: server! };
+  if (server?.upgrade(req, { data })) return undefined as unknown as Response;
+  return new Response("Expected a WebSocket upgrade", { status: 400 });
+}
 
 const BINARY = { "content-type": "application/octet-stream" };
 const TEXT = { "content-type": "text/plain;charset=UTF-8" };
@@ -74,8 +100,26 @@ export default {
   static: {
     "/static": new Response(HELLO, { headers: TEXT }),
   },
-  fetch(req: Request): Response | Promise<Response> {
+  websocket: {
+    open(ws: Socket) {
+      if (ws.data.path === WS_SUB) ws.subscribe(WS_TOPIC);
+    },
+    message(ws: Socket, message: string | Uint8Array) {
+      if (ws.data.path === WS_ECHO) ws.send(message);
+      else if (ws.data.path === WS_PUB) {
+        ws.data.server.publish(WS_TOPIC, message);
+      }
+    },
+  },
+  fetch(
+    req: Request,
+    server?: WebSocketServer,
+  ): Response | Promise<Response> {
     switch (pathOf(req.url)) {
+      case WS_ECHO:
+      case WS_SUB:
+      case WS_PUB:
+        return upgrade(req, server);
       case "/":
       case "/static":
         return new Response(HELLO, { headers: TEXT });
