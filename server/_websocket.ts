@@ -19,6 +19,7 @@ import {
   WS_PUBLISH_SELF,
 } from "../ffi/symbols.ts";
 import { loadNative } from "../ffi/native.ts";
+import { RESP_HIGH_WATER } from "../ffi/codec.ts";
 import type { Pointer } from "../ffi/_types.ts";
 import type { Exchange, SocketEvents } from "./_exchange.ts";
 import { exchangeOf } from "./_request.ts";
@@ -515,7 +516,8 @@ export interface WebSocketHandler<T = unknown> {
   maxPayloadLength?: number;
   /** Seconds without a message before the connection closes (120). */
   idleTimeout?: number;
-  /** Bytes queued past which `send()` returns -1 (16 MiB). */
+  /** Bytes queued past which `send()` returns -1 (16 MiB; at least 256
+   * KiB, where ymo's drain notice starts). */
   backpressureLimit?: number;
   /** Close the connection when the backpressure limit is passed. */
   closeOnBackpressureLimit?: boolean;
@@ -677,7 +679,12 @@ export class ServerWebSocket<T = unknown> {
       compress ?? compresses(this.#handler),
     );
     if (rc < 0) return 0;
-    const limit = this.#handler.backpressureLimit ?? 16 * 1024 * 1024;
+    // C asks for a drain record past RESP_HIGH_WATER only, so a lower limit
+    // could leave a -1 without its drain.
+    const limit = Math.max(
+      this.#handler.backpressureLimit ?? 16 * 1024 * 1024,
+      RESP_HIGH_WATER,
+    );
     if (rc > limit) {
       if (this.#handler.closeOnBackpressureLimit) this.#core.terminate();
       return -1;

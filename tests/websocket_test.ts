@@ -547,3 +547,47 @@ test("permessage-deflate: negotiated, compressed frames both ways, and none with
     await server.shutdown();
   }
 });
+
+test("backpressure: send() says -1 once the queue passes the limit, and drain runs when it is written", async () => {
+  const { connect } = await import("node:net");
+  let resolveFull!: (n: number) => void;
+  const full = new Promise<number>((r) => resolveFull = r);
+  let resolveDrained!: () => void;
+  const drained = new Promise<void>((r) => resolveDrained = r);
+  const chunk = new Uint8Array(64 * 1024);
+  const server = serve({
+    ...QUIET,
+    fetch(request, srv) {
+      srv.upgrade(request);
+      return undefined as unknown as Response;
+    },
+    websocket: {
+      message() {},
+      open(ws) {
+        // Send until the queue passes the limit (at most 256 MiB).
+        for (let i = 1; i <= 4096; i++) {
+          if (ws.send(chunk) === -1) return resolveFull(i);
+        }
+        resolveFull(-1);
+      },
+      drain() {
+        resolveDrained();
+      },
+    },
+  });
+  const socket = connect(server.port, "127.0.0.1");
+  try {
+    await new Promise((resolve) => socket.once("connect", resolve));
+    socket.write(handshake());
+    socket.pause(); // Read nothing: the server's queue grows.
+    const sends = await full;
+    assert.ok(sends > 1, `send() returned -1 after ${sends} messages`);
+    socket.resume();
+    // Once what was queued is written (into the client's buffers, then to
+    // the client), drain says so.
+    await drained;
+  } finally {
+    socket.destroy();
+    await server.shutdown();
+  }
+});
