@@ -104,6 +104,8 @@ export class Responder {
         throw new RangeError(
           status === 0
             ? "Cannot send Response.error() (status 0) as a response"
+            : status === 101
+            ? 'Cannot send a 101 response that ymo did not make: on ymo, accept WebSockets with upgradeWebSocket() from ymo (import { upgradeWebSocket } from "@ymo/ymo"), not Deno.upgradeWebSocket(), or with server.upgrade()'
             : `Cannot send a Response with status ${status}: only final statuses (200-999) are sent`,
         );
       }

@@ -591,3 +591,28 @@ test("backpressure: send() says -1 once the queue passes the limit, and drain ru
     await server.shutdown();
   }
 });
+
+test("a 101 from the runtime's own upgradeWebSocket says to use ymo's", async () => {
+  const logged: unknown[] = [];
+  const server = serve({
+    ...QUIET,
+    onError(error) {
+      logged.push(error);
+      return new Response("use ymo's", { status: 500 });
+    },
+  }, () => {
+    // What Deno.upgradeWebSocket returns: a 101 Response ymo did not make
+    // (made here without Deno's internals, so the test runs on Bun too).
+    const response = new Response(null, { status: 200 });
+    Object.defineProperty(response, "status", { value: 101 });
+    return response;
+  });
+  try {
+    const res = await fetch(`http://127.0.0.1:${server.port}/`);
+    assert.equal(res.status, 500);
+    await res.text();
+    assert.match(String(logged[0]), /upgradeWebSocket.*from ymo/);
+  } finally {
+    await server.shutdown();
+  }
+});
