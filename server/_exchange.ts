@@ -28,6 +28,9 @@ export interface SocketEvents {
 
 const lib = (await loadNative()).fn;
 
+/** WebSocket message bytes acknowledged to C at a time. */
+const WS_ACK_STEP = 64 * 1024;
+
 /** An empty body or header block. */
 export const EMPTY: Uint8Array = new Uint8Array(0);
 
@@ -351,17 +354,22 @@ export class Exchange {
   /** A WebSocket message (the worker calls this); acknowledged once the
    * socket has it, so C reads on. */
   wsMessage(opcode: number, data: Uint8Array): void {
-    const socket = this.socket;
-    if (data.byteLength > 0 && this.open) {
+    // Acknowledged in 64 KiB steps, not one call per message: C stops
+    // reading only past 1 MiB unacknowledged.
+    this.#wsUnacked += data.byteLength;
+    if (this.#wsUnacked >= WS_ACK_STEP && this.open) {
       lib.ymo_worker_body_ack(
         this.#worker.pointer,
         this.#id,
         this.#gen,
-        data.byteLength,
+        this.#wsUnacked,
       );
+      this.#wsUnacked = 0;
     }
-    socket?.message(opcode, data);
+    this.socket?.message(opcode, data);
   }
+
+  #wsUnacked = 0;
 
   /**
    * Accepts the WebSocket handshake: C sends the 101 with `headers` lines
