@@ -233,12 +233,25 @@ export class Responder {
         }
         chunk = next.ready;
       }
-      const start = parts.length === 1 ? parts[0] : concat(parts, size);
       if (chunk.done) {
-        exchange.respond(status, headers, headLength, start, true, ownLength);
+        // Whole within the read-ahead: one piece, with a Content-Length.
+        const body = parts.length === 1 ? parts[0] : concat(parts, size);
+        exchange.respond(status, headers, headLength, body, true, ownLength);
         return;
       }
-      if (exchange.respond(status, headers, headLength, start, false) < 0) {
+      // Streamed: the parts go as they are (C copies each anyway), not
+      // joined into one more buffer first.
+      let sent = exchange.respond(
+        status,
+        headers,
+        headLength,
+        parts.length > 0 ? parts[0] : EMPTY,
+        false,
+      );
+      for (let i = 1; i < parts.length && sent >= 0; i++) {
+        sent = exchange.append(parts[i], false);
+      }
+      if (sent < 0) {
         reader.cancel().catch(() => {});
         return;
       }
