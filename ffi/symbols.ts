@@ -197,6 +197,7 @@ export const Option = {
   COMPRESSION: 12,
   WS_MAX_MESSAGE: 13,
   WS_IDLE_TIMEOUT_MS: 14,
+  WS_SEND_PINGS: 15,
 } as const;
 
 /** ymo_worker_ws_accept() flags: negotiate permessage-deflate. */

@@ -141,6 +141,12 @@ export class Server {
           "Cannot set websocket.idleTimeout",
         );
       }
+      if (ws?.sendPings === false) {
+        check(
+          lib.ymo_server_set_option(pointer, Option.WS_SEND_PINGS, 0n),
+          "Cannot set websocket.sendPings",
+        );
+      }
       if (options.automaticCompression) {
         check(
           lib.ymo_server_set_option(pointer, Option.COMPRESSION, 1n),

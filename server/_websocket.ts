@@ -538,8 +538,8 @@ export interface WebSocketHandler<T = unknown> {
   closeOnBackpressureLimit?: boolean;
   /** Negotiate permessage-deflate and compress what is sent. */
   perMessageDeflate?: boolean | Record<string, unknown>;
-  /** Accepted for compatibility: ymo answers the client's pings, and sends
-   * none of its own. */
+  /** When the idle timeout runs out, ping the client and close only if
+   * nothing comes back within another timeout (default true). */
   sendPings?: boolean;
   /** `ws.publish()` reaches the publishing socket too (default false). */
   publishToSelf?: boolean;
@@ -590,6 +590,13 @@ export function validateWebSocketHandler(value: unknown): void {
       throw new RangeError(
         `Invalid websocket.${name}: ${String(n)} (expected a positive integer)`,
       );
+    }
+  }
+  for (
+    const name of ["closeOnBackpressureLimit", "sendPings", "publishToSelf"]
+  ) {
+    if (handler[name] !== undefined && typeof handler[name] !== "boolean") {
+      throw new TypeError(`Invalid websocket.${name}: expected a boolean`);
     }
   }
   const idle = handler.idleTimeout;

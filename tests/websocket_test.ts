@@ -616,3 +616,37 @@ test("a 101 from the runtime's own upgradeWebSocket says to use ymo's", async ()
     await server.shutdown();
   }
 });
+
+test("idleTimeout: a silent client is pinged first (sendPings), then closed with 1001", async () => {
+  for (const sendPings of [true, false]) {
+    const server = serve({
+      ...QUIET,
+      fetch(request, srv) {
+        srv.upgrade(request);
+        return undefined as unknown as Response;
+      },
+      websocket: { message() {}, idleTimeout: 0.3, sendPings },
+    });
+    try {
+      const raw = await rawEcho(server);
+      const started = Date.now();
+      const first = await raw.frame(3000);
+      if (sendPings) {
+        assert.equal(first?.opcode, 9, "a ping when the client is idle");
+        // Answering it counts as activity: the next ping comes, not a close.
+        raw.send(clientFrame(10, first!.payload));
+        const second = await raw.frame(3000);
+        assert.equal(second?.opcode, 9);
+        // Silent now: closed after one more timeout.
+        await expectClose(raw, 1001);
+      } else {
+        assert.equal(first?.opcode, 8);
+        assert.equal(closeOf(first!).code, 1001);
+        assert.ok(await raw.ended());
+      }
+      assert.ok(Date.now() - started >= 250, "not before the idle timeout");
+    } finally {
+      await server.shutdown();
+    }
+  }
+});

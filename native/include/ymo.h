@@ -107,7 +107,10 @@ typedef struct ymo_exchange ymo_exchange_t;
   X(WS_MAX_MESSAGE, 13, 16777216)                                           \
   /* WebSocket: close a connection on which nothing was read for this      \
    * long, ms (0: never). As Bun's websocket idleTimeout (120 s). */       \
-  X(WS_IDLE_TIMEOUT_MS, 14, 120000)
+  X(WS_IDLE_TIMEOUT_MS, 14, 120000)                                         \
+  /* WebSocket: when the idle timeout runs out, ping first and close only  \
+   * if nothing comes back within another timeout (0 or 1; Bun's sendPings).*/\
+  X(WS_SEND_PINGS, 15, 1)
 
 enum ymo_option {
 #define YMO__OPT_ENUM(name, value, dflt) YMO_OPT_##name = value,

@@ -168,6 +168,7 @@ static void pause_for_js(ymo_session_t *s) {
 static bool ws_data(ymo_session_t *s, const uint8_t *data, size_t len) {
   ymo_ws_conn_t *ws = s->ws;
   if (ws->close_received) return true;
+  ws->pinged = false;
   if (!ws->close_sent) ymo__websocket_arm_timer(s); /* Idle from now. */
   bool wrote = false;
   for (;;) {
@@ -230,11 +231,23 @@ static void ws_resume(ymo_session_t *s) {
   if (!s->ws->close_received) ymo__conn_start_reading(s);
 }
 
-/* Idle too long (nothing read), or no close frame came back in time. */
+/* Idle too long (nothing read), or no close frame came back in time. With
+ * WS_SEND_PINGS the first idle timeout sends a ping instead: a client that
+ * answers (anything read) is not idle. */
 static void ws_timeout(ymo_session_t *s) {
   if (s->ws->close_sent) {
     ymo__conn_close(s);
     return;
+  }
+  if (YMO_OPT(s->conns, WS_SEND_PINGS) && !s->ws->pinged) {
+    uint8_t frame[YMO_WS_CONTROL_FRAME_MAX];
+    int n = ymo__ws_control_frame(frame, YMO_WS_OP_PING, NULL, 0);
+    if (n > 0 && queue_frame(s, frame, (size_t)n)) {
+      s->ws->pinged = true;
+      ymo__websocket_arm_timer(s);
+      ymo__conn_flush(s);
+      return;
+    }
   }
   s->ws->closing = true;
   send_close(s, YMO_WS_CLOSE_GOING_AWAY);

@@ -62,6 +62,8 @@ typedef struct ymo_ws_conn {
   bool close_received; /* The client's close frame (or a protocol error). */
   /* Close the connection once everything queued is written. */
   bool closing;
+  /* The idle timeout ran out once and a ping went out (WS_SEND_PINGS). */
+  bool pinged;
   /* The topics it subscribes to (topics.c). */
   struct ymo_topic **topics;
   size_t n_topics, cap_topics;
