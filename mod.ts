@@ -20,11 +20,11 @@
  */
 // The layers, bottom up (DESIGN.md, "Layers, bottom up"): ffi/ (symbols,
 // codec, the Deno and Bun backends, the library locator), then server/:
-// _errors, _options, _routes, _exchange, _request, _websocket, _response,
-// _worker (the take loop), _pool and _thread (worker threads), _server,
-// _serve. Each file imports only files below it (but _options, which checks
-// the websocket option with _websocket's rules); this one re-exports the
-// public API.
+// _errors, _tls, _options, _routes, _exchange, _request, _websocket,
+// _response, _worker (the take loop), _pool and _thread (worker threads),
+// _server, _serve. Each file imports only files below it (but _options, which
+// checks the websocket option with _websocket's rules); this one re-exports
+// the public API.
 
 export { serve } from "./server/_serve.ts";
 export {
@@ -49,4 +49,5 @@ export type {
   SocketAddress,
   UnixAddr,
 } from "./server/_options.ts";
+export type { TlsData, TlsOptions } from "./server/_tls.ts";
 export type { Pointer } from "./ffi/_types.ts";

@@ -35,6 +35,8 @@ export const NATIVE_FILES: readonly string[] = [
   "native/src/sha1.c",
   "native/src/sha1.h",
   "native/src/tcp.c",
+  "native/src/tls.c",
+  "native/src/tls.h",
   "native/src/topics.c",
   "native/src/util.c",
   "native/src/websocket.c",

@@ -49,6 +49,32 @@ export const symbols = {
     parameters: ["pointer", "buffer", "i32", "buffer", "i32", "buffer", "i32"],
     result: "i32",
   },
+  /** int ymo_server_add_tls_cert(ymo_server_t *server, const uint8_t *cert,
+   *   int32_t cert_len, const uint8_t *key, int32_t key_len,
+   *   const char *passphrase, const char *server_name) */
+  ymo_server_add_tls_cert: {
+    parameters: [
+      "pointer",
+      "buffer",
+      "i32",
+      "buffer",
+      "i32",
+      "buffer",
+      "buffer",
+    ],
+    result: "i32",
+  },
+  /** int ymo_server_add_tls_ca(ymo_server_t *server, const uint8_t *ca,
+   *   int32_t ca_len, const char *server_name) */
+  ymo_server_add_tls_ca: {
+    parameters: ["pointer", "buffer", "i32", "buffer"],
+    result: "i32",
+  },
+  /** int ymo_server_tls_error(ymo_server_t *server, char *buf, int cap) */
+  ymo_server_tls_error: {
+    parameters: ["pointer", "buffer", "i32"],
+    result: "i32",
+  },
   /** int ymo_server_start(ymo_server_t *server) */
   ymo_server_start: { parameters: ["pointer"], result: "i32" },
   /** int ymo_server_shutdown(ymo_server_t *server, int grace_ms) */
@@ -220,3 +246,11 @@ export const ESTALE = -116;
 export const EPIPE = -32;
 export const EAGAIN = -11;
 export const EALREADY = -114;
+export const EINVAL = -22;
+/** ymo's own codes for TLS setup (ymo.h, YMO_ERRNO_MAP). */
+export const ETLS = -1000;
+export const ETLSCERT = -1001;
+export const ETLSKEY = -1002;
+export const ETLSPASS = -1003;
+export const ETLSMISMATCH = -1004;
+export const ETLSCA = -1005;

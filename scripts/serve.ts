@@ -7,7 +7,8 @@
  *
  * `--compress` turns on automatic response compression
  * (`automaticCompression`: gzip, deflate or br by the request's
- * Accept-Encoding, in C).
+ * Accept-Encoding, in C). `--cert FILE --key FILE` serve HTTPS with that
+ * certificate (PEM, intermediates after it) and private key (PEM).
  *
  * The default export may also have `static: { "/path": Response }`: fixed
  * responses that the native loop thread answers without calling `fetch`
@@ -31,6 +32,7 @@ import process from "node:process";
 import { type ChildProcess, spawn } from "node:child_process";
 import { pathToFileURL } from "node:url";
 import { resolve } from "node:path";
+import { readFileSync } from "node:fs";
 import {
   type Routes,
   serve,
@@ -40,7 +42,7 @@ import {
 } from "../mod.ts";
 
 const USAGE =
-  "Usage: serve.ts [APP] [--port N] [--hostname H] [--workers N] [--processes N] [--compress]";
+  "Usage: serve.ts [APP] [--port N] [--hostname H] [--workers N] [--processes N] [--compress] [--cert FILE --key FILE]";
 
 interface Args {
   app?: string;
@@ -50,6 +52,8 @@ interface Args {
   processes?: number;
   reusePort: boolean;
   compress: boolean;
+  cert?: string;
+  key?: string;
 }
 
 function parseArgs(argv: string[]): Args {
@@ -60,6 +64,8 @@ function parseArgs(argv: string[]): Args {
   let processes: string | undefined;
   let reusePort = false;
   let compress = false;
+  let cert: string | undefined;
+  let key: string | undefined;
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i];
     const [flag, inline] = arg.split("=", 2);
@@ -76,6 +82,8 @@ function parseArgs(argv: string[]): Args {
     else if (flag === "--processes") processes = value();
     else if (flag === "--reuse-port") reusePort = true;
     else if (flag === "--compress") compress = true;
+    else if (flag === "--cert") cert = value();
+    else if (flag === "--key") key = value();
     else if (flag === "--help" || flag === "-h") {
       console.log(USAGE);
       process.exit(0);
@@ -102,8 +110,13 @@ function parseArgs(argv: string[]): Args {
   ) {
     throw new RangeError(`Invalid processes: ${processes} (expected 1 to 256)`);
   }
+  if ((cert === undefined) !== (key === undefined)) {
+    throw new TypeError(`--cert and --key go together\n${USAGE}`);
+  }
   return {
     app,
+    cert,
+    key,
     port: portNumber,
     hostname,
     workers: workerCount,
@@ -225,7 +238,13 @@ async function main(): Promise<void> {
   // With workers each thread imports the app itself; this import is for
   // `static`, which the main thread hands to the server.
   const app = await loadApp(url);
+  // The files are read here, so a missing one is reported with its path.
+  const tls = args.cert === undefined ? {} : {
+    cert: readFileSync(args.cert, "utf8"),
+    key: readFileSync(args.key!, "utf8"),
+  };
   const options = {
+    ...tls,
     port: args.port,
     hostname: args.hostname,
     reusePort: args.reusePort,

@@ -10,6 +10,7 @@ import {
   validateWebSocketHandler,
   type WebSocketHandler,
 } from "./_websocket.ts";
+import { type TlsData, type TlsOptions, validateTls } from "./_tls.ts";
 
 /** The address a server listens on, or a client connects from. */
 export interface NetAddr {
@@ -115,7 +116,7 @@ export interface ServeOptions {
   hostname?: string;
   /**
    * Called once the server listens.
-   * @default {logs "Listening on http://HOST:PORT/"}
+   * @default {logs "Listening on http://HOST:PORT/" (https with TLS)}
    */
   onListen?: (addr: NetAddr | UnixAddr) => void;
   /**
@@ -266,6 +267,22 @@ export interface ServeOptions {
    * export has `fetch(request, info)` (and optionally `onError(error)`).
    */
   module?: string | URL;
+  /**
+   * Deno's HTTPS option: the server's certificate (PEM, intermediates after
+   * it), with {@linkcode ServeOptions.key}. Served with TLS 1.2 and 1.3 by
+   * the native loop thread (OpenSSL).
+   */
+  cert?: TlsData;
+  /** Deno's HTTPS option: the private key (PEM) of
+   * {@linkcode ServeOptions.cert}. */
+  key?: TlsData;
+  /**
+   * Bun's HTTPS option: `{ cert, key, ca, passphrase, serverName }`, or an
+   * array of those to serve a certificate per server name (SNI; the one
+   * without `serverName`, else the first, is the default). Values are PEM
+   * as strings, bytes, or Bun files (`Bun.file(path)`, read at once).
+   */
+  tls?: TlsOptions | TlsOptions[];
 }
 
 /**
@@ -290,9 +307,6 @@ export type ServeInit =
 /** Options of Deno.serve and Bun.serve that ymo does not have yet, and why
  * it refuses them rather than serve something else than asked. */
 const NOT_YET: Record<string, string> = {
-  cert: "TLS is not supported yet",
-  key: "TLS is not supported yet",
-  tls: "TLS is not supported yet",
   development: "Bun's development mode is not supported",
 };
 
@@ -330,6 +344,9 @@ const KNOWN = new Set([
   "fetch",
   "handler",
   "websocket",
+  "cert",
+  "key",
+  "tls",
 ]);
 
 /**
@@ -542,6 +559,7 @@ export function validateOptions(options: ServeOptions): void {
   if (options.websocket !== undefined) {
     validateWebSocketHandler(options.websocket);
   }
+  validateTls(options);
   for (const name of ["onListen", "onError"] as const) {
     const value = options[name];
     if (value !== undefined && typeof value !== "function") {

@@ -1,8 +1,8 @@
 /**
  * {@linkcode Server}: creating the native server from validated options,
- * listening, starting its worker on this thread or its thread pool, static
- * routes, graceful shutdown, ref/unref, and stopping every live server when
- * the process exits.
+ * its TLS certificates, listening, starting its worker on this thread or its
+ * thread pool, static routes, graceful shutdown, ref/unref, and stopping
+ * every live server when the process exits.
  *
  * @module
  */
@@ -29,6 +29,7 @@ import { publishThrough } from "./_websocket.ts";
 import { ThreadWorker, type WorkerHost } from "./_worker.ts";
 import { ThreadPool } from "./_pool.ts";
 import { RouteTable } from "./_routes.ts";
+import { tlsOptionOf, type TlsSite, tlsSites } from "./_tls.ts";
 
 const native = await loadNative();
 const lib = native.fn;
@@ -57,6 +58,7 @@ export class Server {
   #workers: ThreadWorker[] = [];
   #threads: ThreadPool | null = null;
   #addr: NetAddr | UnixAddr;
+  #tls = false;
   #shutdownTimeout: number;
   #finished: Promise<void>;
   /** This server's #stopNow, in liveServers while it lives. */
@@ -94,6 +96,8 @@ export class Server {
     }
     const onError = options.onError;
     this.#shutdownTimeout = options.shutdownTimeout ?? 10_000;
+    // Read before anything native exists: an unreadable file throws here.
+    const sites = tlsSites(options);
     const hostname = options.hostname ?? "0.0.0.0";
     const err = new Int32Array(1);
     const pointer = lib.ymo_server_create(
@@ -152,6 +156,11 @@ export class Server {
           lib.ymo_server_set_option(pointer, Option.COMPRESSION, 1n),
           "Cannot set automaticCompression",
         );
+      }
+      // Before listening: a bad certificate throws with nothing bound.
+      if (sites !== undefined) {
+        addTls(pointer, sites);
+        this.#tls = true;
       }
       if (options.path !== undefined) {
         checkSystem(
@@ -246,7 +255,9 @@ export class Server {
       ? [this.#threads.stopped]
       : this.#workers.map((w) => w.stopped);
     this.#finished = Promise.all(stopped).then(() => this.#free());
-    const onListen = options.onListen ?? defaultOnListen;
+    const scheme = this.#tls ? "https" : "http";
+    const onListen = options.onListen ??
+      ((addr: NetAddr | UnixAddr) => defaultOnListen(addr, scheme));
     if (this.#started) {
       onListen({ ...this.#addr });
     } else {
@@ -370,8 +381,8 @@ export class Server {
     return publishThrough(lib.ymo_server_worker(this.#pointer, 0), topic, data);
   }
 
-  /** An http URL for this server (loopback when it listens on all), or
-   * `unix:PATH` for a unix socket. */
+  /** An http URL for this server (https with TLS; loopback when it listens
+   * on all), or `unix:PATH` for a unix socket. */
   get url(): URL {
     if (this.#addr.transport === "unix") {
       return new URL(`unix:${encodeURI(this.#addr.path)}`);
@@ -380,7 +391,8 @@ export class Server {
     if (host === "0.0.0.0") host = "localhost";
     else if (host === "::") host = "[::1]";
     else if (host.includes(":")) host = `[${host}]`;
-    return new URL(`http://${host}:${this.#addr.port}/`);
+    const scheme = this.#tls ? "https" : "http";
+    return new URL(`${scheme}://${host}:${this.#addr.port}/`);
   }
 
   /** Resolves once the server has stopped and freed its native state. */
@@ -467,14 +479,58 @@ export class Server {
 }
 
 /** The default of `ServeOptions.onListen`. */
-function defaultOnListen(addr: NetAddr | UnixAddr): void {
+function defaultOnListen(addr: NetAddr | UnixAddr, scheme: string): void {
   if (addr.transport === "unix") {
     console.error(`Listening on ${addr.path}`);
     return;
   }
   const host = addr.hostname;
   const inUrl = host.includes(":") ? `[${host}]` : host;
-  console.error(`Listening on http://${inUrl}:${addr.port}/`);
+  console.error(`Listening on ${scheme}://${inUrl}:${addr.port}/`);
+}
+
+/** Hands every site's certificates, keys and CAs to C; a bad one throws a
+ * YmoError naming the option and what is wrong with it, with OpenSSL's
+ * words. */
+function addTls(server: Pointer, sites: TlsSite[]): void {
+  const cstr = (text: string | undefined) =>
+    text === undefined ? null : encoder.encode(text + "\0");
+  for (const site of sites) {
+    const passphrase = cstr(site.passphrase);
+    const name = cstr(site.serverName);
+    const fail = (code: number) => {
+      const buf = new Uint8Array(256);
+      const len = lib.ymo_server_tls_error(server, buf, buf.length);
+      const detail = len > 0
+        ? new TextDecoder().decode(buf.subarray(0, len))
+        : "";
+      const error = new YmoError(`Invalid ${tlsOptionOf(site, code)}`, code);
+      if (detail !== "") error.message += ` (${detail})`;
+      throw error;
+    };
+    for (let i = 0; i < site.certs.length; i++) {
+      const cert = site.certs[i], key = site.keys[i];
+      const rc = lib.ymo_server_add_tls_cert(
+        server,
+        cert,
+        cert.byteLength,
+        key,
+        key.byteLength,
+        passphrase,
+        name,
+      );
+      if (rc < 0) fail(rc);
+    }
+    if (site.ca !== undefined) {
+      const rc = lib.ymo_server_add_tls_ca(
+        server,
+        site.ca,
+        site.ca.byteLength,
+        name,
+      );
+      if (rc < 0) fail(rc);
+    }
+  }
 }
 
 function boundHost(server: Pointer): string {

@@ -79,6 +79,8 @@ export interface WorkerHost {
 export class ThreadWorker implements ExchangeOwner {
   #pointer: Pointer;
   #server: WorkerHost;
+  /** Whether the server speaks TLS: request URLs are https. */
+  #secure: boolean;
   #buf = new Uint8Array(64 * 1024);
   #view = new DataView(this.#buf.buffer);
   #waker: Waker | null = null;
@@ -101,6 +103,7 @@ export class ThreadWorker implements ExchangeOwner {
    */
   constructor(server: WorkerHost, pointer: Pointer) {
     this.#server = server;
+    this.#secure = server.url.startsWith("https:");
     this.#pointer = pointer;
     this.#responder = new Responder(server);
     this.#stopped = new Promise((resolve) => this.#resolveStopped = resolve);
@@ -362,7 +365,12 @@ export class ThreadWorker implements ExchangeOwner {
     exchange.upgradable = (rec.flags & REQF_UPGRADE) !== 0;
     let request: Request;
     try {
-      request = buildRequest(rec, exchange, this.#server.defaultHost);
+      request = buildRequest(
+        rec,
+        exchange,
+        this.#server.defaultHost,
+        this.#secure,
+      );
     } catch {
       // An URL or header the platform's Request refuses: the client's fault.
       exchange.respondCanned(400, true);

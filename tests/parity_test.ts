@@ -20,10 +20,13 @@ test("serve() refuses an unknown option with a TypeError naming it", () => {
   );
 });
 
-test("serve() refuses TLS options it does not have yet, and bad websocket handlers, saying which", () => {
+test("serve() refuses TLS options it does not have or that are incomplete, and bad websocket handlers, saying which", () => {
   const cases: [Record<string, unknown>, RegExp][] = [
-    [{ cert: "x", key: "y" }, /cert \(TLS is not supported yet\)/],
-    [{ tls: { cert: "x", key: "y" } }, /tls \(TLS is not supported yet\)/],
+    [{ cert: "x" }, /Invalid options: cert needs key/],
+    [
+      { tls: { cert: "x", key: "y", requestCert: true } },
+      /Unsupported option: tls.requestCert/,
+    ],
     [{ websocket: {} }, /Invalid websocket.message: expected a function/],
     [
       { websocket: { message() {}, bogus: 1 } },

@@ -33,7 +33,8 @@ extern "C" {
 
 /* Errors are negative values from this one table; 0 means success. The
  * numbers are the Linux errno values negated, so strerror-style messages and
- * errno from system calls map onto them without translation. */
+ * errno from system calls map onto them without translation; failures that
+ * no errno names (TLS setup) have ymo's own numbers, from -1000 down. */
 #define YMO_ERRNO_MAP(X)                                     \
   X(EINVAL, -22, "invalid argument")                         \
   X(ENOMEM, -12, "out of memory")                            \
@@ -47,7 +48,13 @@ extern "C" {
   X(ENOBUFS, -105, "buffer too small")                       \
   X(EPIPE, -32, "client went away")                          \
   X(EAGAIN, -11, "try again")                                \
-  X(ENOTCONN, -107, "server is not listening")
+  X(ENOTCONN, -107, "server is not listening")                 \
+  X(ETLS, -1000, "TLS setup failed")                            \
+  X(ETLSCERT, -1001, "bad TLS certificate")                     \
+  X(ETLSKEY, -1002, "bad TLS private key")                      \
+  X(ETLSPASS, -1003, "wrong or missing TLS key passphrase")     \
+  X(ETLSMISMATCH, -1004, "TLS private key does not match the certificate") \
+  X(ETLSCA, -1005, "bad TLS CA certificate")
 
 enum ymo_errno {
 #define YMO__ERR_ENUM(name, value, text) YMO_##name = value,
@@ -175,6 +182,40 @@ YMO_EXTERN int ymo_server_add_static(ymo_server_t *server, const char *path,
                                      int status, const uint8_t *headers,
                                      int32_t headers_len, const uint8_t *body,
                                      int32_t body_len);
+
+/* Serve HTTPS: TLS 1.2 and 1.3 with OpenSSL on every connection of this
+ * server. Adds a certificate (PEM; its intermediates may follow it) and its
+ * private key (PEM, PKCS#8 or traditional, encrypted or not; passphrase is
+ * NUL-terminated, or NULL) for server_name (NUL-terminated, "*.example.com"
+ * matching one label; NULL or "" for the default). Clients are served the
+ * certificate of the site their SNI names, else the default's: the first
+ * site added without a name, else the first site added. A site may hold one
+ * certificate per key type (RSA, ECDSA). Before start, before listening if
+ * nothing may listen with a bad certificate. Returns 0, YMO_ETLSCERT (not a
+ * PEM certificate, or refused: too weak a key), YMO_ETLSKEY (not a PEM
+ * private key), YMO_ETLSPASS (the key is encrypted and the passphrase is
+ * wrong or missing), YMO_ETLSMISMATCH (the key is not the certificate's),
+ * YMO_EINVAL (a bad argument or server name), YMO_EALREADY once started,
+ * YMO_ETLS or YMO_ENOMEM; ymo_server_tls_error() then has OpenSSL's words.
+ * Any thread that configures the server. */
+YMO_EXTERN int ymo_server_add_tls_cert(ymo_server_t *server,
+                                       const uint8_t *cert, int32_t cert_len,
+                                       const uint8_t *key, int32_t key_len,
+                                       const char *passphrase,
+                                       const char *server_name);
+
+/* Add CA certificates (PEM, one or more) to server_name's site (as above;
+ * added first with ymo_server_add_tls_cert): OpenSSL completes the chain it
+ * sends from them when a certificate came without its intermediates.
+ * Client certificates are not asked for. Before start. Returns 0,
+ * YMO_ETLSCA, YMO_EINVAL (no such site), YMO_EALREADY or YMO_ENOMEM. */
+YMO_EXTERN int ymo_server_add_tls_ca(ymo_server_t *server, const uint8_t *ca,
+                                     int32_t ca_len, const char *server_name);
+
+/* What OpenSSL said about the last failed ymo_server_add_tls_cert() or
+ * ymo_server_add_tls_ca() call (NUL terminated into buf, cap bytes; "" when
+ * it said nothing). Returns its length, or YMO_EINVAL. */
+YMO_EXTERN int ymo_server_tls_error(ymo_server_t *server, char *buf, int cap);
 
 /* Start the loop thread L. */
 YMO_EXTERN int ymo_server_start(ymo_server_t *server);

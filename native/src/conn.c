@@ -1,9 +1,10 @@
 /* Layer 5, the connection core: the set of open connections, and for each
  * one its reads, its FIFO of exchanges in request order, its one timer, and
  * the writes of their responses. Bytes move through the session's transport
- * (tcp.c) and are given meaning by its protocol (http1.c); this file calls
- * both only through their tables. It is also the drain callback that the
- * workers' watchers call to deliver queue_out. Everything here runs on L. */
+ * (tcp.c, tls.c) and are given meaning by its protocol (http1.c,
+ * websocket.c); this file calls both only through their tables. It is also
+ * the drain callback that the workers' watchers call to deliver queue_out.
+ * Everything here runs on L. */
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -55,24 +56,29 @@ void ymo__conn_touch(ymo_session_t *s) {
     ev_timer_again(s->conns->loop, &s->timer);
 }
 
+/* rio runs while the protocol reads (`reading`), but not while a read
+ * waits for writability, and also while a write waits for readability (see
+ * the transport's `crossed`). */
 void ymo__conn_start_reading(ymo_session_t *s) {
   if (!s->reading && !s->closed && !s->read_eof) {
-    ev_io_start(s->conns->loop, &s->rio);
+    if (!s->read_crossed) ev_io_start(s->conns->loop, &s->rio);
     s->reading = true;
   }
 }
 
 void ymo__conn_stop_reading(ymo_session_t *s) {
   if (s->reading) {
-    ev_io_stop(s->conns->loop, &s->rio);
+    if (!s->write_crossed) ev_io_stop(s->conns->loop, &s->rio);
     s->reading = false;
   }
 }
 
-static void on_readable(struct ev_loop *loop, ev_io *w, int revents) {
-  (void)loop;
-  (void)revents;
-  ymo_session_t *s = w->data;
+/* Whether an EAGAIN from the transport waits for the other readiness. */
+static bool crossed(ymo_session_t *s) {
+  return s->transport->crossed != NULL && s->transport->crossed(s);
+}
+
+static void read_once(ymo_session_t *s) {
   uint8_t *buf = s->conns->read_buf;
   ssize_t n = s->transport->read(s, buf, READ_BUF_SIZE);
   if (n > 0) {
@@ -80,8 +86,15 @@ static void on_readable(struct ev_loop *loop, ev_io *w, int revents) {
     s->protocol->data(s, buf, (size_t)n);
     return;
   }
-  if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
+  if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) {
+    if (crossed(s)) {
+      /* Stop rio, which would fire on and on; on_writable reads again. */
+      s->read_crossed = true;
+      ev_io_stop(s->conns->loop, &s->rio);
+      ev_io_start(s->conns->loop, &s->wio);
+    }
     return;
+  }
   if (n < 0) {
     /* A reset or another error: the client is gone; its exchanges abort. */
     ymo__conn_close(s);
@@ -94,6 +107,19 @@ static void on_readable(struct ev_loop *loop, ev_io *w, int revents) {
   s->read_eof = true;
   ymo__conn_stop_reading(s);
   s->protocol->eof(s);
+}
+
+static void on_readable(struct ev_loop *loop, ev_io *w, int revents) {
+  (void)revents;
+  ymo_session_t *s = w->data;
+  if (s->write_crossed) {
+    /* A write waited for this: write first, then read if reading. */
+    s->write_crossed = false;
+    if (!s->reading) ev_io_stop(loop, &s->rio);
+    ymo__conn_flush(s);
+    if (s->closed || !s->reading || s->read_crossed) return;
+  }
+  read_once(s);
 }
 
 static void on_timeout(struct ev_loop *loop, ev_timer *w, int revents) {
@@ -115,9 +141,14 @@ void ymo__conn_start(ymo_conns_t *c, int fd,
     return;
   }
   s->conns = c;
+  s->fd = fd;
+  if (c->transport->open != NULL && !c->transport->open(s)) {
+    c->transport->close(s);
+    free(s);
+    return;
+  }
   s->transport = c->transport;
   s->protocol = c->protocol;
-  s->fd = fd;
   s->peer = *peer;
   s->worker = c->workers[c->next_worker++ % (size_t)c->n_workers];
   ev_io_init(&s->rio, on_readable, fd, EV_READ);
@@ -243,7 +274,13 @@ void ymo__conn_flush(ymo_session_t *s) {
       written = s->transport->writev(s, iov, n_iov);
       if (written < 0) {
         if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) {
-          ev_io_start(c->loop, &s->wio);
+          if (crossed(s)) {
+            /* on_readable writes again. */
+            s->write_crossed = true;
+            ev_io_start(c->loop, &s->rio);
+          } else {
+            ev_io_start(c->loop, &s->wio);
+          }
           return;
         }
         ymo__conn_close(s);
@@ -276,15 +313,24 @@ void ymo__conn_flush(ymo_session_t *s) {
       return;
     }
   }
-  ev_io_stop(c->loop, &s->wio);
+  if (!s->read_crossed) ev_io_stop(c->loop, &s->wio);
   if (!s->protocol->flushed(s)) return;
   ymo__conn_arm_timer(s);
 }
 
 static void on_writable(struct ev_loop *loop, ev_io *w, int revents) {
-  (void)loop;
   (void)revents;
-  ymo__conn_flush(w->data);
+  ymo_session_t *s = w->data;
+  if (s->read_crossed) {
+    /* A read waited for this: read again first, if still reading. */
+    s->read_crossed = false;
+    if (s->reading) {
+      ev_io_start(loop, &s->rio);
+      read_once(s);
+      if (s->closed) return;
+    }
+  }
+  ymo__conn_flush(s);
 }
 
 /* ------------------------------------------------------------------------ */

@@ -1,9 +1,10 @@
 /* Layer 5: the connection. A connection core (conn.c: the fd, reading and
  * writing, the FIFO of exchanges in request order, one timer, the drain of
  * queue_out, the set of open connections) with two seams, each a small table
- * of functions: a transport under it (tcp.c: plain TCP) and a protocol over
- * it (http1.c: HTTP/1.1 with llhttp). A new transport (TLS) or protocol
- * (WebSocket) is a new file with its own table, not a branch in the core.
+ * of functions: a transport under it (tcp.c: plain TCP; tls.c: TLS) and a
+ * protocol over it (http1.c: HTTP/1.1 with llhttp; websocket.c after an
+ * upgrade). A new transport or protocol is a new file with its own table,
+ * not a branch in the core.
  * HTTP/1.1 has two files: http1_parser.c records what llhttp finds, and
  * http1.c acts on it.
  * Static routes (routes.c) are a table the server owns and passes down.
@@ -23,12 +24,28 @@ typedef struct ymo_conns ymo_conns_t;
  * Seams.
  * ------------------------------------------------------------------------- */
 
-/* How bytes move on a connection's fd. Each returns as the system call it
- * stands for, with errno set on failure. */
+/* How bytes move on a connection's fd. read and writev return as the
+ * system calls they stand for, with errno set on failure; EAGAIN means the
+ * core waits for the fd to be ready and calls again, with the same bytes
+ * (and perhaps more) for writev. */
 typedef struct ymo_transport {
+  /* A connection opened on s->fd: set up s->transport_state. False when
+   * that failed (the core then closes it at once). NULL: nothing to set up
+   * (plain TCP). */
+  bool (*open)(ymo_session_t *s);
+  /* At most cap bytes; cap is at least 16 KiB (conn.c's read buffer). */
   ssize_t (*read)(ymo_session_t *s, uint8_t *buf, size_t cap);
   /* Writes iov without raising SIGPIPE when the peer is gone. */
   ssize_t (*writev)(ymo_session_t *s, const struct iovec *iov, int n_iov);
+  /* After read or writev failed with EAGAIN: true when the call waits for
+   * the other readiness than its own, a read for the fd to be writable or a
+   * write for it to be readable. TLS needs it: a read that completes a
+   * handshake writes the server's flight, and a full socket buffer then
+   * blocks the read on writability (tls.c). The core then watches the
+   * other event and retries the blocked call when it comes (conn.c). NULL:
+   * never (plain TCP). */
+  bool (*crossed)(ymo_session_t *s);
+  /* Closes the fd, and frees s->transport_state if any. */
   void (*close)(ymo_session_t *s);
 } ymo_transport_t;
 
@@ -228,6 +245,11 @@ struct ymo_session {
   bool no_more_requests;       /* Take nothing more from this client. */
   bool closed;
   bool flush_listed;           /* On the set's list of sessions to write. */
+  /* The transport's crossed waits (ymo_transport_t.crossed): a read waits
+   * for writability (rio is stopped meanwhile, `reading` unchanged), or a
+   * write waits for readability (rio runs even if `reading` is false). */
+  bool read_crossed, write_crossed;
+  void *transport_state;       /* The transport's own (tls.c's), or NULL. */
   ymo_session_t *flush_next;
   struct sockaddr_storage peer;
   ymo_session_t *prev, *next;
@@ -246,6 +268,7 @@ struct ymo_conns {
   const ymo_routes_t *routes;
   const atomic_int *draining;  /* The server is shutting down. */
   const ymo_transport_t *transport;
+  void *transport_ctx;         /* The transport's per-server state, or NULL. */
   const ymo_protocol_t *protocol;
   ymo_worker_t *const *workers;
   int n_workers;

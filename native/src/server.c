@@ -246,6 +246,39 @@ int ymo_server_add_route(ymo_server_t *srv, const char *pattern,
   return ymo__router_add(&srv->routes.router, pattern, method, id);
 }
 
+/* The server's transport is TLS from its first certificate on. */
+int ymo_server_add_tls_cert(ymo_server_t *srv, const uint8_t *cert,
+                            int32_t cert_len, const uint8_t *key,
+                            int32_t key_len, const char *passphrase,
+                            const char *server_name) {
+  if (srv == NULL || cert == NULL || key == NULL || cert_len <= 0 ||
+      key_len <= 0)
+    return YMO_EINVAL;
+  if (srv->thread_started) return YMO_EALREADY;
+  int rc = ymo__tls_add_cert(&srv->tls, cert, (size_t)cert_len, key,
+                             (size_t)key_len, passphrase, server_name,
+                             srv->tls_error, sizeof(srv->tls_error));
+  if (rc == 0) {
+    srv->conns.transport = &ymo__tls;
+    srv->conns.transport_ctx = srv->tls;
+  }
+  return rc;
+}
+
+int ymo_server_add_tls_ca(ymo_server_t *srv, const uint8_t *ca, int32_t ca_len,
+                          const char *server_name) {
+  if (srv == NULL || ca == NULL || ca_len <= 0) return YMO_EINVAL;
+  if (srv->thread_started) return YMO_EALREADY;
+  return ymo__tls_add_ca(srv->tls, ca, (size_t)ca_len, server_name,
+                         srv->tls_error, sizeof(srv->tls_error));
+}
+
+int ymo_server_tls_error(ymo_server_t *srv, char *buf, int cap) {
+  if (srv == NULL || buf == NULL || cap < 1) return YMO_EINVAL;
+  int len = snprintf(buf, (size_t)cap, "%s", srv->tls_error);
+  return len < cap ? len : cap - 1;
+}
+
 int ymo_server_port(ymo_server_t *srv) {
   if (srv == NULL) return YMO_EINVAL;
   return srv->host[0] != '\0' ? srv->port : YMO_ENOTCONN;
@@ -467,6 +500,7 @@ void ymo_server_free(ymo_server_t *srv) {
   }
   ymo__routes_free(&srv->routes);
   ymo__router_free(&srv->routes.router);
+  ymo__tls_free(srv->tls);
   pthread_mutex_destroy(&srv->state_lock);
   ev_loop_destroy(srv->loop);
   ymo__conns_free(&srv->conns);

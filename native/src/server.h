@@ -5,6 +5,7 @@
 #define YMO_SERVER_H
 
 #include "conn.h"
+#include "tls.h"
 
 struct ymo_server {
   struct ev_loop *loop;
@@ -28,6 +29,8 @@ struct ymo_server {
 
   int64_t options[16];         /* Indexed by enum ymo_option. */
   ymo_routes_t routes;         /* Immutable once started. */
+  ymo_tls_t *tls;              /* HTTPS when set; immutable once started. */
+  char tls_error[256];         /* OpenSSL's words for the last TLS error. */
   ymo_conns_t conns;           /* L only, but for conns.connections. */
   ev_prepare reaper;
 
