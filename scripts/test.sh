@@ -7,8 +7,9 @@
 #   doc     deno doc --lint mod.ts: every export documented, no private types
 #   native  the C tests, ctest in native/build
 #   tsan    the C tests again, built with ThreadSanitizer (native/build-tsan)
-#   fuzz    the libFuzzer target over the request path, with ASan and UBSan,
-#           for a bounded 60 s (scripts/fuzz.sh)
+#   asan    and with AddressSanitizer and leak checks (native/build-asan)
+#   fuzz    the libFuzzer targets (request path, WebSocket frames), with ASan
+#           and UBSan, for a bounded 60 s (scripts/fuzz.sh)
 #   deno    the TypeScript suite under Deno: deno test -A tests/
 #   bun     the same suite under Bun: bun test (root from bunfig.toml)
 #
@@ -20,7 +21,7 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 export PATH="$PWD/node_modules/.bin:$PATH"
 
-STEPS=(setup publish doc native tsan fuzz deno bun)
+STEPS=(setup publish doc native tsan asan fuzz deno bun)
 
 step_setup() {
   bash scripts/setup.sh
@@ -47,6 +48,18 @@ step_tsan() {
     --log-level=WARNING
   cmake --build native/build-tsan -j2
   run_ctest native/build-tsan
+}
+
+step_asan() {
+  # AddressSanitizer with leak checks: the same C tests, memory errors and
+  # leaks fail them (native/tests/CMakeLists.txt sets ASAN_OPTIONS).
+  local cc=gcc
+  command -v clang >/dev/null 2>&1 && cc=clang
+  cmake -S native -B native/build-asan -DYMO_SANITIZE=address \
+    -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_C_COMPILER="$cc" \
+    --log-level=WARNING
+  cmake --build native/build-asan -j2
+  run_ctest native/build-asan
 }
 
 step_fuzz() {

@@ -62,7 +62,7 @@ int main(void) {
   CHECK_OK(ymo_worker_join(w));
   CHECK_OK(ymo_server_stop(srv));
   ymo_server_free(srv);
-  free(tb.p);
+  takebuf_free(&tb);
   puts("canned_test: ok");
   return 0;
 }

@@ -326,7 +326,7 @@ static void test_end_to_end(void) {
   CHECK_OK(ymo_worker_join(w));
   CHECK_OK(ymo_server_stop(srv));
   ymo_server_free(srv);
-  free(tb.p);
+  takebuf_free(&tb);
   db_free(&text);
 }
 

@@ -252,6 +252,7 @@ static void *driver_main(void *arg) {
     }
     if (!answer_first) answer_due(d);
   }
+  takebuf_free(&d->tb);
   return NULL;
 }
 

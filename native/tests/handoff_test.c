@@ -296,6 +296,7 @@ static void *driver_main(void *arg) {
       d->has_late = false;
     }
   }
+  takebuf_free(&d->tb);
   return NULL;
 }
 

@@ -104,7 +104,7 @@ static void *driver_main(void *arg) {
     CHECK(n >= 0);
     busy_period(d, &tb, 200);
   }
-  free(tb.p);
+  takebuf_free(&tb);
   free(tb.in);
   return NULL;
 }
@@ -240,7 +240,7 @@ static void test_stuck(void) {
   close(fd);
   CHECK_OK(ymo_worker_release_loop(w));
   ymo_server_free(srv);
-  free(tb.p);
+  takebuf_free(&tb);
   free(tb.in);
 }
 
@@ -279,7 +279,7 @@ static void test_shutdown(void) {
   close(fd);
   CHECK_EQ(ymo_worker_wait(w), YMO_ESHUTDOWN);
   ymo_server_free(srv);
-  free(tb.p);
+  takebuf_free(&tb);
   free(tb.in);
 }
 

@@ -34,7 +34,7 @@ static void *driver_main(void *arg) {
       }
     }
   }
-  free(tb.p);
+  takebuf_free(&tb);
   return NULL;
 }
 

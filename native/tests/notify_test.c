@@ -134,7 +134,7 @@ static void *bun_main(void *arg) {
         answer_batch(b->w, tb.p, got, &b->answered);
     }
   }
-  free(tb.p);
+  takebuf_free(&tb);
   return NULL;
 }
 
@@ -405,7 +405,7 @@ static void test_join_answers_held(void) {
   close(later);
   CHECK_OK(ymo_server_stop(srv));
   ymo_server_free(srv);
-  free(tb.p);
+  takebuf_free(&tb);
 }
 
 int main(int argc, char **argv) {

@@ -152,7 +152,7 @@ static void test_limits(void) {
   close(a);
   CHECK_OK(ymo_server_stop(srv));
   ymo_server_free(srv);
-  free(tb.p);
+  takebuf_free(&tb);
 }
 
 /* MAX_PIPELINE 1 and two requests: the parser pauses after each, the second
@@ -190,7 +190,7 @@ static void test_pause_at_end(void) {
   close(fd);
   CHECK_OK(ymo_server_stop(srv));
   ymo_server_free(srv);
-  free(tb.p);
+  takebuf_free(&tb);
 }
 
 int main(int argc, char **argv) {
@@ -372,7 +372,7 @@ int main(int argc, char **argv) {
   close(fd);
   close(fd2);
   ymo_server_free(srv);
-  free(tb.p);
+  takebuf_free(&tb);
   puts("stale_test: ok");
   return 0;
 }

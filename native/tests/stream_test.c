@@ -73,7 +73,7 @@ static void *worker_main(void *arg) {
     }
     if (!atomic_load(&acking)) sleep_ms(1);
   }
-  free(tb.p);
+  takebuf_free(&tb);
   return NULL;
 }
 

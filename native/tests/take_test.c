@@ -254,7 +254,7 @@ static void test_zero_only_when_empty_small(void) {
   CHECK_EQ(take_all(w, &tb), 0);
   close(fd);
   db_free(&req);
-  free(tb.p);
+  takebuf_free(&tb);
 }
 
 /* The same with many vanished clients: more dropped exchanges and unheld
@@ -292,7 +292,7 @@ static void test_zero_only_when_empty_many(void) {
          takes, vanished);
   expect_ok(fd, "survivor", false, "request after many vanished clients");
   close(fd);
-  free(tb.p);
+  takebuf_free(&tb);
 }
 
 /* Expect: 100-continue on a request pipelined behind one still being
@@ -333,7 +333,7 @@ static void test_continue_after_pipelined(void) {
   respond_ok(&r, "second");
   expect_ok(fd, "second", false, "second of two");
   close(fd);
-  free(tb.p);
+  takebuf_free(&tb);
   free(tb.in);
 }
 

@@ -573,6 +573,13 @@ typedef struct {
   int n_held;
 } takebuf_t;
 
+static void takebuf_free(takebuf_t *tb) {
+  free(tb->p);
+  free(tb->in);
+  tb->p = tb->in = NULL;
+  tb->cap = tb->in_cap = 0;
+}
+
 /* Calls ymo_worker_take() into (*buf, *cap), growing the buffer on a
  * negative return; returns the bytes written (0: nothing queued). */
 static int32_t take_raw(ymo_worker_t *w, uint8_t **buf, int32_t *cap,

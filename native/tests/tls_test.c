@@ -269,7 +269,7 @@ static void *driver_main(void *arg) {
     ymo_worker_release_loop(w);
     answer_batch(w, &tb);
   }
-  free(tb.p);
+  takebuf_free(&tb);
   free(tb.in);
   return NULL;
 }

@@ -58,7 +58,7 @@ static void *driver_main(void *arg) {
       }
     }
   }
-  free(tb.p);
+  takebuf_free(&tb);
   free(tb.in);
   return NULL;
 }

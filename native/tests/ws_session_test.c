@@ -57,7 +57,7 @@ static void *worker_main(void *arg) {
       off += (int32_t)rec_len;
     }
   }
-  free(tb.p);
+  takebuf_free(&tb);
   return NULL;
 }
 
