@@ -170,8 +170,8 @@ const NO_PARAMS: readonly string[] = Object.freeze([]);
  * Calls `each` for every request record in `buf[0, length)`, `notice` for
  * every abort or drain record, `body` for every piece of a streaming
  * request body and `message` for every WebSocket message (its opcode, and
- * its payload). Records refer to `buf` only during the call; bodies and
- * messages are copied.
+ * its payload). Records refer to `buf` only during the call; bodies are
+ * copied, messages are views into `buf` valid during their call.
  */
 export function decodeRequests(
   buf: Uint8Array,
@@ -189,11 +189,13 @@ export function decodeRequests(
     if (flags & REQF_BODY) {
       const end = at + size - buf[at + AT_BODY_PADDING];
       if (flags & REQF_UPGRADE) {
+        // A view, valid during the call: text is decoded at once, and what
+        // is kept (binary data) is copied by the socket.
         message?.(
           view.getUint32(at + AT_ID, true),
           view.getUint32(at + AT_GEN, true),
           buf[at + AT_HTTP_MINOR],
-          buf.slice(at + NOTICE_SIZE, end),
+          buf.subarray(at + NOTICE_SIZE, end),
         );
         at += size;
         continue;

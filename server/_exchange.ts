@@ -18,7 +18,8 @@ import {
 
 /** What an accepted WebSocket's exchange tells its socket (_websocket.ts). */
 export interface SocketEvents {
-  /** A message, ping, pong or the client's close (opcode and payload). */
+  /** A message, ping, pong or the client's close (opcode and payload, a
+   * view valid during the call). */
   message(opcode: number, data: Uint8Array): void;
   /** Sent bytes drained below the low-water mark. */
   drain(): void;

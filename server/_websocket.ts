@@ -177,13 +177,14 @@ class SocketCore implements SocketEvents {
         this.#api.message(decoder.decode(data), true);
         break;
       case OP_BINARY:
-        this.#api.message(data, false);
+        // `data` is a view into the take buffer: the app may keep a copy.
+        this.#api.message(data.slice(), false);
         break;
       case OP_PING:
-        this.#api.ping(data);
+        this.#api.ping(data.slice());
         break;
       case OP_PONG:
-        this.#api.pong(data);
+        this.#api.pong(data.slice());
         break;
       case OP_CLOSE:
         // C has answered it; the connection ends next.
@@ -372,11 +373,9 @@ class ServerSideWebSocket extends EventTarget {
     if (text) value = data as string;
     else {
       const bytes = data as Uint8Array;
+      // The core's copy: its buffer is the message's, exactly.
       value = this.#binaryType === "arraybuffer"
-        ? bytes.buffer.slice(
-          bytes.byteOffset,
-          bytes.byteOffset + bytes.byteLength,
-        ) as ArrayBuffer
+        ? bytes.buffer as ArrayBuffer
         : new Blob([bytes as Uint8Array<ArrayBuffer>]);
     }
     this.#fire(
@@ -665,12 +664,8 @@ export class ServerWebSocket<T = unknown> {
 
   #binary(data: Uint8Array): Buffer | ArrayBuffer | Uint8Array {
     if (this.binaryType === "uint8array") return data;
-    if (this.binaryType === "arraybuffer") {
-      return data.buffer.slice(
-        data.byteOffset,
-        data.byteOffset + data.byteLength,
-      ) as ArrayBuffer;
-    }
+    // The core's copy: its buffer is the message's, exactly.
+    if (this.binaryType === "arraybuffer") return data.buffer as ArrayBuffer;
     return Buffer.from(data.buffer, data.byteOffset, data.byteLength);
   }
 

@@ -650,3 +650,53 @@ test("idleTimeout: a silent client is pinged first (sendPings), then closed with
     }
   }
 });
+
+test("binary messages an app keeps stay intact after later messages (both APIs)", async () => {
+  const kept: Uint8Array[] = [];
+  const denoKept: ArrayBuffer[] = [];
+  const server = serve({
+    ...QUIET,
+    fetch(request, srv) {
+      if (new URL(request.url).pathname === "/bun") {
+        srv.upgrade(request);
+        return undefined as unknown as Response;
+      }
+      const { socket, response } = upgradeWebSocket(request);
+      socket.binaryType = "arraybuffer";
+      socket.onmessage = (event) => {
+        denoKept.push(event.data as ArrayBuffer);
+        if (denoKept.length === 3) socket.send("done");
+      };
+      return response;
+    },
+    websocket: {
+      message(ws, message) {
+        kept.push(message as unknown as Uint8Array);
+        if (kept.length === 3) ws.send("done");
+      },
+    },
+  });
+  try {
+    for (const path of ["/bun", "/deno"]) {
+      const ws = await client(`ws://127.0.0.1:${server.port}${path}`);
+      const done = nextMessage(ws);
+      for (let i = 1; i <= 3; i++) ws.send(new Uint8Array(100).fill(i));
+      assert.equal(await done, "done");
+      ws.close();
+    }
+    const all = [
+      ...kept.map((b) => new Uint8Array(b)),
+      ...denoKept.map((b) => new Uint8Array(b)),
+    ];
+    assert.deepEqual(
+      all.map((b) => [b.byteLength, b[0], b[99]]),
+      [[100, 1, 1], [100, 2, 2], [100, 3, 3], [100, 1, 1], [100, 2, 2], [
+        100,
+        3,
+        3,
+      ]],
+    );
+  } finally {
+    await server.shutdown();
+  }
+});
