@@ -6,7 +6,11 @@
  * (scripts/bench/plain_libev.c, built with gcc into bench/tmp/), the bound
  * for ymo's static routes. The WebSocket workloads, ws-echo and ws-fanout,
  * are measured by scripts/bench/ws_load.c (built the same way) instead of
- * wrk, against Deno.serve and Bun.serve only for now.
+ * wrk, against Deno.serve and Bun.serve only for now. The TLS workloads,
+ * hello-tls, 16k-tls and handshake-tls, run wrk over https against ymo,
+ * Deno.serve and Bun.serve, with a test certificate made by the `openssl`
+ * command into bench/tmp/tls/ (scripts/bench/_tls.ts) and wrk's handshakes
+ * counted by scripts/bench/wrk_tls.c, preloaded into wrk.
  *
  *   deno run -A scripts/bench.ts            # 3 rounds x 5 s, the full table
  *   deno run -A scripts/bench.ts --quick    # 1 round x 2 s, a smoke check
@@ -14,7 +18,7 @@
  *
  * Writes results.md, results.svg and results.json into --out (bench/ by
  * default; bench/tmp/quick/, which git ignores, with --quick). Needs wrk,
- * and gcc and libev for the C programs.
+ * and gcc and libev for the C programs; openssl for the TLS workloads.
  *
  * @module
  */
@@ -75,9 +79,15 @@ import {
   stopServer,
   waitReady,
 } from "./bench/_servers.ts";
-import { parseWrk, runWrk } from "./bench/_wrk.ts";
+import { parseWrk, runWrk, type WrkResult } from "./bench/_wrk.ts";
 import { parseWsLoad, runWsLoad } from "./bench/_ws_load.ts";
 import { buildC, cBinary } from "./bench/_build.ts";
+import {
+  ensureCertificate,
+  negotiated,
+  tlsFiles,
+  trustingInit,
+} from "./bench/_tls.ts";
 
 const BENCH_DIR = dirname(new URL(import.meta.url).pathname);
 
@@ -98,9 +108,14 @@ interface Workload {
   script?: string;
   /**
    * Sends one request and returns what is wrong with the answer, or null.
-   * `cpuRounds` is what the server was told to do for `/cpu`.
+   * `cpuRounds` is what the server was told to do for `/cpu`; `init` is
+   * what a fetch to `base` needs (for https, a client trusting the test CA).
    */
-  check(base: string, cpuRounds: number): Promise<string | null>;
+  check(
+    base: string,
+    cpuRounds: number,
+    init: RequestInit,
+  ): Promise<string | null>;
   /** Part of the default set (cpu waits for the scaling section). */
   byDefault: boolean;
   /** Arguments every server is started with for this workload. */
@@ -118,6 +133,13 @@ interface Workload {
   ws?: { mode: "echo" | "fanout"; args: string[] };
   /** The connection counts it runs at, whatever --connections says. */
   connections?: number[];
+  /**
+   * An HTTPS workload, served with the test certificate (serverArgs carry
+   * --cert and --key). With `newConnections`, every request goes on a new
+   * connection (`Connection: close`) with a full handshake (wrk_tls.c), and
+   * the rate counts handshakes.
+   */
+  tls?: { newConnections: boolean };
 }
 
 /**
@@ -161,6 +183,22 @@ const STREAM_BODY = new Uint8Array(STREAM_CHUNK.length * STREAM_CHUNKS);
 for (let i = 0; i < STREAM_CHUNKS; i++) {
   STREAM_BODY.set(STREAM_CHUNK, i * STREAM_CHUNK.length);
 }
+
+/** A check that `GET path` answers 200 with `expected`, byte for byte. */
+function checkGet(path: string, expected: Uint8Array): Workload["check"] {
+  return async (base, _cpuRounds, init) => {
+    const { status, body } = await fetchBytes(`${base}${path}`, init);
+    return expectBody(status, body, expected);
+  };
+}
+
+/** The test certificate's files, under bench/tmp/tls/ (see _tls.ts). */
+const TLS = tlsFiles(ROOT);
+/** What every server is started with for the TLS workloads: ymo through
+ * scripts/serve.ts, the peers through serve_deno.ts and serve_bun.ts. */
+const TLS_ARGS = ["--cert", TLS.cert, "--key", TLS.key];
+/** The servers with TLS besides ymo: node:http and the C server have none. */
+const TLS_PEERS = ["deno", "bun"];
 
 /** One GET of /json16k with Accept-Encoding: gzip, by node:http, which
  * leaves the body as sent: it must be gzip and inflate to JSON_16K. */
@@ -298,6 +336,41 @@ const WORKLOADS: Workload[] = [
     check: () => Promise.resolve(null),
   },
   {
+    id: "hello-tls",
+    title:
+      "GET / answering 13 bytes over HTTPS, keep-alive (Deno.serve: cert/key; Bun.serve: tls)",
+    short: "hello-tls: GET / → 13 B, https",
+    path: "/",
+    byDefault: false,
+    serverArgs: TLS_ARGS,
+    peers: TLS_PEERS,
+    tls: { newConnections: false },
+    check: checkGet("/", encoder.encode(HELLO)),
+  },
+  {
+    id: "16k-tls",
+    title: "GET /16k answering 16 KiB over HTTPS, keep-alive",
+    short: "16k-tls: GET → 16 KiB, https",
+    path: "/16k",
+    byDefault: false,
+    serverArgs: TLS_ARGS,
+    peers: TLS_PEERS,
+    tls: { newConnections: false },
+    check: checkGet("/16k", BODY_16K),
+  },
+  {
+    id: "handshake-tls",
+    title:
+      "New TLS connections: GET / with Connection: close, each request on a new connection with a full handshake (handshakes/s)",
+    short: "handshake-tls: full handshakes/s",
+    path: "/",
+    byDefault: false,
+    serverArgs: TLS_ARGS,
+    peers: TLS_PEERS,
+    tls: { newConnections: true },
+    check: checkGet("/", encoder.encode(HELLO)),
+  },
+  {
     id: "cpu",
     title: "GET /cpu, ~200 µs of synchronous SHA-256 in the handler",
     short: "cpu: GET → ~200 µs of hashing",
@@ -322,7 +395,7 @@ const HELP = `Usage: deno run -A scripts/bench.ts [options]
   --threads N         wrk threads (default 2)
   --servers LIST      of ${SERVERS.map((s) => s.id).join(",")} (default all;
                       c-libev, a plain C server, runs hello, static, echo and 16k;
-                      ymo runs no WebSocket workload yet)
+                      the TLS workloads run ymo, deno and bun only)
   --workloads LIST    of ${WORKLOADS.map((w) => w.id).join(",")} (default ${
   WORKLOADS.filter((w) => w.byDefault).map((w) => w.id).join(",")
 })
@@ -452,12 +525,29 @@ function pick<T extends { id: string }>(
   return all.filter((item) => ids.includes(item.id));
 }
 
-const workloads = pick(
+const picked = pick(
   "workload",
   WORKLOADS,
   flags.workloads,
   (w) => w.byDefault,
 );
+/**
+ * Why the TLS workloads asked for cannot run here, or null: the test
+ * certificate is made now (once per run, kept in bench/tmp/tls/ while it is
+ * valid for another day), and wrk_tls.so built. Not checked with --from.
+ */
+const tlsUnavailable = !flags.from && picked.some((w) => w.tls)
+  ? ensureCertificate(ROOT) ?? buildC(ROOT, "wrk_tls", "preload")
+  : null;
+const workloads = tlsUnavailable ? picked.filter((w) => !w.tls) : picked;
+if (tlsUnavailable) {
+  console.error(
+    `Not running the TLS workloads (${
+      picked.filter((w) => w.tls).map((w) => w.id).join(", ")
+    }): ${tlsUnavailable}`,
+  );
+  if (workloads.length === 0) process.exit(1);
+}
 // The base's ymo servers come right after this checkout's, in report order.
 const known = [
   ...SERVERS.filter((s) => s.kind === "ymo"),
@@ -543,7 +633,12 @@ function ratios(cells: Cell[]) {
 /** A workload as the report names it. */
 function info(workload: Workload): WorkloadInfo {
   const { id, title, short } = workload;
-  return { id, title, short, unit: workload.ws ? "msg" : "req" };
+  const unit = workload.ws
+    ? "msg"
+    : workload.tls?.newConnections
+    ? "handshake"
+    : "req";
+  return { id, title, short, unit };
 }
 
 // --from: render a saved results.json again, without measuring anything.
@@ -582,6 +677,14 @@ const paths: Paths = {
 };
 
 const skipped: { label: string; reason: string }[] = [];
+if (tlsUnavailable) {
+  skipped.push({
+    label: `the TLS workloads (${
+      picked.filter((w) => w.tls).map((w) => w.id).join(", ")
+    })`,
+    reason: tlsUnavailable,
+  });
+}
 const servers: ServerSpec[] = [];
 // unavailable() also builds what a server needs (the plain C server).
 for (const spec of requested) {
@@ -783,6 +886,8 @@ function about(completedRounds: number): string[] {
           : ""),
     );
   }
+  const tls = workloads.filter((w) => w.tls);
+  if (tls.length) lines.push(...aboutTls(tls));
   if (Object.keys(cpuRounds).length) {
     lines.push(
       `cpu workload: SHA-256 rounds per request calibrated to ~200 µs per runtime: ` +
@@ -791,6 +896,72 @@ function about(completedRounds: number): string[] {
         )
           .join(", ") +
         ".",
+    );
+  }
+  return lines;
+}
+
+/** The method text of the TLS workloads, with what wrk did in this run. */
+function aboutTls(tls: Workload[]): string[] {
+  const ids = tls.map((w) => w.id).join(", ");
+  const handshakeRuns = records.filter((r) =>
+    r.workload === "handshake-tls" && r.wrk?.tlsHandshakes
+  );
+  const sum = (key: "full" | "resumed") =>
+    handshakeRuns.reduce((n, r) => n + r.wrk!.tlsHandshakes![key], 0);
+  const lines = [
+    `${ids}: wrk over https (its OpenSSL ${
+      firstLine("openssl", ["version"]).replace(/^OpenSSL\s+/, "").split(
+        " ",
+      )[0]
+    }, no certificate verification, no ALPN, so HTTP/1.1) against ymo ` +
+    "(scripts/serve.ts `--cert --key`), Deno.serve (`cert`, `key`) and " +
+    "Bun.serve (`tls: { cert, key }`); node:http and the C server do not run " +
+    "them. Certificate: a test CA and a leaf for 127.0.0.1 and localhost, " +
+    "both ECDSA P-256, made by the `openssl` command into bench/tmp/tls/ " +
+    "when missing (scripts/bench/_tls.ts); the check before each run fetches " +
+    "over https trusting that CA. Negotiated with OpenSSL's defaults, as " +
+    "wrk does (`openssl s_client`): " +
+    (Object.entries(negotiatedBy).map(([label, what]) => `${label} ${what}`)
+      .join("; ") || "not measured") +
+    ". wrk runs with scripts/bench/wrk_tls.c preloaded, which counts its " +
+    "handshakes, full and resumed, and checks them: hello-tls and 16k-tls " +
+    "keep each connection open, one handshake per connection.",
+  ];
+  if (tls.some((w) => w.tls?.newConnections)) {
+    lines.push(
+      "handshake-tls: the rate column is new TLS connections per second, each " +
+        "a full handshake carrying one `GET /` with `Connection: close`; CPU " +
+        "time, syscalls and switches are per handshake (with its request). " +
+        "wrk alone would not measure that: it keeps one SSL object per " +
+        "connection and calls SSL_clear() to reconnect, which keeps the last " +
+        "session, so every handshake after a connection's first offers " +
+        "resumption, which a server that issues tickets accepts. " +
+        (Object.keys(stockWrkBy).length
+          ? "Measured here, before each server's first handshake-tls run, " +
+            "stock wrk (wrk_tls.so only counting) at 4 connections for 1 s: " +
+            Object.entries(stockWrkBy).map(([label, c]) =>
+              `${label} ${c.full.toLocaleString("en-US")} full and ${
+                c.resumed.toLocaleString("en-US")
+              } resumed`
+            ).join("; ") + ". "
+          : "") +
+        "wrk_tls.so, with " +
+        "YMO_BENCH_TLS_FRESH=1, drops that session in SSL_clear() " +
+        "(SSL_set_session(ssl, NULL)), so every handshake is full; a resumed " +
+        "one would be flagged. " +
+        (handshakeRuns.length
+          ? `In these runs wrk completed ${
+            sum("full").toLocaleString("en-US")
+          } full and ${
+            sum("resumed").toLocaleString("en-US")
+          } resumed handshakes. `
+          : "") +
+        "ymo and Deno.serve answer `Connection: close` with the same header " +
+        "and wrk closes; Bun.serve closes without the header, which wrk " +
+        "counts as a read error and then reconnects: such read errors are " +
+        "not reported as errors while every handshake but those in flight at " +
+        "the end got its response.",
     );
   }
   return lines;
@@ -846,6 +1017,73 @@ async function waitForIdle(): Promise<void> {
 }
 const records: RunRecord[] = [];
 
+/** Fetch options trusting the test CA, made on first use. */
+let tlsInit: RequestInit | undefined;
+
+/** What each server negotiated with OpenSSL's defaults, by label. */
+const negotiatedBy: Record<string, string> = {};
+
+/**
+ * What stock wrk does on handshake-tls, by server label: its handshakes,
+ * full and resumed, in a 1 s probe at 4 connections without
+ * YMO_BENCH_TLS_FRESH (wrk_tls.so only counting).
+ */
+const stockWrkBy: Record<string, { full: number; resumed: number }> = {};
+
+/** Environment for wrk on a TLS workload: wrk_tls.so preloaded, to count
+ * the handshakes and, for new connections, to make each one full. */
+function wrkTlsEnv(workload: Workload): Record<string, string> | undefined {
+  if (!workload.tls) return undefined;
+  return {
+    LD_PRELOAD: cBinary(ROOT, "wrk_tls", "preload"),
+    ...(workload.tls.newConnections ? { YMO_BENCH_TLS_FRESH: "1" } : {}),
+  };
+}
+
+/**
+ * What is wrong with a TLS run's handshakes, given wrk's result; and
+ * whether wrk's read errors are the server closing each connection after
+ * its response (Bun.serve closes without a `Connection: close` header, which
+ * wrk counts as a read error before it reconnects).
+ */
+function tlsProblems(
+  workload: Workload,
+  result: WrkResult,
+  connections: number,
+): { flags: string[]; readErrorsAreCloses: boolean } {
+  const counts = result.tlsHandshakes;
+  if (!workload.tls) return { flags: [], readErrorsAreCloses: false };
+  if (!counts) {
+    return {
+      flags: ["wrk_tls.so reported no handshake counts"],
+      readErrorsAreCloses: false,
+    };
+  }
+  const handshakes = counts.full + counts.resumed;
+  const flags: string[] = [];
+  if (!workload.tls.newConnections) {
+    // Each connection connects once; more handshakes mean reconnections.
+    if (handshakes > connections) {
+      flags.push(
+        `${handshakes} TLS handshakes over ${connections} keep-alive connections`,
+      );
+    }
+    return { flags, readErrorsAreCloses: false };
+  }
+  if (counts.resumed > 0) {
+    flags.push(`${counts.resumed} resumed TLS handshakes`);
+  }
+  if (handshakes < result.requests) {
+    flags.push(
+      `connections kept alive: ${result.requests} responses over ${handshakes} handshakes`,
+    );
+  }
+  // Every handshake but those still waiting at the end got its response.
+  const readErrorsAreCloses = handshakes <= result.requests + connections &&
+    result.socketErrors.read <= handshakes;
+  return { flags, readErrorsAreCloses };
+}
+
 async function measure(
   spec: ServerSpec,
   workload: Workload,
@@ -863,7 +1101,8 @@ async function measure(
   };
   await waitForIdle();
   const port = await freePort();
-  const base = `http://127.0.0.1:${port}`;
+  const base = `${workload.tls ? "https" : "http"}://127.0.0.1:${port}`;
+  const init = workload.tls ? tlsInit ??= trustingInit(TLS.ca) : {};
   const log = join(
     logDir,
     `${spec.id}-${workload.id}-c${connections}-w${workers}-r${round}.log`,
@@ -885,11 +1124,28 @@ async function measure(
       : workload.serverArgs,
   );
   try {
-    await waitReady(server, options.startTimeout * 1000);
-    const wrong = await workload.check(base, rounds).catch((e) =>
+    await waitReady(server, options.startTimeout * 1000, base, init);
+    const wrong = await workload.check(base, rounds, init).catch((e) =>
       `request failed: ${e}`
     );
     if (wrong) record.flags.push(`bad answer to ${workload.path}: ${wrong}`);
+    if (workload.tls && !(spec.label in negotiatedBy)) {
+      negotiatedBy[spec.label] = negotiated(port, TLS.ca) ?? "unknown";
+    }
+    if (workload.tls?.newConnections && !(spec.label in stockWrkBy)) {
+      const probe = await runWrk({
+        url: `${base}${workload.path}`,
+        threads: 1,
+        connections: 4,
+        seconds: 1,
+        timeoutSeconds: options.timeout,
+        headers: ["Connection: close"],
+        cpus: options.pin ? WRK_CPU : undefined,
+        env: { LD_PRELOAD: cBinary(ROOT, "wrk_tls", "preload") },
+      });
+      const counts = parseWrk(probe).tlsHandshakes;
+      if (counts) stockWrkBy[spec.label] = counts;
+    }
     // The server and the machine, sampled as the measured run starts and ends.
     let groupBefore: GroupSample | undefined,
       groupAfter: GroupSample | undefined;
@@ -940,7 +1196,11 @@ async function measure(
         seconds: options.warmup,
         timeoutSeconds: options.timeout,
         script: workload.script,
+        headers: workload.tls?.newConnections
+          ? ["Connection: close"]
+          : undefined,
         cpus: options.pin ? WRK_CPU : undefined,
+        env: wrkTlsEnv(workload),
       };
       if (options.warmup > 0) await runWrk(wrk);
       started();
@@ -970,7 +1230,12 @@ async function measure(
       clientSeconds -
       (machineAfter.selfAndReapedSeconds - machineBefore.selfAndReapedSeconds);
     record.otherCores = Math.max(0, others / result.seconds);
-    const e = result.socketErrors;
+    const tls = tlsProblems(workload, result, connections);
+    record.flags.push(...tls.flags);
+    const e = {
+      ...result.socketErrors,
+      ...(tls.readErrorsAreCloses ? { read: 0 } : {}),
+    };
     if (e.connect + e.read + e.write + e.timeout > 0) {
       record.flags.push(
         `socket errors: connect ${e.connect}, read ${e.read}, write ${e.write}, timeout ${e.timeout}`,
@@ -1016,7 +1281,11 @@ function describe(record: RunRecord, workload: Workload): string {
       } syscalls/${per}, ${
         (record.switchesPerRequest ?? NaN).toFixed(2)
       } switches/${per}, ` +
-      `${((record.peakRssKiB ?? 0) / 1024).toFixed(0)} MiB`
+      `${((record.peakRssKiB ?? 0) / 1024).toFixed(0)} MiB` +
+      (w.tlsHandshakes
+        ? `, TLS handshakes ${w.tlsHandshakes.full} full, ${w.tlsHandshakes.resumed} resumed` +
+          (w.socketErrors.read ? `, ${w.socketErrors.read} read errors` : "")
+        : "")
     : "no result";
   const noise = (record.otherCores ?? 0) > NOISE_CORES
     ? ` (other load ${record.otherCores!.toFixed(2)} cores)`

@@ -1,6 +1,7 @@
 /**
  * Builds the benchmark's C programs (plain_libev.c, ws_load.c) with
- * `gcc -O2 ... -lev` into bench/tmp/, which git ignores.
+ * `gcc -O2 ... -lev`, and its LD_PRELOAD library for wrk (wrk_tls.c) with
+ * `gcc -O2 -shared -fPIC ... -ldl`, into bench/tmp/, which git ignores.
  *
  * @module
  */
@@ -12,18 +13,39 @@ import process from "node:process";
 
 const here = new URL(".", import.meta.url).pathname;
 
-/** Where scripts/bench/`name`.c is built: bench/tmp/`name` under `root`. */
-export function cBinary(root: string, name: string): string {
-  return join(root, "bench/tmp", name);
-}
+/** What a C file builds into: a program, or a library for LD_PRELOAD. */
+export type CKind = "program" | "preload";
 
 /**
- * Builds scripts/bench/`name`.c into cBinary(root, name) when the binary is
- * missing or older than the source; returns why it cannot, or null.
+ * Where scripts/bench/`name`.c is built: bench/tmp/`name` under `root`
+ * (`name`.so for a preload library).
  */
-export function buildC(root: string, name: string): string | null {
+export function cBinary(
+  root: string,
+  name: string,
+  kind: CKind = "program",
+): string {
+  return join(root, "bench/tmp", kind === "preload" ? `${name}.so` : name);
+}
+
+/** gcc's arguments around `-o OUTPUT SOURCE`, by kind. */
+const GCC: Record<CKind, { before: string[]; after: string[] }> = {
+  program: { before: ["-O2", "-Wall"], after: ["-lev"] },
+  preload: { before: ["-O2", "-Wall", "-shared", "-fPIC"], after: ["-ldl"] },
+};
+
+/**
+ * Builds scripts/bench/`name`.c into cBinary(root, name, kind) when the
+ * output is missing or older than the source; returns why it cannot, or
+ * null.
+ */
+export function buildC(
+  root: string,
+  name: string,
+  kind: CKind = "program",
+): string | null {
   const source = join(here, `${name}.c`);
-  const binary = cBinary(root, name);
+  const binary = cBinary(root, name, kind);
   if (
     existsSync(binary) && statSync(binary).mtimeMs >= statSync(source).mtimeMs
   ) {
@@ -33,7 +55,7 @@ export function buildC(root: string, name: string): string | null {
   const partial = `${binary}.${process.pid}`;
   const gcc = spawnSync(
     "gcc",
-    ["-O2", "-Wall", "-o", partial, source, "-lev"],
+    [...GCC[kind].before, "-o", partial, source, ...GCC[kind].after],
     { encoding: "utf8" },
   );
   if ((gcc.error as NodeJS.ErrnoException | undefined)?.code === "ENOENT") {

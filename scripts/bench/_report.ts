@@ -53,8 +53,11 @@ export interface WorkloadInfo {
   title: string;
   /** Title in the chart. */
   short: string;
-  /** What it counts: HTTP requests (the default) or WebSocket messages. */
-  unit?: "req" | "msg";
+  /**
+   * What it counts: HTTP requests (the default), WebSocket messages, or TLS
+   * handshakes (one request on each new connection).
+   */
+  unit?: "req" | "msg" | "handshake";
 }
 
 /** Everything the report needs. */
@@ -270,10 +273,26 @@ function addRatios(
 
 // ---------------------------------------------------------------- formatting
 
-/** What a workload's rate is counted in: "req/s", or "msgs/s" for
- * WebSocket messages. */
+/** What a workload's rate is counted in: "req/s", "msgs/s" for
+ * WebSocket messages, or "handshakes/s" for new TLS connections. */
 export function rateOf(workload: WorkloadInfo): string {
-  return workload.unit === "msg" ? "msgs/s" : "req/s";
+  return workload.unit === "msg"
+    ? "msgs/s"
+    : workload.unit === "handshake"
+    ? "handshakes/s"
+    : "req/s";
+}
+
+/** The chart's name for what its workloads count, e.g. "Requests". */
+function countedThings(workloads: WorkloadInfo[]): string {
+  const names = {
+    req: "requests",
+    msg: "WebSocket messages",
+    handshake: "TLS handshakes",
+  };
+  const text = [...new Set(workloads.map((w) => names[w.unit ?? "req"]))]
+    .join(" or ") || names.req;
+  return text[0].toUpperCase() + text.slice(1);
 }
 
 /** 52341.2 -> "52,341"; 812.44 -> "812.4". */
@@ -377,10 +396,25 @@ export function markdown(
         "1 is better for requests/s, below 1 is better for the others.",
       "",
     );
+    // Workloads counted in something other than requests, by their unit.
+    const others = input.workloads.filter((w) =>
+      (w.unit ?? "req") !== "req" && ymo.some((c) => c.workload === w.id)
+    );
+    if (others.length) {
+      out.push(
+        "The rate is requests/s, except for " +
+          others.map((w) => `${w.id} (${rateOf(w)})`).join(", ") +
+          "; CPU time is per the same unit.",
+        "",
+      );
+    }
+    const rate = others.length ? "rate" : "req/s";
     out.push(
       `| workload | ${
         manyWorkers ? "load" : "conns"
-      } | server | req/s | p99 latency | CPU time/req | peak RSS | best peer (req/s) |`,
+      } | server | ${rate} | p99 latency | CPU time/${
+        others.length ? "unit" : "req"
+      } | peak RSS | best peer (${rate}) |`,
       "|---|--:|---|--:|--:|--:|--:|---|",
     );
     for (const c of ymo) {
@@ -634,11 +668,7 @@ export function svg(input: ReportInput, cells: Cell[]): string {
     `<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}" viewBox="0 0 ${width} ${height}" font-family="system-ui, -apple-system, 'Segoe UI', Helvetica, Arial, sans-serif" font-size="11">`,
     `<rect width="100%" height="100%" fill="#ffffff"/>`,
     `<text x="16" y="24" font-size="16" font-weight="600" fill="#222">${
-      workloads.every((w) => w.unit === "msg")
-        ? "WebSocket messages"
-        : workloads.some((w) => w.unit === "msg")
-        ? "Requests or WebSocket messages"
-        : "Requests"
+      countedThings(workloads)
     } per second (median of ${input.rounds} round${
       input.rounds > 1 ? "s" : ""
     }; whiskers: min–max)</text>`,

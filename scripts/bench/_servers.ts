@@ -247,8 +247,15 @@ export function logTail(server: Running, lines = 15): string {
 /**
  * Waits until `GET /` answers 200, polling every 50 ms, for at most
  * `timeoutMs`; throws with the server's log when it exits or never answers.
+ * `base` is the server's origin (https for TLS, with `init` trusting its
+ * certificate).
  */
-export async function waitReady(server: Running, timeoutMs: number) {
+export async function waitReady(
+  server: Running,
+  timeoutMs: number,
+  base = `http://127.0.0.1:${server.port}`,
+  init: RequestInit = {},
+) {
   const deadline = Date.now() + timeoutMs;
   let last = "";
   while (Date.now() < deadline) {
@@ -258,7 +265,8 @@ export async function waitReady(server: Running, timeoutMs: number) {
       );
     }
     try {
-      const res = await fetch(`http://127.0.0.1:${server.port}/`, {
+      const res = await fetch(`${base}/`, {
+        ...init,
         signal: AbortSignal.timeout(1000),
       });
       await res.arrayBuffer();

@@ -1,10 +1,12 @@
 /**
- * Runs wrk and parses its `--latency` report.
+ * Runs wrk and parses its `--latency` report, and the handshake counts of
+ * wrk_tls.so (scripts/bench/wrk_tls.c) when wrk runs with it.
  *
  * @module
  */
 
 import { execFile } from "node:child_process";
+import process from "node:process";
 
 /** One wrk run, parsed. Times in microseconds. */
 export interface WrkResult {
@@ -25,6 +27,8 @@ export interface WrkResult {
   };
   non2xx: number;
   bytesRead: number;
+  /** TLS handshakes wrk completed, when it ran with wrk_tls.so. */
+  tlsHandshakes?: { full: number; resumed: number };
 }
 
 const TIME_UNITS: Record<string, number> = {
@@ -80,6 +84,7 @@ export function parseWrk(text: string): WrkResult {
     /Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)/,
   );
   const non2xx = text.match(/Non-2xx or 3xx responses: (\d+)/);
+  const handshakes = text.match(/^TLS handshakes: (\d+) full, (\d+) resumed/m);
   return {
     requests: Number(total[1]),
     seconds: parseTime(total[2]) / 1e6,
@@ -98,6 +103,14 @@ export function parseWrk(text: string): WrkResult {
     },
     non2xx: non2xx ? Number(non2xx[1]) : 0,
     bytesRead: parseSize(total[3]),
+    ...(handshakes
+      ? {
+        tlsHandshakes: {
+          full: Number(handshakes[1]),
+          resumed: Number(handshakes[2]),
+        },
+      }
+      : {}),
   };
 }
 
@@ -109,8 +122,12 @@ export interface WrkOptions {
   seconds: number;
   timeoutSeconds: number;
   script?: string;
+  /** Request headers, as `Name: value`. */
+  headers?: string[];
   /** Run wrk on these CPUs only (taskset -c), e.g. "0". */
   cpus?: string;
+  /** Variables added to wrk's environment (LD_PRELOAD of wrk_tls.so). */
+  env?: Record<string, string>;
 }
 
 /** The wrk command line for `options`. */
@@ -123,14 +140,16 @@ export function wrkArgs(options: WrkOptions): string[] {
     `${options.timeoutSeconds}s`,
     "--latency",
   ];
+  for (const header of options.headers ?? []) args.push("-H", header);
   if (options.script) args.push("-s", options.script);
   args.push(options.url);
   return args;
 }
 
 /**
- * Runs wrk and returns its raw output. wrk is killed if it outlives its own
- * duration by 15 s, so every run is bounded.
+ * Runs wrk and returns its raw output, stdout then stderr (where wrk_tls.so
+ * writes its counts). wrk is killed if it outlives its own duration by 15 s,
+ * so every run is bounded.
  */
 export function runWrk(options: WrkOptions): Promise<string> {
   return new Promise((resolve, reject) => {
@@ -141,11 +160,12 @@ export function runWrk(options: WrkOptions): Promise<string> {
       timeout: (options.seconds + 15) * 1000,
       killSignal: "SIGKILL",
       maxBuffer: 1 << 20,
+      env: { ...process.env, ...options.env },
     }, (error, stdout, stderr) => {
       if (error && !stdout.includes("Requests/sec")) {
         reject(new Error(`wrk failed: ${(stderr || error.message).trim()}`));
       } else {
-        resolve(stdout);
+        resolve(`${stdout}${stderr}`);
       }
     });
   });

@@ -3,7 +3,10 @@
  * responses as Bun `routes` (which Bun answers without calling `fetch`).
  *
  *   bun scripts/bench/serve_bun.ts --port 8000 [--hostname H] [--workers N]
- *                                  [--websocket]
+ *                                  [--websocket] [--cert FILE --key FILE]
+ *
+ * --cert and --key serve HTTPS with that certificate and key (PEM files),
+ * through Bun.serve's `tls: { cert, key }`.
  *
  * Bun.serve has no automatic compression, so `--compress` is refused rather
  * than silently measured uncompressed.
@@ -21,6 +24,7 @@
  */
 
 import { spawn } from "node:child_process";
+import { readFileSync } from "node:fs";
 import process from "node:process";
 import app from "./app.ts";
 import { WS_ECHO, WS_PUB, WS_SUB, WS_TOPIC } from "./_work.mjs";
@@ -44,6 +48,7 @@ interface BunServe {
     port: number;
     hostname: string;
     reusePort: boolean;
+    tls?: { cert: string; key: string };
     routes: Record<string, Response>;
     fetch: (
       req: Request,
@@ -57,7 +62,9 @@ interface BunServe {
 }
 const { Bun } = globalThis as unknown as { Bun: BunServe };
 
-function option(name: string, fallback: string): string {
+function option(name: string, fallback: string): string;
+function option(name: string): string | undefined;
+function option(name: string, fallback?: string): string | undefined {
   const i = process.argv.indexOf(`--${name}`);
   return i < 0 ? fallback : process.argv[i + 1];
 }
@@ -70,6 +77,15 @@ if (process.argv.includes("--compress")) {
   console.error("Bun.serve has no automatic response compression");
   process.exit(2);
 }
+const certFile = option("cert"), keyFile = option("key");
+if ((certFile === undefined) !== (keyFile === undefined)) {
+  console.error("--cert and --key go together");
+  process.exit(2);
+}
+const tls = certFile === undefined ? undefined : {
+  cert: readFileSync(certFile, "utf8"),
+  key: readFileSync(keyFile!, "utf8"),
+};
 
 if (workers > 1 && process.env.YMO_BENCH_CHILD !== "1") {
   for (let i = 1; i < workers; i++) {
@@ -97,6 +113,7 @@ const server: BunServer = Bun.serve({
   port,
   hostname,
   reusePort: workers > 1,
+  ...(tls ? { tls } : {}),
   routes: app.static,
   fetch: websocket ? fetchWithWebSocket : app.fetch,
   ...(websocket

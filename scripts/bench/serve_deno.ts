@@ -5,6 +5,10 @@
  *   deno run -A scripts/bench/serve_deno.ts --port 8000 [--hostname H]
  *                                           [--workers N] [--compress]
  *                                           [--websocket]
+ *                                           [--cert FILE --key FILE]
+ *
+ * --cert and --key serve HTTPS with that certificate and key (PEM files),
+ * through Deno.serve's `cert` and `key` options.
  *
  * --compress turns on Deno.serve's `automaticCompression` (opt-in since
  * Deno 2.9).
@@ -26,7 +30,9 @@
 import app from "./app.ts";
 import { WS_ECHO, WS_PUB, WS_SUB } from "./_work.mjs";
 
-function option(name: string, fallback: string): string {
+function option(name: string, fallback: string): string;
+function option(name: string): string | undefined;
+function option(name: string, fallback?: string): string | undefined {
   const i = Deno.args.indexOf(`--${name}`);
   return i < 0 ? fallback : Deno.args[i + 1];
 }
@@ -37,6 +43,15 @@ const workers = Number(option("workers", "1"));
 const child = Deno.env.get("YMO_BENCH_CHILD") === "1";
 const compress = Deno.args.includes("--compress");
 const websocket = Deno.args.includes("--websocket");
+const certFile = option("cert"), keyFile = option("key");
+if ((certFile === undefined) !== (keyFile === undefined)) {
+  console.error("--cert and --key go together");
+  Deno.exit(2);
+}
+const tls = certFile === undefined ? {} : {
+  cert: Deno.readTextFileSync(certFile),
+  key: Deno.readTextFileSync(keyFile!),
+};
 
 if (workers > 1 && !child) {
   for (let i = 1; i < workers; i++) {
@@ -87,5 +102,6 @@ Deno.serve({
   hostname,
   reusePort: workers > 1,
   automaticCompression: compress,
+  ...tls,
   onListen() {},
 }, websocket ? withWebSocket(app.fetch) : app.fetch);
