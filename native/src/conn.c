@@ -59,10 +59,18 @@ void ymo__conn_touch(ymo_session_t *s) {
 /* rio runs while the protocol reads (`reading`), but not while a read
  * waits for writability, and also while a write waits for readability (see
  * the transport's `crossed`). */
+/* Whether the transport holds bytes the fd will not signal. */
+static bool buffered(ymo_session_t *s) {
+  return s->transport->buffered != NULL && s->transport->buffered(s);
+}
+
 void ymo__conn_start_reading(ymo_session_t *s) {
   if (!s->reading && !s->closed && !s->read_eof) {
     if (!s->read_crossed) ev_io_start(s->conns->loop, &s->rio);
     s->reading = true;
+    /* What the transport read ahead while reading was paused. */
+    if (!s->read_crossed && buffered(s))
+      ev_feed_event(s->conns->loop, &s->rio, EV_READ);
   }
 }
 
@@ -83,7 +91,11 @@ static void read_once(ymo_session_t *s) {
   ssize_t n = s->transport->read(s, buf, READ_BUF_SIZE);
   if (n > 0) {
     ymo__conn_touch(s);
-    s->protocol->data(s, buf, (size_t)n);
+    if (!s->protocol->data(s, buf, (size_t)n)) return;
+    /* More is decrypted or buffered than one read took: read again in
+     * this loop iteration's wake, as if the fd had said so. */
+    if (s->reading && !s->read_crossed && buffered(s))
+      ev_feed_event(s->conns->loop, &s->rio, EV_READ);
     return;
   }
   if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) {

@@ -45,6 +45,11 @@ typedef struct ymo_transport {
    * other event and retries the blocked call when it comes (conn.c). NULL:
    * never (plain TCP). */
   bool (*crossed)(ymo_session_t *s);
+  /* After a read that returned data: true when the transport holds more
+   * readable bytes that the fd will not signal (TLS reads ahead of the
+   * records it hands over). The core then reads again without waiting for
+   * the fd (conn.c). NULL: never (plain TCP). */
+  bool (*buffered)(ymo_session_t *s);
   /* Closes the fd, and frees s->transport_state if any. */
   void (*close)(ymo_session_t *s);
 } ymo_transport_t;

@@ -246,6 +246,13 @@ static SSL_CTX *new_ctx(ymo_tls_t *tls) {
    * retried from wherever the core keeps the unwritten bytes. */
   SSL_CTX_set_mode(ctx, SSL_MODE_ENABLE_PARTIAL_WRITE |
                             SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+  /* One recv takes what the socket has, not a record's header then its
+   * body (two calls a record); what is read ahead is handed over by
+   * tls_read and announced to the core by tls_buffered. */
+  SSL_CTX_set_read_ahead(ctx, 1);
+  /* One TLS 1.3 ticket after a handshake (OpenSSL sends two by default):
+   * a client resumes with one; each costs a record and a send. */
+  SSL_CTX_set_num_tickets(ctx, 1);
   SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_SERVER);
   SSL_CTX_set_alpn_select_cb(ctx, on_alpn, NULL);
   SSL_CTX_set_tlsext_servername_callback(ctx, on_servername);
@@ -529,10 +536,9 @@ static ssize_t failed_io(tls_conn_t *t, int n, bool reading) {
   }
 }
 
-/* Reads whole records while the buffer has room for one, so what OpenSSL
- * decrypted is always handed over: it reads no further ahead than the
- * record it decrypts, so the rest waits in the socket, where the read
- * watcher sees it. A record's end of stream or error after data is found
+/* Reads whole records while the buffer has room for one. OpenSSL reads
+ * ahead (one recv for what the socket has); what it still holds when the
+ * buffer is full is announced by tls_buffered, and the core reads again. A record's end of stream or error after data is found
  * again by the next call, which OpenSSL answers the same way. */
 static ssize_t tls_read(ymo_session_t *s, uint8_t *buf, size_t cap) {
   tls_conn_t *t = s->transport_state;
@@ -653,6 +659,11 @@ static ssize_t tls_writev(ymo_session_t *s, const struct iovec *iov,
   return (ssize_t)total;
 }
 
+static bool tls_buffered(ymo_session_t *s) {
+  tls_conn_t *t = s->transport_state;
+  return t != NULL && SSL_has_pending(t->ssl);
+}
+
 static bool tls_crossed(ymo_session_t *s) {
   tls_conn_t *t = s->transport_state;
   return t != NULL && t->crossed;
@@ -678,5 +689,6 @@ const ymo_transport_t ymo__tls = {
     .read = tls_read,
     .writev = tls_writev,
     .crossed = tls_crossed,
+    .buffered = tls_buffered,
     .close = tls_close,
 };
