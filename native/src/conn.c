@@ -263,13 +263,33 @@ static bool finish_head(ymo_session_t *s) {
   return true;
 }
 
+/* Whether the transport still holds bytes it took (see `unsent`). */
+static bool unsent(ymo_session_t *s) {
+  return s->transport->unsent != NULL && s->transport->unsent(s);
+}
+
+/* Pushes what the transport holds; false when it must wait for
+ * writability (then watched) or the connection closed. */
+static bool push_unsent(ymo_session_t *s) {
+  if (!unsent(s)) return true;
+  if (s->transport->writev(s, NULL, 0) >= 0) return true;
+  if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)
+    ev_io_start(s->conns->loop, &s->wio);
+  else
+    ymo__conn_close(s);
+  return false;
+}
+
 void ymo__conn_flush(ymo_session_t *s) {
   ymo_conns_t *c = s->conns;
   struct iovec iov[MAX_IOV];
+  if (!push_unsent(s)) return;
   while (s->fifo_head != NULL) {
     ymo_exchange_t *ex = s->fifo_head;
     if (ex->out_head == NULL) {
       if (!ex->response_done) break;
+      /* A close after this response waits until all of it is sent. */
+      if (ex->close_after && !push_unsent(s)) return;
       if (!finish_head(s)) return;
       continue;
     }
@@ -325,6 +345,9 @@ void ymo__conn_flush(ymo_session_t *s) {
       return;
     }
   }
+  /* The protocol may close once all is written: all of it, on the
+   * socket. */
+  if (!push_unsent(s)) return;
   if (!s->read_crossed) ev_io_stop(c->loop, &s->wio);
   if (!s->protocol->flushed(s)) return;
   ymo__conn_arm_timer(s);

@@ -50,6 +50,12 @@ typedef struct ymo_transport {
    * records it hands over). The core then reads again without waiting for
    * the fd (conn.c). NULL: never (plain TCP). */
   bool (*buffered)(ymo_session_t *s);
+  /* True while bytes writev took are not all on the socket yet (TLS sends
+   * records gathered from several pieces in one call, and keeps what the
+   * socket did not take). The core then keeps watching for writability,
+   * calls writev with no pieces to push them, and neither closes nor calls
+   * the protocol's flushed() before they are out. NULL: never. */
+  bool (*unsent)(ymo_session_t *s);
   /* Closes the fd, and frees s->transport_state if any. */
   void (*close)(ymo_session_t *s);
 } ymo_transport_t;

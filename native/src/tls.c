@@ -96,6 +96,13 @@ typedef struct tls_conn {
    * (malloc'd, MAX_RECORD bytes, on the first), see tls_writev. */
   uint8_t *held;
   size_t held_len;
+  int fd;
+  /* Inside tls_writev: the socket BIO gathers records into `out` instead
+   * of sending each, and tls_writev sends them with one call. */
+  bool gather;
+  /* Records made and not yet sent: out[out_off, out_len). */
+  uint8_t *out;
+  size_t out_off, out_len, out_cap;
 } tls_conn_t;
 
 /* ------------------------------------------------------------------------ */
@@ -106,17 +113,71 @@ static BIO_METHOD *socket_method;
 static pthread_once_t init_once = PTHREAD_ONCE_INIT;
 static bool init_ok;
 
+/* A gathered piece larger than this is freed once sent, so an idle
+ * connection does not keep a large burst's buffer. */
+#define OUT_KEEP (64 * 1024)
+/* Plaintext one tls_writev takes at most, so `out` stays small. */
+#define GATHER_MAX (256 * 1024)
+
+/* Sends what `out` holds: 1 when all of it went, 0 when the socket is full
+ * (the rest stays), -1 on an error (errno set). */
+static int out_flush(tls_conn_t *t) {
+  while (t->out_off < t->out_len) {
+    ssize_t n = send(t->fd, t->out + t->out_off, t->out_len - t->out_off,
+                     MSG_NOSIGNAL);
+    if (n < 0) {
+      if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) return 0;
+      return -1;
+    }
+    t->out_off += (size_t)n;
+  }
+  t->out_off = t->out_len = 0;
+  if (t->out_cap > OUT_KEEP) {
+    free(t->out);
+    t->out = NULL;
+    t->out_cap = 0;
+  }
+  return 1;
+}
+
 static int bio_write(BIO *b, const char *data, int len) {
-  int fd = (int)(intptr_t)BIO_get_data(b);
+  tls_conn_t *t = BIO_get_data(b);
   BIO_clear_retry_flags(b);
-  ssize_t n = send(fd, data, (size_t)len, MSG_NOSIGNAL);
+  if (t->gather) {
+    size_t need = t->out_len + (size_t)len;
+    if (need > t->out_cap) {
+      size_t cap = t->out_cap ? t->out_cap * 2 : 32 * 1024;
+      while (cap < need) cap *= 2;
+      uint8_t *grown = realloc(t->out, cap);
+      if (grown == NULL) {
+        errno = ENOMEM;
+        return -1;
+      }
+      t->out = grown;
+      t->out_cap = cap;
+    }
+    memcpy(t->out + t->out_len, data, (size_t)len);
+    t->out_len = need;
+    return len;
+  }
+  /* A write of OpenSSL's own (a handshake flight, a ticket, an alert):
+   * after what was gathered before it. */
+  int flushed = out_flush(t);
+  if (flushed <= 0) {
+    if (flushed == 0) {
+      BIO_set_retry_write(b);
+      errno = EAGAIN;
+    }
+    return -1;
+  }
+  ssize_t n = send(t->fd, data, (size_t)len, MSG_NOSIGNAL);
   if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
     BIO_set_retry_write(b);
   return (int)n;
 }
 
 static int bio_read(BIO *b, char *buf, int cap) {
-  int fd = (int)(intptr_t)BIO_get_data(b);
+  int fd = ((tls_conn_t *)BIO_get_data(b))->fd;
   BIO_clear_retry_flags(b);
   ssize_t n = recv(fd, buf, (size_t)cap, 0);
   if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
@@ -495,7 +556,8 @@ static bool tls_open(ymo_session_t *s) {
     ERR_clear_error();
     return false;
   }
-  BIO_set_data(bio, (void *)(intptr_t)s->fd);
+  t->fd = s->fd;
+  BIO_set_data(bio, t);
   BIO_set_init(bio, 1);
   SSL_set_bio(t->ssl, bio, bio);
   SSL_set_accept_state(t->ssl);
@@ -582,10 +644,9 @@ static bool starts_with(const struct iovec *iov, int n_iov, const uint8_t *p,
  * when a call does not start with the held bytes, the held record is
  * finished first, so it reaches the client ahead of what follows, as the
  * core meant. */
-static ssize_t tls_writev(ymo_session_t *s, const struct iovec *iov,
-                          int n_iov) {
+static ssize_t write_records(ymo_session_t *s, const struct iovec *iov,
+                             int n_iov) {
   tls_conn_t *t = s->transport_state;
-  t->crossed = false;
   if (t->held_len > 0 && !starts_with(iov, n_iov, t->held, t->held_len)) {
     int n = SSL_write(t->ssl, t->held, (int)t->held_len);
     if (n <= 0) {
@@ -598,7 +659,7 @@ static ssize_t tls_writev(ymo_session_t *s, const struct iovec *iov,
   uint8_t stage[MAX_RECORD];
   size_t total = 0, off = 0;
   int i = 0;
-  while (i < n_iov) {
+  while (i < n_iov && total < GATHER_MAX) {
     size_t left = iov[i].iov_len - off;
     if (left == 0) {
       i++;
@@ -659,6 +720,36 @@ static ssize_t tls_writev(ymo_session_t *s, const struct iovec *iov,
   return (ssize_t)total;
 }
 
+/* Writes iov as records gathered into one send (see write_records): a
+ * response head and body in one record and one call, a 16 KiB body's two
+ * records in one call, not one each. What the socket does not take stays
+ * in `out`, is sent first by the next call (or by tls_unsent's caller),
+ * and holds back every later write, so records keep their order. */
+static ssize_t tls_writev(ymo_session_t *s, const struct iovec *iov,
+                          int n_iov) {
+  tls_conn_t *t = s->transport_state;
+  t->crossed = false;
+  int flushed = out_flush(t);
+  if (flushed < 0) return -1;
+  if (flushed == 0) {
+    errno = EAGAIN;
+    return -1;
+  }
+  if (n_iov == 0) return 0;
+  t->gather = true;
+  ssize_t n = write_records(s, iov, n_iov);
+  t->gather = false;
+  int saved = errno;
+  if (out_flush(t) < 0) return -1;
+  errno = saved;
+  return n;
+}
+
+static bool tls_unsent(ymo_session_t *s) {
+  tls_conn_t *t = s->transport_state;
+  return t != NULL && t->out_off < t->out_len;
+}
+
 static bool tls_buffered(ymo_session_t *s) {
   tls_conn_t *t = s->transport_state;
   return t != NULL && SSL_has_pending(t->ssl);
@@ -674,10 +765,13 @@ static bool tls_crossed(ymo_session_t *s) {
 static void tls_close(ymo_session_t *s) {
   tls_conn_t *t = s->transport_state;
   if (t != NULL) {
+    /* Records still unsent go first, as far as the socket takes them. */
+    if (!t->failed && out_flush(t) < 0) t->failed = true;
     if (!t->failed && SSL_is_init_finished(t->ssl)) SSL_shutdown(t->ssl);
     ERR_clear_error();
     SSL_free(t->ssl);
     free(t->held);
+    free(t->out);
     free(t);
     s->transport_state = NULL;
   }
@@ -690,5 +784,6 @@ const ymo_transport_t ymo__tls = {
     .writev = tls_writev,
     .crossed = tls_crossed,
     .buffered = tls_buffered,
+    .unsent = tls_unsent,
     .close = tls_close,
 };
