@@ -677,7 +677,13 @@ export class ServerWebSocket<T = unknown> {
 
   #message(data: string | Uint8Array, text: boolean): void {
     const message = text ? data as string : this.#binary(data as Uint8Array);
-    this.#call(() => this.#handler.message(this, message as string | Buffer));
+    // Inline rather than #call: no closure per message.
+    try {
+      const result = this.#handler.message(this, message as string | Buffer);
+      if (result instanceof Promise) result.catch(reportError);
+    } catch (error) {
+      reportError(error);
+    }
   }
 
   #control(

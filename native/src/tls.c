@@ -611,7 +611,10 @@ static ssize_t tls_read(ymo_session_t *s, uint8_t *buf, size_t cap) {
     int n = SSL_read(t->ssl, buf + total, room > INT_MAX ? INT_MAX : (int)room);
     if (n > 0) {
       total += (size_t)n;
-      if (cap - total >= MAX_RECORD) continue;
+      /* On while OpenSSL holds more (it read ahead); the socket's own
+       * bytes are the read watcher's: another recv now would mostly say
+       * EAGAIN, a system call per request for nothing. */
+      if (cap - total >= MAX_RECORD && SSL_has_pending(t->ssl)) continue;
       return (ssize_t)total;
     }
     if (total > 0) {
