@@ -20,20 +20,23 @@
  */
 // The layers, bottom up (DESIGN.md, "Layers, bottom up"): ffi/ (symbols,
 // codec, the Deno and Bun backends, the library locator), then server/:
-// _errors, _tls, _options, _routes, _exchange, _request, _websocket,
+// _errors, _tls, _options, _routes, _exchange, _request, _socket (a
+// WebSocket's core) with _websocket (Deno's API) and _bun_websocket (Bun's),
 // _response, _worker (the take loop), _pool and _thread (worker threads),
 // _server, _serve. Each file imports only files below it (but _options, which
-// checks the websocket option with _websocket's rules); this one re-exports
-// the public API.
+// checks the websocket option with _bun_websocket's rules); this one
+// re-exports the public API.
 
 export { serve } from "./server/_serve.ts";
 export {
-  ServerWebSocket,
   upgradeWebSocket,
   type UpgradeWebSocketOptions,
-  type WebSocketHandler,
   type WebSocketUpgrade,
 } from "./server/_websocket.ts";
+export {
+  ServerWebSocket,
+  type WebSocketHandler,
+} from "./server/_bun_websocket.ts";
 export { Server } from "./server/_server.ts";
 export { YmoError } from "./server/_errors.ts";
 export type {

@@ -9,7 +9,7 @@ import { Option } from "../ffi/symbols.ts";
 import {
   validateWebSocketHandler,
   type WebSocketHandler,
-} from "./_websocket.ts";
+} from "./_bun_websocket.ts";
 import { type TlsData, type TlsOptions, validateTls } from "./_tls.ts";
 
 /** The address a server listens on, or a client connects from. */

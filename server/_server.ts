@@ -25,7 +25,7 @@ import {
   type UnixAddr,
   validateOptions,
 } from "./_options.ts";
-import { publishThrough } from "./_websocket.ts";
+import { publishThrough } from "./_bun_websocket.ts";
 import { ThreadWorker, type WorkerHost } from "./_worker.ts";
 import { ThreadPool } from "./_pool.ts";
 import { RouteTable } from "./_routes.ts";

@@ -28,7 +28,7 @@ import {
   publishThrough,
   upgradeRequest,
   type WebSocketHandler,
-} from "./_websocket.ts";
+} from "./_bun_websocket.ts";
 
 const native = await loadNative();
 const lib = native.fn;
