@@ -28,6 +28,10 @@
  */
 
 import app from "./app.ts";
+
+/** app.fetch without its second argument (the WebSocket routes' server,
+ * which ymo gives; Deno's are answered here, with Deno's own API). */
+const fetchOnly = (req: Request) => app.fetch(req);
 import { WS_ECHO, WS_PUB, WS_SUB } from "./_work.mjs";
 
 function option(name: string, fallback: string): string;
@@ -104,4 +108,4 @@ Deno.serve({
   automaticCompression: compress,
   ...tls,
   onListen() {},
-}, websocket ? withWebSocket(app.fetch) : app.fetch);
+}, websocket ? withWebSocket(fetchOnly) : fetchOnly);
