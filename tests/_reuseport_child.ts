@@ -19,7 +19,8 @@ try {
     port: Number(process.env.YMO_TEST_PORT),
     hostname: "127.0.0.1",
     reusePort: process.env.YMO_TEST_REUSE_PORT === "1",
-    onListen: ({ port }) => console.log(`listening on port ${port}`),
+    onListen: (addr) =>
+      console.log(`listening on port ${"port" in addr ? addr.port : 0}`),
   }, () => new Response(`${name} ${process.pid}`));
 } catch (error) {
   console.log(`error: ${(error as Error).message}`);
