@@ -94,6 +94,7 @@ ymo_out_t *ymo__out_new(ymo_exchange_t *ex, size_t len, int flags) {
   out->pool = pooled ? pool : NULL;
   out->flags = flags;
   out->len = len;
+  out->cap = pooled ? OUT_POOLED : len;
   out->off = 0;
   return out;
 }

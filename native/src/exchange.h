@@ -38,6 +38,7 @@ typedef struct ymo_out {
   ymo_out_pool_t *pool;  /* The spares it returns to, or NULL. */
   int flags;             /* YMO_RESP_DONE, YMO_RESP_CLOSE. */
   size_t len;
+  size_t cap;            /* Room in data (at least len). */
   size_t off;            /* L only: bytes already written. */
   uint8_t data[];
 } ymo_out_t;

@@ -45,11 +45,28 @@ int ymo__websocket_handshake_check(const ymo_exchange_t *ex,
 /* ------------------------------------------------------------------------ */
 /* Frames L writes itself: pongs and close frames.                          */
 
-/* Queues bytes behind what the socket's exchange has to write. */
+/* Room L gives a piece of its own frames, for the ones that follow (below
+ * the spare pool's sizes: a plain malloc). */
+#define FRAMES_PIECE 1000
+
+/* Queues bytes behind what the socket's exchange has to write: into L's
+ * last piece of frames when it has room (a subscriber gets several
+ * publishes in one piece, one malloc and one iovec), else a new one. */
 static bool queue_frame(ymo_session_t *s, const uint8_t *data, size_t len) {
   ymo_exchange_t *ex = s->ws->ex;
-  ymo_out_t *out = ymo__out_new(ex, len, 0);
+  ymo_out_t *tail = ex->out_tail;
+  if (tail != NULL && (tail->flags & YMO__OUT_WS_FRAMES) &&
+      tail->cap - tail->len >= len) {
+    memcpy(tail->data + tail->len, data, len);
+    tail->len += len;
+    atomic_fetch_add_explicit(&ex->unwritten, (long long)len,
+                              memory_order_relaxed);
+    return true;
+  }
+  ymo_out_t *out = ymo__out_new(ex, len > FRAMES_PIECE ? len : FRAMES_PIECE,
+                                YMO__OUT_WS_FRAMES);
   if (out == NULL) return false;
+  out->len = len;
   memcpy(out->data, data, len);
   ymo__exchange_ref(ex);
   atomic_fetch_add_explicit(&ex->unwritten, (long long)len,

@@ -30,6 +30,9 @@
 #define YMO__OUT_WS_SUBSCRIBE 2048
 #define YMO__OUT_WS_UNSUBSCRIBE 4096
 #define YMO__OUT_WS_PUBLISH 8192
+/* A piece of frames L wrote itself (pongs, published messages): later ones
+ * go into it while it has room (websocket.c, queue_frame). */
+#define YMO__OUT_WS_FRAMES 16384
 
 /* A publish piece's data: a 1-byte flag (1: the sender gets it too), the
  * topic's length (2 bytes, little-endian), the topic, then the frame. */
