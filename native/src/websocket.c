@@ -158,7 +158,7 @@ static void closed_by_client(ymo_session_t *s, int code, const uint8_t *reason,
     n = 2;
   }
   if (reason_len > YMO_WS_CONTROL_MAX - 2) reason_len = YMO_WS_CONTROL_MAX - 2;
-  memcpy(payload + n, reason, reason_len);
+  if (reason_len > 0) memcpy(payload + n, reason, reason_len);
   to_js(s, YMO_WS_OP_CLOSE, payload, n + reason_len);
   /* Echo the client's code (RFC 6455 section 5.5.1); none for none. */
   send_close(s, error ? code : code == YMO_WS_CLOSE_NO_STATUS ? 0 : code);

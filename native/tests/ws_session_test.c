@@ -2,7 +2,8 @@
  * (accepting handshakes, echoing messages, giving handles back after the
  * abort record), while client threads each open a socket, send a frame in
  * the same write as the handshake, exchange messages of every length form,
- * ping, and close; one client vanishes without a close. Run under
+ * ping, and close; one client vanishes without a close, one breaks the
+ * protocol and is closed with 1002. Run under
  * ThreadSanitizer too: the handshake's state crosses from the worker thread
  * to L, and frames from both threads share each connection's output list. */
 #include <stdatomic.h>
@@ -168,6 +169,16 @@ static void *client_main(void *arg) {
   }
   if (k == 0) {
     close_rst(fd); /* Vanishes: the worker gets an abort, no close. */
+  } else if (k == 1) {
+    /* Breaks the protocol (an unmasked frame): the server closes with
+     * 1002 and the worker hears the close, with that code. */
+    uint8_t bad[] = {0x81, 0x02, 'n', 'o'};
+    send_all(fd, bad, sizeof(bad));
+    int opcode;
+    size_t got = read_frame(fd, &opcode, back, cap);
+    CHECK(opcode == 8 && got == 2 && back[0] == 0x03 && back[1] == 0xea);
+    CHECK_CLOSED(fd, "after a protocol error");
+    close(fd);
   } else {
     uint8_t payload[] = {0x03, 0xe8, 'o', 'k'};
     size_t n = client_frame(frame, 8, true, payload, sizeof(payload));
