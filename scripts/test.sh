@@ -39,27 +39,26 @@ step_native() {
   run_ctest native/build
 }
 
-step_tsan() {
-  # Clang's ThreadSanitizer (libclang-rt-14-dev) when present, else GCC's.
+# The C tests built with sanitizer $1 (thread or address) in native/build-$2;
+# clang's runtime (libclang-rt-14-dev) when present, else GCC's. The first
+# report fails a test (native/tests/CMakeLists.txt sets the options; leak
+# checks are on with ASan).
+sanitized_ctest() {
   local cc=gcc
   command -v clang >/dev/null 2>&1 && cc=clang
-  cmake -S native -B native/build-tsan -DYMO_SANITIZE=thread \
+  cmake -S native -B "native/build-$2" -DYMO_SANITIZE="$1" \
     -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_C_COMPILER="$cc" \
     --log-level=WARNING
-  cmake --build native/build-tsan -j2
-  run_ctest native/build-tsan
+  cmake --build "native/build-$2" -j2
+  run_ctest "native/build-$2"
+}
+
+step_tsan() {
+  sanitized_ctest thread tsan
 }
 
 step_asan() {
-  # AddressSanitizer with leak checks: the same C tests, memory errors and
-  # leaks fail them (native/tests/CMakeLists.txt sets ASAN_OPTIONS).
-  local cc=gcc
-  command -v clang >/dev/null 2>&1 && cc=clang
-  cmake -S native -B native/build-asan -DYMO_SANITIZE=address \
-    -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_C_COMPILER="$cc" \
-    --log-level=WARNING
-  cmake --build native/build-asan -j2
-  run_ctest native/build-asan
+  sanitized_ctest address asan
 }
 
 step_fuzz() {
