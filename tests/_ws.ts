@@ -7,6 +7,25 @@
  */
 import { connect, type Socket } from "node:net";
 import { Buffer } from "node:buffer";
+import { serve, type Server, type WebSocketHandler } from "../mod.ts";
+
+/** A server on a free loopback port that accepts every request as a
+ * WebSocket with Bun's `websocket` handlers. */
+export function serveSockets(
+  // deno-lint-ignore no-explicit-any
+  websocket: WebSocketHandler<any>,
+): Server {
+  return serve({
+    hostname: "127.0.0.1",
+    port: 0,
+    onListen() {},
+    fetch(request, server) {
+      server.upgrade(request);
+      return undefined as unknown as Response;
+    },
+    websocket,
+  });
+}
 
 /** A frame the server sent. */
 export interface Frame {

@@ -18,6 +18,7 @@ import {
   type Frame,
   handshake,
   RawWebSocket,
+  serveSockets,
 } from "./_ws.ts";
 
 const QUIET = { hostname: "127.0.0.1", port: 0, onListen() {} };
@@ -292,14 +293,7 @@ test("a ping gets its pong; fragments with a ping between them make one message"
 });
 
 test("protocol errors close with the RFC's codes: 1002 unmasked or bad opcode, 1007 bad UTF-8, 1009 too big", async () => {
-  const server = serve({
-    ...QUIET,
-    fetch(request, srv) {
-      srv.upgrade(request);
-      return undefined as unknown as Response;
-    },
-    websocket: { message() {}, maxPayloadLength: 1000 },
-  });
+  const server = serveSockets({ message() {}, maxPayloadLength: 1000 });
   try {
     const cases: [Uint8Array, number][] = [
       [clientFrame(1, "x", { masked: false }), 1002],
@@ -487,17 +481,10 @@ test("pub/sub on one thread: server.publish, unsubscribe, publishToSelf, subscri
 });
 
 test("permessage-deflate: negotiated, compressed frames both ways, and none without the offer", async () => {
-  const server = serve({
-    ...QUIET,
-    fetch(request, srv) {
-      srv.upgrade(request);
-      return undefined as unknown as Response;
-    },
-    websocket: {
-      perMessageDeflate: true,
-      message(ws, message) {
-        ws.send(message);
-      },
+  const server = serveSockets({
+    perMessageDeflate: true,
+    message(ws, message) {
+      ws.send(message);
     },
   });
   try {
@@ -555,24 +542,17 @@ test("backpressure: send() says -1 once the queue passes the limit, and drain ru
   let resolveDrained!: () => void;
   const drained = new Promise<void>((r) => resolveDrained = r);
   const chunk = new Uint8Array(64 * 1024);
-  const server = serve({
-    ...QUIET,
-    fetch(request, srv) {
-      srv.upgrade(request);
-      return undefined as unknown as Response;
+  const server = serveSockets({
+    message() {},
+    open(ws) {
+      // Send until the queue passes the limit (at most 256 MiB).
+      for (let i = 1; i <= 4096; i++) {
+        if (ws.send(chunk) === -1) return resolveFull(i);
+      }
+      resolveFull(-1);
     },
-    websocket: {
-      message() {},
-      open(ws) {
-        // Send until the queue passes the limit (at most 256 MiB).
-        for (let i = 1; i <= 4096; i++) {
-          if (ws.send(chunk) === -1) return resolveFull(i);
-        }
-        resolveFull(-1);
-      },
-      drain() {
-        resolveDrained();
-      },
+    drain() {
+      resolveDrained();
     },
   });
   const socket = connect(server.port, "127.0.0.1");
@@ -619,14 +599,7 @@ test("a 101 from the runtime's own upgradeWebSocket says to use ymo's", async ()
 
 test("idleTimeout: a silent client is pinged first (sendPings), then closed with 1001", async () => {
   for (const sendPings of [true, false]) {
-    const server = serve({
-      ...QUIET,
-      fetch(request, srv) {
-        srv.upgrade(request);
-        return undefined as unknown as Response;
-      },
-      websocket: { message() {}, idleTimeout: 0.3, sendPings },
-    });
+    const server = serveSockets({ message() {}, idleTimeout: 0.3, sendPings });
     try {
       const raw = await rawEcho(server);
       const started = Date.now();

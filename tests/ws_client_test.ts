@@ -3,6 +3,7 @@
 // close, and permessage-deflate, which `ws` offers by default.
 import assert from "node:assert/strict";
 import { isDeno, test } from "./_shim.ts";
+import { serveSockets } from "./_ws.ts";
 import { serve, type Server, upgradeWebSocket } from "../mod.ts";
 
 // Deno loads npm packages by specifier; Bun from node_modules (a
@@ -93,18 +94,11 @@ test("the ws package talks to upgradeWebSocket: text, binary, ping, close", asyn
 });
 
 test("the ws package talks to Bun's websocket handlers, with and without permessage-deflate", async () => {
-  const server = serve({
-    ...QUIET,
-    fetch(request, srv) {
-      srv.upgrade(request);
-      return undefined as unknown as Response;
-    },
-    websocket: {
-      perMessageDeflate: true,
-      message(ws, message) {
-        if (typeof message === "string") ws.send(`echo:${message}`);
-        else ws.send(message);
-      },
+  const server = serveSockets({
+    perMessageDeflate: true,
+    message(ws, message) {
+      if (typeof message === "string") ws.send(`echo:${message}`);
+      else ws.send(message);
     },
   });
   try {
