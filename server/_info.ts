@@ -37,33 +37,23 @@ export function requestTimeout(
   exchange?.setTimeout(seconds);
 }
 
-/** What a handler's second argument tells of the server it runs in. */
-export interface ServerFacade {
-  /** The server's URL, as {@linkcode ServerFacade.url} of Bun's server. */
-  readonly url: URL;
-  /** The port the server listens on. */
-  readonly port: number;
-  /** The address the server listens on. */
-  readonly hostname: string;
-  /** Requests taken on this thread and not yet answered. */
-  readonly pendingRequests: number;
-  /** Stops the server: gracefully, or closing active connections at once
-   * with `closeActiveConnections`. */
-  stop(closeActiveConnections?: boolean): Promise<void>;
-  /** The client address of a request this server is handling, or null. */
-  requestIP(request: Request): SocketAddress | null;
+/** What a handler's second argument tells of the server it runs in: the
+ * Bun members of {@linkcode ServeHandlerInfo}, and the exchange behind a
+ * Request. */
+export interface ServerFacade extends
+  Pick<
+    ServeHandlerInfo,
+    | "url"
+    | "port"
+    | "hostname"
+    | "pendingRequests"
+    | "stop"
+    | "requestIP"
+    | "publish"
+    | "upgrade"
+  > {
   /** The exchange of a request this server is handling, if it is one. */
   exchangeOf(request: Request): Exchange | undefined;
-  /** Bun's server.publish(). */
-  publish(
-    topic: string,
-    data: string | ArrayBufferLike | ArrayBufferView,
-  ): number;
-  /** Bun's server.upgrade(). */
-  upgrade(
-    request: Request,
-    options?: { headers?: HeadersInit; data?: unknown },
-  ): boolean;
 }
 
 /** The client address of an exchange, in Bun's shape (null for a unix
