@@ -11,14 +11,13 @@ import { Buffer } from "node:buffer";
 import { loadNative } from "../ffi/native.ts";
 import { RESP_HIGH_WATER } from "../ffi/codec.ts";
 import type { Pointer } from "../ffi/_types.ts";
-import type { Exchange } from "./_exchange.ts";
+import { EMPTY, type Exchange } from "./_exchange.ts";
 import { exchangeOf } from "./_request.ts";
 import {
   bytesOf,
   checkCloseCode,
   checkReason,
   cores,
-  EMPTY,
   encodeNow,
   encoder,
   headerLines,

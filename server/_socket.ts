@@ -13,7 +13,7 @@ import {
   WS_DEFLATE,
   WS_PUBLISH_SELF,
 } from "../ffi/symbols.ts";
-import type { Exchange, SocketEvents } from "./_exchange.ts";
+import { EMPTY, type Exchange, type SocketEvents } from "./_exchange.ts";
 
 export const OP_TEXT = 1;
 export const OP_BINARY = 2;
@@ -28,7 +28,6 @@ export const CLOSED = 3;
 
 export const encoder = new TextEncoder();
 const decoder = new TextDecoder();
-export const EMPTY = new Uint8Array(0);
 
 let scratch = new Uint8Array(4096);
 

@@ -8,7 +8,7 @@
  *
  * @module
  */
-import type { Exchange } from "./_exchange.ts";
+import { EMPTY, type Exchange } from "./_exchange.ts";
 import { exchangeOf } from "./_request.ts";
 import {
   bytesOf,
@@ -18,7 +18,6 @@ import {
   CLOSING,
   CONNECTING,
   cores,
-  EMPTY,
   encodeNow,
   encoder,
   OP_BINARY,
@@ -83,6 +82,8 @@ class ServerSideWebSocket extends EventTarget {
   #core: SocketCore;
   #binaryType: BinaryType = "blob";
   #url: string;
+  /** The origin every message event carries, worked out once. */
+  #origin: string;
   #protocol: string;
   #extensions = "";
   /** Sends waiting for a Blob to be read, to keep their order. */
@@ -105,6 +106,7 @@ class ServerSideWebSocket extends EventTarget {
     }, false);
     cores.set(this, this.#core);
     this.#url = url;
+    this.#origin = originOf(url);
     this.#protocol = protocol;
   }
 
@@ -151,17 +153,9 @@ class ServerSideWebSocket extends EventTarget {
         : new Blob([bytes as Uint8Array<ArrayBuffer>]);
     }
     this.#fire(
-      new MessageEvent("message", { data: value, origin: this.#origin() }),
+      new MessageEvent("message", { data: value, origin: this.#origin }),
       this.onmessage,
     );
-  }
-
-  #origin(): string {
-    try {
-      return new URL(this.#url).origin;
-    } catch {
-      return "";
-    }
   }
 
   /** The connection ended (also when the 101 could not be sent). */
@@ -221,6 +215,15 @@ class ServerSideWebSocket extends EventTarget {
     const r = checkReason(reason, "WebSocket.close");
     if (this.#queue !== null) this.#chain(() => this.#core.close(c, r));
     else this.#core.close(c, r);
+  }
+}
+
+/** The origin of a socket's URL, or "" if it has none. */
+function originOf(url: string): string {
+  try {
+    return new URL(url).origin;
+  } catch {
+    return "";
   }
 }
 
