@@ -28,6 +28,13 @@ export function cBinary(
   return join(root, "bench/tmp", kind === "preload" ? `${name}.so` : name);
 }
 
+/** ymo's C files a program is built with (paths from the repository
+ * root), found through `-I native/src`: one SHA-1 for the server and the
+ * WebSocket load client. */
+const SHARED: Record<string, string[]> = {
+  ws_load: ["native/src/sha1.c"],
+};
+
 /** gcc's arguments around `-o OUTPUT SOURCE`, by kind. */
 const GCC: Record<CKind, { before: string[]; after: string[] }> = {
   program: { before: ["-O2", "-Wall"], after: ["-lev"] },
@@ -45,9 +52,13 @@ export function buildC(
   kind: CKind = "program",
 ): string | null {
   const source = join(here, `${name}.c`);
+  const shared = (SHARED[name] ?? []).map((file) => join(root, file));
   const binary = cBinary(root, name, kind);
   if (
-    existsSync(binary) && statSync(binary).mtimeMs >= statSync(source).mtimeMs
+    existsSync(binary) &&
+    [source, ...shared].every((file) =>
+      statSync(binary).mtimeMs >= statSync(file).mtimeMs
+    )
   ) {
     return null;
   }
@@ -55,7 +66,15 @@ export function buildC(
   const partial = `${binary}.${process.pid}`;
   const gcc = spawnSync(
     "gcc",
-    [...GCC[kind].before, "-o", partial, source, ...GCC[kind].after],
+    [
+      ...GCC[kind].before,
+      ...(shared.length > 0 ? ["-I", join(root, "native/src")] : []),
+      "-o",
+      partial,
+      source,
+      ...shared,
+      ...GCC[kind].after,
+    ],
     { encoding: "utf8" },
   );
   if ((gcc.error as NodeJS.ErrnoException | undefined)?.code === "ENOENT") {

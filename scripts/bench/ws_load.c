@@ -3,7 +3,7 @@
  * ws-fanout workloads (wrk speaks HTTP only). One thread on libev,
  * non-blocking sockets, nothing else.
  *
- *   gcc -O2 -o ws_load scripts/bench/ws_load.c -lev
+ *   gcc -O2 -I native/src -o ws_load scripts/bench/ws_load.c native/src/sha1.c -lev
  *   ./ws_load echo --port N [--path /ws-echo] [--connections 50]
  *                  [--depth 1] [--size 32] [--warmup 1] [--duration 5]
  *   ./ws_load fanout --port N [--sub-path /ws-sub] [--pub-path /ws-pub]
@@ -63,6 +63,9 @@
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
+
+/* ymo's own SHA-1 (native/src/sha1.c, built in by _build.ts). */
+#include "sha1.h"
 
 #define OP_CONTINUATION 0x0
 #define OP_TEXT 0x1
@@ -213,71 +216,6 @@ static void rng_seed(void) {
     rng_state = (uint64_t)time(NULL) ^ ((uint64_t)getpid() << 32);
   }
   if (rng_state == 0) rng_state = 0x9E3779B97F4A7C15ULL;
-}
-
-static uint32_t rol(uint32_t x, int n) { return (x << n) | (x >> (32 - n)); }
-
-static void sha1_block(uint32_t h[5], const unsigned char *p) {
-  uint32_t w[80];
-  for (int i = 0; i < 16; i++) {
-    w[i] = (uint32_t)p[4 * i] << 24 | (uint32_t)p[4 * i + 1] << 16 |
-           (uint32_t)p[4 * i + 2] << 8 | p[4 * i + 3];
-  }
-  for (int i = 16; i < 80; i++) {
-    w[i] = rol(w[i - 3] ^ w[i - 8] ^ w[i - 14] ^ w[i - 16], 1);
-  }
-  uint32_t a = h[0], b = h[1], c = h[2], d = h[3], e = h[4];
-  for (int i = 0; i < 80; i++) {
-    uint32_t f, k;
-    if (i < 20) {
-      f = (b & c) | (~b & d);
-      k = 0x5A827999;
-    } else if (i < 40) {
-      f = b ^ c ^ d;
-      k = 0x6ED9EBA1;
-    } else if (i < 60) {
-      f = (b & c) | (b & d) | (c & d);
-      k = 0x8F1BBCDC;
-    } else {
-      f = b ^ c ^ d;
-      k = 0xCA62C1D6;
-    }
-    uint32_t t = rol(a, 5) + f + e + k + w[i];
-    e = d;
-    d = c;
-    c = rol(b, 30);
-    b = a;
-    a = t;
-  }
-  h[0] += a;
-  h[1] += b;
-  h[2] += c;
-  h[3] += d;
-  h[4] += e;
-}
-
-/* SHA-1 (FIPS 180-4) of [data, data + len), for Sec-WebSocket-Accept. */
-static void sha1(const void *data, size_t len, unsigned char out[20]) {
-  const unsigned char *p = data;
-  uint32_t h[5] = {0x67452301, 0xEFCDAB89, 0x98BADCFE, 0x10325476, 0xC3D2E1F0};
-  size_t full = len / 64 * 64;
-  for (size_t i = 0; i < full; i += 64) sha1_block(h, p + i);
-  unsigned char tail[128] = {0};
-  size_t rest = len - full;
-  memcpy(tail, p + full, rest);
-  tail[rest] = 0x80;
-  size_t tail_len = rest + 9 <= 64 ? 64 : 128;
-  uint64_t bits = (uint64_t)len * 8;
-  for (int i = 0; i < 8; i++) {
-    tail[tail_len - 1 - i] = (unsigned char)(bits >> (8 * i));
-  }
-  for (size_t i = 0; i < tail_len; i += 64) sha1_block(h, tail + i);
-  for (int i = 0; i < 5; i++) {
-    out[4 * i] = (unsigned char)(h[i] >> 24);
-    out[4 * i + 1] = (unsigned char)(h[i] >> 16);
-    out[4 * i + 2] = (unsigned char)(h[i] >> 8);
-    out[4 * i + 3] = (unsigned char)h[i];
-  }
 }
 
 /* Base64 of [data, data + len) into `out`, NUL-terminated; `out` holds
@@ -968,7 +906,7 @@ static void on_connected(struct conn *c) {
   unsigned char digest[20];
   int n = snprintf(both, sizeof both, "%s258EAFA5-E914-47DA-95CA-C5AB0DC85B11",
                    key);
-  sha1(both, (size_t)n, digest);
+  ymo__sha1(both, (size_t)n, digest);
   base64(digest, sizeof digest, c->accept);
   const char *path = c->role == ECHO         ? cfg.path
                      : c->role == SUBSCRIBER ? cfg.sub_path
