@@ -246,13 +246,24 @@ bool ymo__router_match(const ymo_router_t *r, ymo_exchange_t *ex,
     if (best == NULL || more_specific(p, best)) best = p;
   }
   if (best == NULL) return true;
-  for (size_t i = 0; i < best->n_segs; i++) {
+  /* The path is usually the record's own bytes (the target is in it), and
+   * appending the values may move the record: copy them from a copy. */
+  uint8_t local[1024];
+  uint8_t *copy = best->n_params == 0 || path_len <= sizeof(local)
+                      ? local
+                      : malloc(path_len);
+  if (copy == NULL) return false;
+  if (best->n_params > 0) memcpy(copy, path, path_len);
+  bool ok = true;
+  for (size_t i = 0; i < best->n_segs && ok; i++) {
     if (best->segs[i].kind != SEG_PARAM) continue;
     size_t at = ymo__record_field_open(ex);
-    if (at == 0 ||
-        !ymo__record_field_append(ex, at, true, segs[i].at, segs[i].len))
-      return false;
+    ok = at != 0 && ymo__record_field_append(ex, at, true,
+                                             copy + (segs[i].at - path),
+                                             segs[i].len);
   }
+  if (copy != local) free(copy);
+  if (!ok) return false;
   *route = (uint32_t)best->id + 1;
   *n_params = (uint32_t)best->n_params;
   return true;
