@@ -72,8 +72,8 @@ export interface EnsureOptions extends LocateOptions {
 
 /** The packages that a build needs, per system, for the error message. */
 const INSTALL_HINTS = [
-  "Debian/Ubuntu: sudo apt-get install libev-dev cmake gcc pkg-config node-llhttp zlib1g-dev libbrotli-dev libssl-dev",
-  "macOS: brew install libev llhttp brotli openssl@3 cmake pkg-config",
+  "Debian/Ubuntu: sudo apt-get install libev-dev cmake gcc pkg-config node-llhttp zlib1g-dev libdeflate-dev libbrotli-dev libssl-dev",
+  "macOS: brew install libev llhttp brotli libdeflate openssl@3 cmake pkg-config",
 ];
 
 /**

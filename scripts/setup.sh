@@ -19,7 +19,7 @@ die() { printf 'setup: error: %s\n' "$*" >&2; exit 1; }
 # runtimes; make and libc6-dev come with gcc on most systems but not all.
 PACKAGES=(
   libev-dev cmake gcc make libc6-dev pkg-config node-llhttp
-  zlib1g-dev libbrotli-dev # automatic response compression (compress.c)
+  zlib1g-dev libdeflate-dev libbrotli-dev # automatic response compression (compress.c)
   libssl-dev openssl # HTTPS (tls.c); the openssl command makes the test certificates
   clang libclang-rt-14-dev
   wrk curl
@@ -54,7 +54,7 @@ else
   # Not Debian: check for the commands, and say what to install on macOS.
   for cmd in cmake cc pkg-config npm; do
     command -v "$cmd" >/dev/null 2>&1 ||
-      die "$cmd not found; on macOS: brew install libev llhttp brotli openssl@3 cmake pkg-config node"
+      die "$cmd not found; on macOS: brew install libev llhttp brotli libdeflate openssl@3 cmake pkg-config node"
   done
   say "system packages: no dpkg here; found cmake, cc, pkg-config and npm"
 fi

@@ -23,7 +23,7 @@ import { VERSION } from "../ffi/_version.ts";
 const ROOT = fileURLToPath(new URL("../", import.meta.url));
 const FILE = libraryFileName();
 const INSTALL =
-  "sudo apt-get install libev-dev cmake gcc pkg-config node-llhttp zlib1g-dev libbrotli-dev libssl-dev";
+  "sudo apt-get install libev-dev cmake gcc pkg-config node-llhttp zlib1g-dev libdeflate-dev libbrotli-dev libssl-dev";
 /** A module URL as Deno sees it when the package comes from JSR. */
 const REMOTE = "https://jsr.example/@ymo/ymo/0.1.0/ffi/_locate.ts";
 
