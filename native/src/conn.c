@@ -478,12 +478,15 @@ static bool drain_out(ymo_worker_t *w, void *arg) {
 /* The set.                                                                 */
 
 int ymo__conns_init(ymo_conns_t *c) {
+  ymo__out_pool_init(&c->ws_frames, NULL, YMO__WS_FRAMES_PIECE,
+                     YMO__WS_FRAMES_SPARES);
   c->read_buf = malloc(READ_BUF_SIZE);
   return c->read_buf != NULL ? 0 : YMO_ENOMEM;
 }
 
 void ymo__conns_free(ymo_conns_t *c) {
   ymo__topics_free(c);
+  ymo__out_pool_destroy(&c->ws_frames);
   free(c->read_buf);
   c->read_buf = NULL;
 }

@@ -294,6 +294,7 @@ struct ymo_conns {
   ymo_session_t *to_flush;     /* Sessions given output in a drain. */
   uint8_t *read_buf;           /* One read buffer for the loop. */
   struct ymo_topics *topics;   /* WebSocket pub/sub (topics.c), or NULL. */
+  ymo_out_pool_t ws_frames;    /* Pieces of L's own WebSocket frames. */
   ymo_date_t date;             /* L's Date cache. */
 };
 

@@ -46,19 +46,15 @@ void ymo__exchange_unref(ymo_exchange_t *ex) {
   }
 }
 
-/* Pieces between these sizes come from the spares (a 16 KiB stream chunk
- * with its framing fits); smaller ones are cheap for malloc, larger rare.
- * Up to OUT_SPARES_MAX are kept: about one per response in flight at a few
- * hundred connections. With only 32, 256 connections of 16 KiB answers made
- * glibc grow and trim its heap on every batch (page faults on the JS thread,
- * brk and TLB shootdowns on L). A spare is resident only as far as it was
- * written, so the cost is at most 256 x 64 KiB per pool. */
+/* A response piece comes from its worker's spares when it is larger than
+ * this (smaller ones are cheap for malloc) and fits a spare. */
 #define OUT_POOLED_MIN 1024
-#define OUT_POOLED 65600
-#define OUT_SPARES_MAX 256
 
-void ymo__out_pool_init(ymo_out_pool_t *pool, pthread_mutex_t *lock) {
+void ymo__out_pool_init(ymo_out_pool_t *pool, pthread_mutex_t *lock,
+                        size_t piece, size_t max) {
   pool->lock = lock;
+  pool->piece = piece;
+  pool->max = max;
   pool->spare = NULL;
   pool->n_spare = 0;
 }
@@ -72,19 +68,27 @@ void ymo__out_pool_destroy(ymo_out_pool_t *pool) {
   pool->n_spare = 0;
 }
 
-ymo_out_t *ymo__out_new(ymo_exchange_t *ex, size_t len, int flags) {
-  ymo_out_pool_t *pool = ex != NULL ? ex->spares : NULL;
+static void pool_lock(ymo_out_pool_t *pool) {
+  if (pool->lock != NULL) pthread_mutex_lock(pool->lock);
+}
+
+static void pool_unlock(ymo_out_pool_t *pool) {
+  if (pool->lock != NULL) pthread_mutex_unlock(pool->lock);
+}
+
+ymo_out_t *ymo__out_new_in(ymo_out_pool_t *pool, ymo_exchange_t *ex,
+                           size_t len, int flags) {
   ymo_out_t *out = NULL;
-  bool pooled = pool != NULL && len > OUT_POOLED_MIN && len <= OUT_POOLED;
+  bool pooled = pool != NULL && len <= pool->piece;
   if (pooled) {
-    pthread_mutex_lock(pool->lock);
+    pool_lock(pool);
     out = pool->spare;
     if (out != NULL) {
       pool->spare = out->next;
       pool->n_spare--;
     }
-    pthread_mutex_unlock(pool->lock);
-    if (out == NULL) out = malloc(sizeof(*out) + OUT_POOLED);
+    pool_unlock(pool);
+    if (out == NULL) out = malloc(sizeof(*out) + pool->piece);
   } else {
     out = malloc(sizeof(*out) + len);
   }
@@ -94,22 +98,27 @@ ymo_out_t *ymo__out_new(ymo_exchange_t *ex, size_t len, int flags) {
   out->pool = pooled ? pool : NULL;
   out->flags = flags;
   out->len = len;
-  out->cap = pooled ? OUT_POOLED : len;
+  out->cap = pooled ? pool->piece : len;
   out->off = 0;
   return out;
+}
+
+ymo_out_t *ymo__out_new(ymo_exchange_t *ex, size_t len, int flags) {
+  ymo_out_pool_t *pool = ex != NULL ? ex->spares : NULL;
+  return ymo__out_new_in(len > OUT_POOLED_MIN ? pool : NULL, ex, len, flags);
 }
 
 void ymo__out_free(ymo_out_t *out) {
   ymo_out_pool_t *pool = out->pool;
   if (pool != NULL) {
-    pthread_mutex_lock(pool->lock);
-    bool keep = pool->n_spare < OUT_SPARES_MAX;
+    pool_lock(pool);
+    bool keep = pool->n_spare < pool->max;
     if (keep) {
       out->next = pool->spare;
       pool->spare = out;
       pool->n_spare++;
     }
-    pthread_mutex_unlock(pool->lock);
+    pool_unlock(pool);
     if (keep) return;
   }
   free(out);

@@ -45,13 +45,9 @@ int ymo__websocket_handshake_check(const ymo_exchange_t *ex,
 /* ------------------------------------------------------------------------ */
 /* Frames L writes itself: pongs and close frames.                          */
 
-/* Room L gives a piece of its own frames, for the ones that follow (below
- * the spare pool's sizes: a plain malloc). */
-#define FRAMES_PIECE 1000
-
 /* Queues bytes behind what the socket's exchange has to write: into L's
  * last piece of frames when it has room (a subscriber gets several
- * publishes in one piece, one malloc and one iovec), else a new one. */
+ * publishes in one piece and one iovec), else a new one from L's pool. */
 static bool queue_frame(ymo_session_t *s, const uint8_t *data, size_t len) {
   ymo_exchange_t *ex = s->ws->ex;
   ymo_out_t *tail = ex->out_tail;
@@ -63,10 +59,9 @@ static bool queue_frame(ymo_session_t *s, const uint8_t *data, size_t len) {
                               memory_order_relaxed);
     return true;
   }
-  ymo_out_t *out = ymo__out_new(ex, len > FRAMES_PIECE ? len : FRAMES_PIECE,
-                                YMO__OUT_WS_FRAMES);
+  ymo_out_t *out = ymo__out_new_in(&s->conns->ws_frames, ex, len,
+                                   YMO__OUT_WS_FRAMES);
   if (out == NULL) return false;
-  out->len = len;
   memcpy(out->data, data, len);
   ymo__exchange_ref(ex);
   atomic_fetch_add_explicit(&ex->unwritten, (long long)len,

@@ -33,6 +33,13 @@
 /* A piece of frames L wrote itself (pongs, published messages): later ones
  * go into it while it has room (websocket.c, queue_frame). */
 #define YMO__OUT_WS_FRAMES 16384
+/* L's pieces of frames (pongs, closes, publishes) come from a pool on the
+ * connection set, not from malloc: a publish to 1,000 subscribers took and
+ * freed 1,000 of them each time, and glibc grew and trimmed L's heap for
+ * it, a third of the fan-out's CPU in page faults and TLB shootdowns. A
+ * piece has room for several small frames; up to 4,096 (4 MiB) are kept. */
+#define YMO__WS_FRAMES_PIECE 1000
+#define YMO__WS_FRAMES_SPARES 4096
 
 /* A publish piece's data: a 1-byte flag (1: the sender gets it too), the
  * topic's length (2 bytes, little-endian), the topic, then the frame. */

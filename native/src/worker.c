@@ -64,6 +64,16 @@ static void drop_item(void *item) {
 /* ------------------------------------------------------------------------ */
 /* Life cycle.                                                              */
 
+/* The spares of a worker's response pieces: a 16 KiB stream chunk with its
+ * framing fits one. Up to YMO__OUT_SPARES_MAX are kept: about one per
+ * response in flight at a few hundred connections. With only 32, 256
+ * connections of 16 KiB answers made glibc grow and trim its heap on every
+ * batch (page faults on the JS thread, brk and TLB shootdowns on L). A
+ * spare is resident only as far as it was written, so the cost is at most
+ * 256 x 64 KiB per worker. */
+#define YMO__OUT_SPARE_SIZE 65600
+#define YMO__OUT_SPARES_MAX 256
+
 int ymo__worker_init(ymo_worker_t *worker, struct ev_loop *loop,
                      size_t thread_id, const atomic_int *draining,
                      const int64_t *options) {
@@ -92,7 +102,8 @@ int ymo__worker_init(ymo_worker_t *worker, struct ev_loop *loop,
     pthread_mutex_destroy(&worker->lock_in);
     return YMO_ENOMEM;
   }
-  ymo__out_pool_init(&worker->spares, &worker->lock_out);
+  ymo__out_pool_init(&worker->spares, &worker->lock_out, YMO__OUT_SPARE_SIZE,
+                     YMO__OUT_SPARES_MAX);
   worker->first_free = UINT32_MAX;
   return 0;
 }
