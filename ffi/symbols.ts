@@ -103,6 +103,10 @@ export const symbols = {
   ymo_worker_notify: { parameters: ["pointer"], result: "i32" },
   /** int32_t ymo_worker_take(ymo_worker_t *worker, uint8_t *buf, int32_t cap) */
   ymo_worker_take: { parameters: ["pointer", "buffer", "i32"], result: "i32" },
+  /** int ymo_worker_begin_batch(ymo_worker_t *worker) */
+  ymo_worker_begin_batch: { parameters: ["pointer"], result: "i32" },
+  /** int ymo_worker_end_batch(ymo_worker_t *worker) */
+  ymo_worker_end_batch: { parameters: ["pointer"], result: "i32" },
   /** int ymo_worker_respond(ymo_worker_t *worker, uint32_t id, uint32_t gen,
    *   int status, const uint8_t *headers, int32_t headers_len,
    *   const uint8_t *body, int32_t body_len, int flags) */

@@ -262,9 +262,21 @@ export class ThreadWorker implements ExchangeOwner {
     this.#drain();
   }
 
-  /** Takes what C has queued, until nothing is left; whether it took any. */
+  /**
+   * Takes what C has queued, until nothing is left; whether it took any.
+   * The responses made meanwhile reach L together, at the batch's end.
+   */
   #drain(): boolean {
     if (!this.#alive) return false;
+    lib.ymo_worker_begin_batch(this.#pointer);
+    try {
+      return this.#takeAll();
+    } finally {
+      if (this.#alive) lib.ymo_worker_end_batch(this.#pointer);
+    }
+  }
+
+  #takeAll(): boolean {
     let took = false;
     for (;;) {
       const n: number = lib.ymo_worker_take(

@@ -283,6 +283,14 @@ YMO_EXTERN int ymo_worker_notify(ymo_worker_t *worker);
 YMO_EXTERN int32_t ymo_worker_take(ymo_worker_t *worker, uint8_t *buf,
                                    int32_t cap);
 
+/* Begin and end a batch: the takes and the handlers that run on them. While
+ * one is open, responses and publishes queue without waking L, which drains
+ * them together once it ends, instead of waking for the first and writing
+ * it alone. End every batch begun, whether the handlers threw or not. JS
+ * thread only; both return 0. */
+YMO_EXTERN int ymo_worker_begin_batch(ymo_worker_t *worker);
+YMO_EXTERN int ymo_worker_end_batch(ymo_worker_t *worker);
+
 /* Flags for ymo_worker_respond() and ymo_worker_response_body_append(). */
 #define YMO_RESP_DONE 1   /* The body is complete after this call. */
 #define YMO_RESP_CLOSE 2  /* Close the connection after this response. */

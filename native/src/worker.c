@@ -203,7 +203,9 @@ int ymo_worker_join(ymo_worker_t *w) {
   w->notified = true;
   pthread_cond_broadcast(&w->ready_in);
   ymo__worker_unlock_in(w);
-  /* A thread that goes away with the loop must not leave L waiting. */
+  /* A thread that goes away with the loop or a batch must not leave L
+   * waiting. */
+  ymo_worker_end_batch(w);
   ymo_worker_release_loop(w);
   answer_held(w);
   return 0;
@@ -216,10 +218,23 @@ static int queue_in_push(ymo_worker_t *w, ymo_exchange_t *ex, void *item) {
   ymo__exchange_ref(ex);
   ymo__worker_lock_in(w);
   /* While JS runs the loop, JS is the one pushing: it takes what it queued
-   * after its pass, and nobody needs waking. */
-  bool wake = w->queue_in.count == 0 && !ymo__worker_loop_lent(w);
+   * after its pass, and nobody needs waking. Otherwise the worker is woken
+   * once L has run this iteration's callbacks (ymo__worker_wake_owed(), from
+   * the prepare watcher), so it takes all they queued in one batch: woken at
+   * the first, it took that alone while L went on queueing the rest (and
+   * its responses or publishes went out alone). */
+  if (w->queue_in.count == 0 && !ymo__worker_loop_lent(w)) w->wake_in = true;
   int err = ymo__queue_push(&w->queue_in, item);
-  wake = wake && err == 0;
+  ymo__worker_unlock_in(w);
+  if (err != 0) ymo__exchange_unref(ex);
+  return err;
+}
+
+void ymo__worker_wake_owed(ymo_worker_t *w) {
+  ymo__worker_lock_in(w);
+  bool wake = w->wake_in && w->queue_in.count > 0 &&
+              !ymo__worker_loop_lent(w);
+  w->wake_in = false;
   /* The callback is called under the lock (see notify_locked()). */
   if (wake && w->notify_fn != NULL) w->notify_fn(0);
   ymo__worker_unlock_in(w);
@@ -228,8 +243,6 @@ static int queue_in_push(ymo_worker_t *w, ymo_exchange_t *ex, void *item) {
    * switches per wake. Safe: a waiter checks the queue under the lock and
    * holds it until it is inside pthread_cond_wait(). */
   if (wake) pthread_cond_signal(&w->ready_in);
-  if (err != 0) ymo__exchange_unref(ex);
-  return err;
 }
 
 int ymo__worker_add_exchange(ymo_worker_t *w, ymo_exchange_t *ex) {
@@ -414,8 +427,32 @@ int32_t ymo_worker_take(ymo_worker_t *w, uint8_t *buf, int32_t cap) {
   return (int32_t)off;
 }
 
+int ymo_worker_begin_batch(ymo_worker_t *w) {
+  if (w == NULL) return YMO_EINVAL;
+  atomic_store(&w->holding, 1);
+  return 0;
+}
+
+int ymo_worker_end_batch(ymo_worker_t *w) {
+  if (w == NULL) return YMO_EINVAL;
+  /* Sequentially consistent with wake_l(): either a pusher sees holding
+   * cleared and wakes L itself, or this sees the wake it owes. */
+  atomic_store(&w->holding, 0);
+  if (atomic_exchange(&w->wake_owed, 0)) ev_async_send(w->loop, &w->event_out);
+  return 0;
+}
+
 /* ------------------------------------------------------------------------ */
 /* Handoff out.                                                             */
+
+/* Tells L that queue_out has pieces: now, or when the batch in hand ends. */
+static void wake_l(ymo_worker_t *w) {
+  if (atomic_load(&w->holding)) {
+    atomic_store(&w->wake_owed, 1);
+    if (atomic_load(&w->holding)) return;
+  }
+  ev_async_send(w->loop, &w->event_out);
+}
 
 static void push_out(ymo_worker_t *w, ymo_out_t *out) {
   ymo_exchange_t *ex = out->exchange; /* NULL for a server-wide publish. */
@@ -435,7 +472,7 @@ static void push_out(ymo_worker_t *w, ymo_out_t *out) {
     ymo__out_free(out);
     return;
   }
-  ev_async_send(w->loop, &w->event_out);
+  wake_l(w);
 }
 
 ymo_exchange_t *ymo__worker_held(ymo_worker_t *w, uint32_t id, uint32_t gen) {
@@ -729,7 +766,7 @@ void ymo__worker_drain(ymo_worker_t *w) {
     ev_idle_stop(w->loop, &w->idle_watcher);
 }
 
-/* The four watchers that drain queue_out differ only in their type. */
+/* Three of the watchers that drain queue_out differ only in their type. */
 #define DRAIN_CALLBACK(name, type)                                     \
   static void name(struct ev_loop *loop, type *watcher, int revents) { \
     (void)loop;                                                        \
@@ -737,10 +774,19 @@ void ymo__worker_drain(ymo_worker_t *w) {
     ymo__worker_drain(watcher->data);                                  \
   }
 DRAIN_CALLBACK(on_event_out, ev_async)
-DRAIN_CALLBACK(on_prepare, ev_prepare)
 DRAIN_CALLBACK(on_check, ev_check)
 DRAIN_CALLBACK(on_idle, ev_idle)
 #undef DRAIN_CALLBACK
+
+/* Before L waits: the worker's wake for what this iteration queued, then a
+ * drain like the others. */
+static void on_prepare(struct ev_loop *loop, ev_prepare *watcher,
+                       int revents) {
+  (void)loop;
+  (void)revents;
+  ymo__worker_wake_owed(watcher->data);
+  ymo__worker_drain(watcher->data);
+}
 
 void ymo__worker_attach(ymo_worker_t *w, ymo_drain_fn drain, void *arg) {
   w->drain = drain;

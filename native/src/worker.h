@@ -57,7 +57,7 @@ typedef struct ymo_loan {
 /* ---------------------------------------------------------------------------
  * Worker.
  *
- * Locking: lock_in protects queue_in, pool_in, notify_fn, notified and
+ * Locking: lock_in protects queue_in, pool_in, notify_fn, notified, wake_in and
  * stopped; ready_in is signalled under it. lock_out protects queue_out,
  * pool_out and the spares. No thread ever holds both locks. ev_async_send()
  * on event_out coalesces: many sends before L runs wake it once, so L always
@@ -96,6 +96,8 @@ struct ymo_worker {
   pthread_cond_t ready_in;
   ymo_notify_fn notify_fn;
   bool notified;
+  /* queue_in went from empty to not: wake the worker before L waits. */
+  bool wake_in;
   bool stopped;
 
   size_t id;
@@ -114,6 +116,13 @@ struct ymo_worker {
   /* Lending the loop to the JS thread (see above). */
   ymo_loan_t loan;
 
+  /* A batch in hand (ymo_worker_begin_batch() to _end_batch()): pieces
+   * pushed meanwhile owe L one wake, sent when the batch ends, so L drains
+   * the batch's responses together instead of waking for the first and
+   * draining it alone (which also split a batch's publishes into separate
+   * fan-outs, one send per subscriber each). Any thread reads them. */
+  atomic_int holding, wake_owed;
+
   /* Spare output pieces for this worker's exchanges; under lock_out. */
   ymo_out_pool_t spares;
 
@@ -129,8 +138,11 @@ int ymo__worker_init(ymo_worker_t *worker, struct ev_loop *loop,
                      size_t thread_id, const atomic_int *draining,
                      const int64_t *options);
 void ymo__worker_destroy(ymo_worker_t *worker);
-/* L: queue an exchange for JS (takes a new reference) and wake the worker on
- * the empty-to-non-empty transition. */
+/* L: queue an exchange for JS (takes a new reference); the worker is woken
+ * by ymo__worker_wake_owed() if the queue was empty. */
+/* L, once per loop iteration (before it waits): wakes the worker if
+ * queue_in went from empty to not since the last call. */
+void ymo__worker_wake_owed(ymo_worker_t *worker);
 int ymo__worker_add_exchange(ymo_worker_t *worker, ymo_exchange_t *exchange);
 /* L: the client of a queued or taken exchange went away; JS learns it from
  * an abort record in its next take(). */
