@@ -108,7 +108,23 @@ export interface RequestRecord {
   params: readonly string[];
 }
 
-const latin1 = new TextDecoder("latin1");
+/** TextDecoder's "latin1" is windows-1252: right for every byte but
+ * 0x80-0x9F, which it maps elsewhere (0x82 to U+201A). */
+const windows1252 = new TextDecoder("latin1");
+
+/** Bytes [start, end) as Latin-1 (byte n is U+00nn, as Deno.serve and
+ * Bun.serve give header bytes), for strings too long to intern. */
+function latin1Long(buf: Uint8Array, start: number, end: number): string {
+  let i = start;
+  while (i < end && (buf[i] < 0x80 || buf[i] > 0x9f)) i++;
+  if (i === end) return windows1252.decode(buf.subarray(start, end));
+  let s = "";
+  for (let at = start; at < end; at += 4096) {
+    const part = buf.subarray(at, Math.min(end, at + 4096));
+    s += String.fromCharCode.apply(null, part as unknown as number[]);
+  }
+  return s;
+}
 
 /**
  * Strings met recently, by a hash of their bytes: methods, paths, header
@@ -124,7 +140,7 @@ const interned: string[] = new Array(INTERN_SLOTS).fill("");
 /** Decodes bytes [start, end) as Latin-1. */
 function text(buf: Uint8Array, start: number, end: number): string {
   const length = end - start;
-  if (length > INTERN_MAX) return latin1.decode(buf.subarray(start, end));
+  if (length > INTERN_MAX) return latin1Long(buf, start, end);
   let hash = length;
   for (let i = start; i < end; i++) hash = (Math.imul(hash, 31) + buf[i]) | 0;
   const slot = (hash ^ (hash >>> 13)) & (INTERN_SLOTS - 1);

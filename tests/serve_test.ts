@@ -4,6 +4,7 @@
  */
 
 import assert from "node:assert/strict";
+import { Buffer } from "node:buffer";
 import { isBun, test } from "./_shim.ts";
 import { serve, type Server } from "./_target.ts";
 import {
@@ -210,6 +211,35 @@ test("serve() gives the handler the client's address", async () => {
     } finally {
       conn.destroy();
     }
+  });
+});
+
+test("serve() gives header bytes above 0x7f as Latin-1 code points, short values and long", async () => {
+  // Deno.serve and Bun.serve both do: byte 0x82 is U+0082, not the
+  // windows-1252 U+201A that TextDecoder("latin1") makes of it.
+  const euro = Buffer.from("\u20ac", "utf8"); // e2 82 ac
+  const short = Buffer.concat([euro, euro]);
+  const long = Buffer.concat(Array.from({ length: 30 }, () => euro));
+  const codes = (v: string | null) =>
+    [...(v ?? "")].map((c) => c.charCodeAt(0));
+  await withServer({}, (req) => {
+    return Response.json({
+      short: codes(req.headers.get("x-short")),
+      long: codes(req.headers.get("x-long")),
+    });
+  }, async (server) => {
+    const head = Buffer.concat([
+      Buffer.from("GET / HTTP/1.1\r\nHost: a\r\nX-Short: "),
+      short,
+      Buffer.from("\r\nX-Long: "),
+      long,
+      Buffer.from("\r\n\r\n"),
+    ]);
+    const { responses } = await rawRequest(server.port, new Uint8Array(head));
+    assert.equal(responses[0].status, 200);
+    const got = JSON.parse(responses[0].text());
+    assert.deepEqual(got.short, [...short]);
+    assert.deepEqual(got.long, [...long]);
   });
 });
 
