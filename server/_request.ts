@@ -87,6 +87,18 @@ export function buildRequest(
     fastRequest.fill(request, method, href, rec.fields, body);
     return request;
   }
+  if (body === null && method === "GET") {
+    // The URL alone and then the fields appended: on Bun half the cost of
+    // the same Request from an init dictionary (293 ns against 534 with
+    // one field), which it pays to read at all.
+    const request = new ServerRequest(url, undefined, exchange);
+    const headers = request.headers;
+    const fields = rec.fields;
+    for (let i = 0; i < fields.length; i += 2) {
+      headers.append(fields[i], fields[i + 1]);
+    }
+    return request;
+  }
   // A body and `duplex` only where there is one: on Bun they cost about
   // 0.5 µs even when null.
   return new ServerRequest(
