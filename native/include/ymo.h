@@ -283,11 +283,12 @@ YMO_EXTERN int ymo_worker_notify(ymo_worker_t *worker);
 YMO_EXTERN int32_t ymo_worker_take(ymo_worker_t *worker, uint8_t *buf,
                                    int32_t cap);
 
-/* Begin and end a batch: the takes and the handlers that run on them. While
- * one is open, responses and publishes queue without waking L, which drains
- * them together once it ends, instead of waking for the first and writing
- * it alone. End every batch begun, whether the handlers threw or not. JS
- * thread only; both return 0. */
+/* Begin and end a batch: the takes and the handlers that run on them. For
+ * the batch's first millisecond, responses and publishes queue without
+ * waking L, which drains them together once it ends, instead of waking for
+ * the first and writing it alone; after that they wake L as they come, so
+ * slow handlers do not hold back the first answers. End every batch begun,
+ * whether the handlers threw or not. JS thread only; both return 0. */
 YMO_EXTERN int ymo_worker_begin_batch(ymo_worker_t *worker);
 YMO_EXTERN int ymo_worker_end_batch(ymo_worker_t *worker);
 

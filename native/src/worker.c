@@ -16,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "compress.h"
 #include "worker.h"
@@ -427,8 +428,17 @@ int32_t ymo_worker_take(ymo_worker_t *w, uint8_t *buf, int32_t cap) {
   return (int32_t)off;
 }
 
+static uint64_t now_ns(void) {
+  struct timespec t;
+  clock_gettime(CLOCK_MONOTONIC, &t);
+  return (uint64_t)t.tv_sec * 1000000000u + (uint64_t)t.tv_nsec;
+}
+
 int ymo_worker_begin_batch(ymo_worker_t *w) {
   if (w == NULL) return YMO_EINVAL;
+  atomic_store_explicit(&w->hold_until,
+                        now_ns() + YMO__BATCH_HOLD_MS * 1000000u,
+                        memory_order_relaxed);
   atomic_store(&w->holding, 1);
   return 0;
 }
@@ -447,7 +457,8 @@ int ymo_worker_end_batch(ymo_worker_t *w) {
 
 /* Tells L that queue_out has pieces: now, or when the batch in hand ends. */
 static void wake_l(ymo_worker_t *w) {
-  if (atomic_load(&w->holding)) {
+  if (atomic_load(&w->holding) &&
+      now_ns() < atomic_load_explicit(&w->hold_until, memory_order_relaxed)) {
     atomic_store(&w->wake_owed, 1);
     if (atomic_load(&w->holding)) return;
   }

@@ -39,6 +39,8 @@ enum { YMO__LOAN_L, YMO__LOAN_WANTED, YMO__LOAN_JS };
 
 /* How long JS may own the loop without polling before L takes it back. */
 #define YMO__LOAN_STUCK_MS 10
+/* How long a batch may hold back its pieces' wake of L. */
+#define YMO__BATCH_HOLD_MS 1
 /* How long ymo_worker_acquire_loop waits for L to hand the loop over. */
 #define YMO__LOAN_ASK_MS 2
 
@@ -120,8 +122,12 @@ struct ymo_worker {
    * pushed meanwhile owe L one wake, sent when the batch ends, so L drains
    * the batch's responses together instead of waking for the first and
    * draining it alone (which also split a batch's publishes into separate
-   * fan-outs, one send per subscriber each). Any thread reads them. */
+   * fan-outs, one send per subscriber each). For YMO__BATCH_HOLD_MS at
+   * most (hold_until, CLOCK_MONOTONIC ns): slow handlers must not keep a
+   * batch's first responses back for the whole batch. Any thread reads
+   * them. */
   atomic_int holding, wake_owed;
+  _Atomic uint64_t hold_until;
 
   /* Spare output pieces for this worker's exchanges; under lock_out. */
   ymo_out_pool_t spares;

@@ -6,8 +6,11 @@
  *        the first, it used to take that alone while L queued the rest).
  *  hold: between ymo_worker_begin_batch() and _end_batch(), a response owes
  *        L its wake instead of sending it; the batch's end sends it and the
- *        response goes out. Outside a batch the wake is sent at once. */
+ *        response goes out. Past the hold's time, or outside a batch, the
+ *        wake is sent at once. */
 #include <stdatomic.h>
+#include <stdint.h>
+#include <time.h>
 
 #include "test_util.h"
 #include "worker.h"
@@ -53,20 +56,44 @@ static void answer(ymo_worker_t *w, const rec_t *r, const char *body) {
            0);
 }
 
+static uint64_t mono_ns(void) {
+  struct timespec t;
+  clock_gettime(CLOCK_MONOTONIC, &t);
+  return (uint64_t)t.tv_sec * 1000000000u + (uint64_t)t.tv_nsec;
+}
+
 static void test_hold(ymo_worker_t *w, int port) {
   takebuf_t tb = {0};
   int fd = client_connect(port);
 
-  /* In a batch: the wake is owed, then sent by its end. */
+  /* In a batch: the wake is owed, then sent by its end. The hold's end is
+   * a millisecond away; pushed back here so that a slow machine cannot
+   * turn the check into a race. */
   send_get(fd, "/held");
-  CHECK_OK(ymo_worker_begin_batch(w));
   rec_t r = take_request(w, &tb);
+  uint64_t before = mono_ns();
+  CHECK_OK(ymo_worker_begin_batch(w));
+  uint64_t until = atomic_load(&w->hold_until);
+  CHECK(until >= before + YMO__BATCH_HOLD_MS * 1000000u &&
+        until <= mono_ns() + YMO__BATCH_HOLD_MS * 1000000u);
+  atomic_store(&w->hold_until, UINT64_MAX);
   answer(w, &r, "held");
   CHECK_EQ(atomic_load(&w->wake_owed), 1);
   CHECK_OK(ymo_worker_end_batch(w));
   CHECK_EQ(atomic_load(&w->wake_owed), 0);
   CHECK_EQ(atomic_load(&w->holding), 0);
   expect_ok_body(fd, "held", "the response of a batch, after its end");
+
+  /* Past the hold (YMO__BATCH_HOLD_MS): sent at once, the batch still
+   * open. */
+  send_get(fd, "/slow");
+  r = take_request(w, &tb);
+  CHECK_OK(ymo_worker_begin_batch(w));
+  atomic_store(&w->hold_until, 0); /* As if the handler took long. */
+  answer(w, &r, "slow");
+  CHECK_EQ(atomic_load(&w->wake_owed), 0);
+  expect_ok_body(fd, "slow", "a response after the hold, its batch open");
+  CHECK_OK(ymo_worker_end_batch(w));
 
   /* Outside one: sent at once, nothing owed. */
   send_get(fd, "/free");
