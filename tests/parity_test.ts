@@ -165,6 +165,31 @@ test("Server has Bun's members too: hostname, requestIP(), pendingRequests, stop
   await server.stop(true);
 });
 
+test("stop(true) aborts the signal of a request whose response is still streaming", async () => {
+  let aborted = false;
+  const server: Server = serve({ ...QUIET, port: 0 }, (req) => {
+    req.signal.addEventListener("abort", () => (aborted = true));
+    // One chunk, then nothing: the response never ends by itself.
+    return new Response(
+      new ReadableStream({
+        start(c) {
+          c.enqueue(new TextEncoder().encode("x"));
+        },
+      }),
+    );
+  });
+  // The first chunk has reached the client: the response is under way.
+  const res = await fetch(`http://127.0.0.1:${server.port}/`);
+  const reader = res.body!.getReader();
+  assert.equal((await reader.read()).value?.byteLength, 1);
+  await server.stop(true);
+  for (let i = 0; i < 100 && !aborted; i++) {
+    await new Promise((resolve) => setTimeout(resolve, 10));
+  }
+  assert.equal(aborted, true, "request.signal aborted by stop(true)");
+  await reader.read().catch(() => {});
+});
+
 test("serve() refuses two spellings of one option at once", () => {
   const h = () => new Response();
   for (

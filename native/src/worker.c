@@ -188,6 +188,10 @@ int ymo_worker_wait(ymo_worker_t *w) {
 }
 
 void ymo__worker_release_waiters(ymo_worker_t *w) {
+  /* What L queued after its loop's last turn (the aborts of the
+   * connections shutdown closed) is announced first, as it would have
+   * been from the prepare watcher. */
+  ymo__worker_wake_owed(w);
   ymo__worker_lock_in(w);
   w->stopped = true;
   pthread_cond_broadcast(&w->ready_in);
