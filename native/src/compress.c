@@ -326,6 +326,9 @@ uint8_t *ymo__compress_fields(const uint8_t *fields, size_t len, int coding,
 struct ymo_compressor {
   int coding;
   bool ended;
+  /* z or br is set up: on the first ymo__compressor_run(), since a coder
+   * for whole bodies never streams (zlib's state alone is 256 KiB). */
+  bool streaming;
   z_stream z;                /* gzip and deflate, streamed. */
   struct libdeflate_compressor *whole; /* gzip and deflate, whole bodies. */
   BrotliEncoderState *br;    /* br. */
@@ -454,24 +457,33 @@ uint8_t *ymo__compress_all(int coding, const uint8_t *in, size_t len,
 ymo_compressor_t *ymo__compressor_new(int coding) {
   ymo_compressor_t *c = calloc(1, sizeof(*c));
   if (c == NULL) return NULL;
-  c->coding = coding;
-  bool ok = false;
-  if (coding == YMO__CODING_BR)
-    ok = (c->br = brotli_new(0)) != NULL;
-  else if (coding == YMO__CODING_GZIP || coding == YMO__CODING_DEFLATE)
-    ok = zlib_init(&c->z, coding) == 0;
-  if (!ok) {
+  if (coding != YMO__CODING_BR && coding != YMO__CODING_GZIP &&
+      coding != YMO__CODING_DEFLATE) {
     free(c);
     return NULL;
   }
+  c->coding = coding;
   return c;
+}
+
+/* Sets up the stream state on first use. */
+static int start_stream(ymo_compressor_t *c) {
+  if (c->streaming) return 0;
+  if (c->coding == YMO__CODING_BR) {
+    if ((c->br = brotli_new(0)) == NULL) return YMO_ENOMEM;
+  } else if (zlib_init(&c->z, c->coding) != 0) {
+    return YMO_ENOMEM;
+  }
+  c->streaming = true;
+  return 0;
 }
 
 int ymo__compressor_run(ymo_compressor_t *c, const uint8_t *in, size_t len,
                         bool last, const uint8_t **out, size_t *out_len) {
   if (c->ended) return YMO_EINVAL;
   size_t n = 0;
-  int err;
+  int err = start_stream(c);
+  if (err != 0) return err;
   if (c->coding == YMO__CODING_BR)
     err = brotli_run(c->br, in, len,
                      last ? BROTLI_OPERATION_FINISH : BROTLI_OPERATION_FLUSH,
@@ -519,9 +531,9 @@ void ymo__compressor_trim(ymo_compressor_t *c) {
 
 void ymo__compressor_free(ymo_compressor_t *c) {
   if (c == NULL) return;
-  if (c->coding == YMO__CODING_BR)
+  if (c->streaming && c->coding == YMO__CODING_BR)
     BrotliEncoderDestroyInstance(c->br);
-  else
+  else if (c->streaming)
     deflateEnd(&c->z);
   if (c->whole != NULL) libdeflate_free_compressor(c->whole);
   free(c->buf);
