@@ -87,30 +87,26 @@ export function buildRequest(
     fastRequest.fill(request, method, href, rec.fields, body);
     return request;
   }
-  if (body === null && method === "GET") {
-    // The URL alone and then the fields appended: on Bun half the cost of
-    // the same Request from an init dictionary (293 ns against 534 with
-    // one field), which it pays to read at all.
-    const request = new ServerRequest(url, undefined, exchange);
-    const headers = request.headers;
-    const fields = rec.fields;
-    for (let i = 0; i < fields.length; i += 2) {
-      headers.append(fields[i], fields[i + 1]);
-    }
-    return request;
-  }
-  // A body and `duplex` only where there is one: on Bun they cost about
-  // 0.5 µs even when null.
-  return new ServerRequest(
+  // The fields are appended rather than given in the init: on Bun a GET
+  // then costs half as much (293 ns against 534 with one field), a POST
+  // with a body and three fields 750 ns against 860 (Deno: 5.1 us against
+  // 5.5). A body and `duplex` only where there is one: on Bun they cost
+  // about 0.5 µs even when null.
+  const request = new ServerRequest(
     url,
-    body === null ? { method, headers: fieldRecord(rec.fields) } : {
-      method,
-      headers: fieldRecord(rec.fields),
-      body,
-      duplex: "half",
-    } as RequestInit,
+    body !== null
+      ? { method, body, duplex: "half" } as RequestInit
+      : method === "GET"
+      ? undefined
+      : { method },
     exchange,
   );
+  const headers = request.headers;
+  const fields = rec.fields;
+  for (let i = 0; i < fields.length; i += 2) {
+    headers.append(fields[i], fields[i + 1]);
+  }
+  return request;
 }
 
 /** A host the URL parser leaves as it is: lower-case names whose labels
@@ -146,20 +142,4 @@ export function isCanonical(
     return false;
   }
   return CANONICAL_TARGET.test(target) && !DOT_SEGMENT.test(target);
-}
-
-/**
- * Header fields as a record, the cheapest init for Headers: a name repeated
- * with the same spelling has its values joined with ", " (RFC 9110 section
- * 5.3); Headers joins the ones spelt differently.
- */
-function fieldRecord(fields: readonly string[]): Record<string, string> {
-  const record: Record<string, string> = Object.create(null);
-  for (let i = 0; i < fields.length; i += 2) {
-    const seen = record[fields[i]];
-    record[fields[i]] = seen === undefined
-      ? fields[i + 1]
-      : `${seen}, ${fields[i + 1]}`;
-  }
-  return record;
 }
