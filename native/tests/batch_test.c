@@ -10,7 +10,6 @@
  *        wake is sent at once. */
 #include <stdatomic.h>
 #include <stdint.h>
-#include <time.h>
 
 #include "test_util.h"
 #include "worker.h"
@@ -56,11 +55,8 @@ static void answer(ymo_worker_t *w, const rec_t *r, const char *body) {
            0);
 }
 
-static uint64_t mono_ns(void) {
-  struct timespec t;
-  clock_gettime(CLOCK_MONOTONIC, &t);
-  return (uint64_t)t.tv_sec * 1000000000u + (uint64_t)t.tv_nsec;
-}
+/* test_util's clock, in ns as hold_until is. */
+static uint64_t mono_ns(void) { return (uint64_t)(now_sec() * 1e9); }
 
 static void test_hold(ymo_worker_t *w, int port) {
   takebuf_t tb = {0};
