@@ -159,6 +159,8 @@ export const symbols = {
   ymo_worker_acquire_loop: { parameters: ["pointer"], result: "i32" },
   /** int ymo_worker_poll(ymo_worker_t *worker) */
   ymo_worker_poll: { parameters: ["pointer"], result: "i32" },
+  /** int ymo_worker_nap(ymo_worker_t *worker, int32_t timeout_us) */
+  ymo_worker_nap: { parameters: ["pointer", "i32"], result: "i32" },
   /** int ymo_worker_flush(ymo_worker_t *worker) */
   ymo_worker_flush: { parameters: ["pointer"], result: "i32" },
   /** int ymo_worker_release_loop(ymo_worker_t *worker) */

@@ -225,6 +225,7 @@ export class ThreadWorker implements ExchangeOwner {
     try {
       let owned = false;
       let lastWork = performance.now();
+      let idle = false;
       this.#drain();
       while (this.#alive && !this.#server.stopping) {
         if (!owned) {
@@ -236,9 +237,16 @@ export class ThreadWorker implements ExchangeOwner {
           }
           owned = rc === 1;
         }
+        // Nothing found last time and no handler waiting on anything:
+        // sleep in epoll until a request comes, rather than spin through
+        // empty passes and turns of the runtime's loop (its timers and I/O
+        // wait meanwhile, LOAN_IDLE_MS at most).
+        const nap = idle && this.#pending === 0;
         let worked = false;
         if (owned) {
-          const n: number = lib.ymo_worker_poll(pointer);
+          const n: number = nap
+            ? lib.ymo_worker_nap(pointer, LOAN_IDLE_MS * 1000)
+            : lib.ymo_worker_poll(pointer);
           if (n === EAGAIN) owned = false; // L took it back: ask again.
           else if (n < 0) break; // Shutting down: L finishes it.
           else if (n > 0) {
@@ -250,6 +258,7 @@ export class ThreadWorker implements ExchangeOwner {
         // Not (yet) ours: take what L handed over meanwhile.
         if (!owned) worked = this.#drain();
         const now = performance.now();
+        idle = !worked;
         if (worked) lastWork = now;
         else if (now - lastWork > LOAN_IDLE_MS) break;
         await native.turn();

@@ -472,6 +472,14 @@ YMO_EXTERN int ymo_worker_acquire_loop(ymo_worker_t *worker);
  * back to L, which finishes the shutdown). */
 YMO_EXTERN int ymo_worker_poll(ymo_worker_t *worker);
 
+/* One pass of the owned loop that waits for an event (a request, a socket
+ * to write, a timer) up to timeout_us (at most 2000; epoll rounds it up to
+ * whole milliseconds). For a JS thread with nothing else to do: it sleeps
+ * in epoll instead of spinning through passes that find nothing, while its
+ * runtime's own timers and I/O wait. Returns as ymo_worker_poll(), or
+ * YMO_EINVAL for a timeout out of range. */
+YMO_EXTERN int ymo_worker_nap(ymo_worker_t *worker, int32_t timeout_us);
+
 /* Writes what queue_out holds now, on the owned loop (the responses a batch
  * just made). Returns as ymo_worker_poll(). */
 YMO_EXTERN int ymo_worker_flush(ymo_worker_t *worker);

@@ -53,8 +53,14 @@ static void on_ask(struct ev_loop *loop, ev_async *w, int revents) {
     ev_break(loop, EVBREAK_ONE);
 }
 
+/* The nap's end: nothing to do but return from ev_run. */
+static void on_nap(struct ev_loop *loop, ev_timer *t, int revents) {
+  (void)loop, (void)t, (void)revents;
+}
+
 void ymo__worker_allow_loans(ymo_worker_t *w) {
   w->loan.enabled = true;
+  ev_timer_init(&w->loan.nap, on_nap, 0., 0.);
   ev_async_init(&w->loan.ask, on_ask);
   w->loan.ask.data = w;
   ev_async_start(w->loop, &w->loan.ask);
@@ -157,9 +163,12 @@ int ymo_worker_release_loop(ymo_worker_t *w) {
   return 0;
 }
 
-/* Runs `pass` on the loop if JS owns it. On shutdown the loop goes back to
- * L, which finishes it alone. */
-static int owned_pass(ymo_worker_t *w, bool run) {
+enum pass { PASS_FLUSH, PASS_POLL, PASS_NAP };
+
+/* Runs a pass of the loop if JS owns it: a flush of queue_out, one
+ * iteration that does not wait, or one that waits up to nap_us for an
+ * event. On shutdown the loop goes back to L, which finishes it alone. */
+static int owned_pass(ymo_worker_t *w, enum pass pass, int32_t nap_us) {
   if (w == NULL) return YMO_EINVAL;
   ymo_loan_t *loan = &w->loan;
   if (!loan->enabled) return YMO_EAGAIN;
@@ -170,10 +179,16 @@ static int owned_pass(ymo_worker_t *w, bool run) {
     rc = YMO_ESHUTDOWN;
   } else if (atomic_load(&loan->state) == YMO__LOAN_JS) {
     loan->polls++;
-    if (run)
+    if (pass == PASS_NAP) {
+      ev_timer_set(&loan->nap, nap_us / 1e6, 0.);
+      ev_timer_start(w->loop, &loan->nap);
+      ev_run(w->loop, EVRUN_ONCE);
+      ev_timer_stop(w->loop, &loan->nap);
+    } else if (pass == PASS_POLL) {
       ev_run(w->loop, EVRUN_NOWAIT);
-    else
+    } else {
       ymo__worker_drain(w);
+    }
     ymo__worker_lock_in(w);
     rc = (int)w->queue_in.count;
     ymo__worker_unlock_in(w);
@@ -182,6 +197,11 @@ static int owned_pass(ymo_worker_t *w, bool run) {
   return rc;
 }
 
-int ymo_worker_poll(ymo_worker_t *w) { return owned_pass(w, true); }
+int ymo_worker_poll(ymo_worker_t *w) { return owned_pass(w, PASS_POLL, 0); }
 
-int ymo_worker_flush(ymo_worker_t *w) { return owned_pass(w, false); }
+int ymo_worker_nap(ymo_worker_t *w, int32_t timeout_us) {
+  if (timeout_us < 0 || timeout_us > YMO__LOAN_NAP_MAX_US) return YMO_EINVAL;
+  return owned_pass(w, PASS_NAP, timeout_us);
+}
+
+int ymo_worker_flush(ymo_worker_t *w) { return owned_pass(w, PASS_FLUSH, 0); }

@@ -41,6 +41,10 @@ enum { YMO__LOAN_L, YMO__LOAN_WANTED, YMO__LOAN_JS };
 #define YMO__LOAN_STUCK_MS 10
 /* How long a batch may hold back its pieces' wake of L. */
 #define YMO__BATCH_HOLD_MS 1
+/* The longest wait of ymo_worker_nap: well below YMO__LOAN_STUCK_MS, and
+ * short enough that the runtime's own timers and I/O, which wait meanwhile,
+ * hardly notice. */
+#define YMO__LOAN_NAP_MAX_US 2000
 /* How long ymo_worker_acquire_loop waits for L to hand the loop over. */
 #define YMO__LOAN_ASK_MS 2
 
@@ -53,6 +57,7 @@ typedef struct ymo_loan {
   bool ended;              /* The server stopped: no more loans. Under lock. */
   unsigned long polls;     /* JS's passes; L watches it move. Under lock. */
   ev_async ask;            /* JS to L: leave ev_run and hand over. */
+  ev_timer nap;            /* Bounds a pass that waits (ymo_worker_nap). */
   unsigned long stat_lent, stat_taken_back;
 } ymo_loan_t;
 

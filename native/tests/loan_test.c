@@ -14,7 +14,11 @@
  *   driver's next pass says the server is shutting down.
  * "shutdown": a graceful ymo_server_shutdown() while the driver owns the
  *   loop: the driver gives it back, L answers the request the driver still
- *   holds (answered during the grace period), and the waiter is released. */
+ *   holds (answered during the grace period), and the waiter is released.
+ * "nap": ymo_worker_nap() on the owned loop returns as soon as a request
+ *   comes (well before its timeout), returns 0 after the timeout when none
+ *   does, refuses timeouts out of range, and after ymo_server_stop() says
+ *   the server is shutting down. */
 #include "test_util.h"
 
 static const char STATIC_BODY[] = "static answer";
@@ -283,6 +287,60 @@ static void test_shutdown(void) {
   free(tb.in);
 }
 
+typedef struct {
+  int port, fd;
+  atomic_int sent;
+} nap_client_t;
+
+static void *nap_client(void *arg) {
+  nap_client_t *c = arg;
+  c->fd = client_connect(c->port);
+  send_get(c->fd, "/nap");
+  atomic_store(&c->sent, 1);
+  return NULL;
+}
+
+static void test_nap(void) {
+  int port;
+  ymo_worker_t *w;
+  ymo_server_t *srv = lent_server(&port, &w);
+  CHECK_EQ(ymo_worker_nap(w, -1), YMO_EINVAL);
+  CHECK_EQ(ymo_worker_nap(w, 2001), YMO_EINVAL);
+  /* Nothing comes: it sleeps its time (epoll rounds up to 1 ms). */
+  double t0 = now_sec();
+  CHECK_EQ(ymo_worker_nap(w, 1000), 0);
+  double slept = now_sec() - t0;
+  CHECKF(slept >= 0.0009, "a nap with nothing to do took %.6f s", slept);
+  /* A request is there: each nap handles what is ready and returns, so
+   * the accept, then the read, and it is in. */
+  nap_client_t c = {.port = port};
+  pthread_t t;
+  CHECK(pthread_create(&t, NULL, nap_client, &c) == 0);
+  while (!atomic_load(&c.sent)) sleep_ms(1);
+  pthread_join(t, NULL);
+  int naps = 0, n = 0;
+  while (n == 0 && naps < 3) {
+    n = ymo_worker_nap(w, 2000);
+    CHECK(n >= 0);
+    naps++;
+  }
+  CHECKF(n > 0, "the request was not in after %d naps", naps);
+  takebuf_t tb = {.p = malloc(1 << 16), .cap = 1 << 16};
+  rec_t r;
+  int32_t got = take_all(w, &tb);
+  CHECK_EQ(parse_record(tb.p, (size_t)got, &r), got);
+  CHECK_OK(ymo_worker_respond(w, r.id, r.gen, 200, NULL, 0, r.url,
+                              (int32_t)r.url_len, YMO_RESP_DONE));
+  CHECK(ymo_worker_flush(w) >= 0);
+  expect_ok_body(c.fd, "/nap", "request taken after a nap");
+  close(c.fd);
+  CHECK_OK(ymo_server_stop(srv));
+  CHECK_EQ(ymo_worker_nap(w, 1000), YMO_ESHUTDOWN);
+  ymo_server_free(srv);
+  takebuf_free(&tb);
+  free(tb.in);
+}
+
 int main(int argc, char **argv) {
   signal(SIGPIPE, SIG_IGN);
   test_deadline(50);
@@ -295,6 +353,8 @@ int main(int argc, char **argv) {
     test_stop();
   else if (strcmp(which, "shutdown") == 0)
     test_shutdown();
+  else if (strcmp(which, "nap") == 0)
+    test_nap();
   else
     CHECKF(false, "unknown test %s", which);
   printf("loan %s: ok\n", which);
