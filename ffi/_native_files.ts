@@ -28,6 +28,8 @@ export const NATIVE_FILES: readonly string[] = [
   "native/src/record.c",
   "native/src/response.c",
   "native/src/response.h",
+  "native/src/ring.c",
+  "native/src/ring.h",
   "native/src/router.c",
   "native/src/routes.c",
   "native/src/server.c",

@@ -6,10 +6,12 @@
  * the drain callback that the workers' watchers call to deliver queue_out.
  * Everything here runs on L. */
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "conn.h"
+#include "ring.h"
 #include "websocket.h"
 
 #define READ_BUF_SIZE 65536
@@ -280,6 +282,65 @@ static bool push_unsent(ymo_session_t *s) {
   return false;
 }
 
+/* Accounts for a write of ex's pieces (written bytes, or -1 with errno).
+ * Returns false when flushing stops here: the socket is full (then
+ * watched) or the connection closed. */
+static bool wrote(ymo_session_t *s, ymo_exchange_t *ex, ssize_t written) {
+  ymo_conns_t *c = s->conns;
+  if (written < 0) {
+    if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) {
+      if (crossed(s)) {
+        /* on_readable writes again. */
+        s->write_crossed = true;
+        ev_io_start(c->loop, &s->rio);
+      } else {
+        ev_io_start(c->loop, &s->wio);
+      }
+      return false;
+    }
+    ymo__conn_close(s);
+    return false;
+  }
+  if (written > 0) ymo__conn_touch(s);
+  size_t left = (size_t)written;
+  while (ex->out_head != NULL) {
+    ymo_out_t *o = ex->out_head;
+    size_t avail = o->len - o->off;
+    size_t take = left < avail ? left : avail;
+    o->off += take;
+    left -= take;
+    atomic_fetch_sub_explicit(&ex->unwritten, (long long)take,
+                              memory_order_relaxed);
+    if (o->off < o->len) break;
+    ex->out_head = o->next;
+    if (ex->out_head == NULL) ex->out_tail = NULL;
+    ymo__out_free(o);
+    ymo__exchange_unref(ex);
+  }
+  if (atomic_load_explicit(&ex->want_drain, memory_order_relaxed) &&
+      atomic_load_explicit(&ex->unwritten, memory_order_relaxed) <=
+          YMO_RESP_LOW_WATER &&
+      atomic_exchange(&ex->want_drain, 0))
+    ymo__worker_add_drain(ex->worker, ex);
+  if (ex->out_head != NULL) {
+    ev_io_start(c->loop, &s->wio);
+    return false;
+  }
+  return true;
+}
+
+/* The iovecs of ex's unwritten pieces, at most max. */
+static int pieces_iov(ymo_exchange_t *ex, struct iovec *iov, int max) {
+  int n_iov = 0;
+  for (ymo_out_t *o = ex->out_head; o != NULL && n_iov < max; o = o->next) {
+    if (o->len == o->off) continue;
+    iov[n_iov].iov_base = o->data + o->off;
+    iov[n_iov].iov_len = o->len - o->off;
+    n_iov++;
+  }
+  return n_iov;
+}
+
 void ymo__conn_flush(ymo_session_t *s) {
   ymo_conns_t *c = s->conns;
   struct iovec iov[MAX_IOV];
@@ -293,57 +354,10 @@ void ymo__conn_flush(ymo_session_t *s) {
       if (!finish_head(s)) return;
       continue;
     }
-    int n_iov = 0;
-    for (ymo_out_t *o = ex->out_head; o != NULL && n_iov < MAX_IOV;
-         o = o->next) {
-      if (o->len == o->off) continue;
-      iov[n_iov].iov_base = o->data + o->off;
-      iov[n_iov].iov_len = o->len - o->off;
-      n_iov++;
-    }
+    int n_iov = pieces_iov(ex, iov, MAX_IOV);
     ssize_t written = 0;
-    if (n_iov > 0) {
-      written = s->transport->writev(s, iov, n_iov);
-      if (written < 0) {
-        if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) {
-          if (crossed(s)) {
-            /* on_readable writes again. */
-            s->write_crossed = true;
-            ev_io_start(c->loop, &s->rio);
-          } else {
-            ev_io_start(c->loop, &s->wio);
-          }
-          return;
-        }
-        ymo__conn_close(s);
-        return;
-      }
-    }
-    if (written > 0) ymo__conn_touch(s);
-    size_t left = (size_t)written;
-    while (ex->out_head != NULL) {
-      ymo_out_t *o = ex->out_head;
-      size_t avail = o->len - o->off;
-      size_t take = left < avail ? left : avail;
-      o->off += take;
-      left -= take;
-      atomic_fetch_sub_explicit(&ex->unwritten, (long long)take,
-                                memory_order_relaxed);
-      if (o->off < o->len) break;
-      ex->out_head = o->next;
-      if (ex->out_head == NULL) ex->out_tail = NULL;
-      ymo__out_free(o);
-      ymo__exchange_unref(ex);
-    }
-    if (atomic_load_explicit(&ex->want_drain, memory_order_relaxed) &&
-        atomic_load_explicit(&ex->unwritten, memory_order_relaxed) <=
-            YMO_RESP_LOW_WATER &&
-        atomic_exchange(&ex->want_drain, 0))
-      ymo__worker_add_drain(ex->worker, ex);
-    if (ex->out_head != NULL) {
-      ev_io_start(c->loop, &s->wio);
-      return;
-    }
+    if (n_iov > 0) written = s->transport->writev(s, iov, n_iov);
+    if (!wrote(s, ex, written)) return;
   }
   /* The protocol may close once all is written: all of it, on the
    * socket. */
@@ -428,14 +442,52 @@ static void deliver_out(ymo_conns_t *c, ymo_out_t *out) {
   if (out->flags & YMO__OUT_UPGRADE) ymo__websocket_switch(s, ex);
 }
 
+/* The first write of up to YMO__RING_WRITES listed sessions in one batch
+ * of the ring; each is then flushed on as usual from where its write left
+ * it (the rest of a long output, the next pipelined response, reading on).
+ * The sessions it took are no longer flush_listed. */
+static void flush_batch(ymo_conns_t *c, ymo_session_t *list) {
+  ymo_session_t *sessions[YMO__RING_WRITES];
+  ymo_exchange_t *heads[YMO__RING_WRITES];
+  ssize_t result[YMO__RING_WRITES];
+  int n = 0;
+  for (ymo_session_t *s = list; s != NULL; s = s->flush_next) {
+    ymo_exchange_t *ex = s->fifo_head;
+    if (s->closed || ex == NULL || ex->out_head == NULL) continue;
+    struct iovec iov[YMO__RING_IOV];
+    int n_iov = pieces_iov(ex, iov, YMO__RING_IOV);
+    if (n_iov == 0) continue;
+    /* Full, or the ring failed: the rest is written the plain way. */
+    if (ymo__ring_add(c->ring, s->fd, iov, n_iov) != n) break;
+    sessions[n] = s;
+    heads[n] = ex;
+    n++;
+  }
+  ymo__ring_run(c->ring, result);
+  c->stat_ring_batches++;
+  c->stat_ring_writes += (unsigned long)n;
+  for (int i = 0; i < n; i++) {
+    ymo_session_t *s = sessions[i];
+    s->flush_listed = false;
+    if (s->closed) continue;
+    errno = result[i] < 0 ? (int)-result[i] : 0;
+    if (wrote(s, heads[i], result[i] < 0 ? -1 : result[i]) && !s->closed)
+      ymo__conn_flush(s);
+  }
+}
+
 static void flush_delivered(ymo_conns_t *c) {
   ymo_session_t *s = c->to_flush;
   c->to_flush = NULL;
+  /* Several connections to write: one system call for all of them. */
+  if (c->ring != NULL && c->transport == &ymo__tcp && s != NULL &&
+      s->flush_next != NULL)
+    flush_batch(c, s);
   while (s != NULL) {
     ymo_session_t *next = s->flush_next;
-    s->flush_listed = false;
     /* Closed sessions stay allocated until the reaper runs, after this. */
-    if (!s->closed) ymo__conn_flush(s);
+    if (s->flush_listed && !s->closed) ymo__conn_flush(s);
+    s->flush_listed = false;
     s = next;
   }
 }
@@ -478,6 +530,7 @@ static bool drain_out(ymo_worker_t *w, void *arg) {
 /* The set.                                                                 */
 
 int ymo__conns_init(ymo_conns_t *c) {
+  c->ring = ymo__ring_new();
   ymo__out_pool_init(&c->ws_frames, NULL, YMO__WS_FRAMES_PIECE,
                      YMO__WS_FRAMES_SPARES);
   c->read_buf = malloc(READ_BUF_SIZE);
@@ -485,6 +538,12 @@ int ymo__conns_init(ymo_conns_t *c) {
 }
 
 void ymo__conns_free(ymo_conns_t *c) {
+  const char *stats = getenv("YMO_STATS");
+  if (c->ring != NULL && stats != NULL && *stats == '1')
+    fprintf(stderr, "ymo ring: %lu writes in %lu batches\n",
+            c->stat_ring_writes, c->stat_ring_batches);
+  ymo__ring_free(c->ring);
+  c->ring = NULL;
   ymo__topics_free(c);
   ymo__out_pool_destroy(&c->ws_frames);
   free(c->read_buf);

@@ -296,6 +296,10 @@ struct ymo_conns {
   struct ymo_topics *topics;   /* WebSocket pub/sub (topics.c), or NULL. */
   ymo_out_pool_t ws_frames;    /* Pieces of L's own WebSocket frames. */
   ymo_date_t date;             /* L's Date cache. */
+  struct ymo_ring *ring;       /* Batched writes (ring.h), or NULL. */
+  /* Batches sent through the ring and the writes they held, for
+   * YMO_STATS=1 and the tests. */
+  unsigned long stat_ring_batches, stat_ring_writes;
 };
 
 #define YMO_OPT(owner, name) ((owner)->options[YMO_OPT_##name])

@@ -166,9 +166,14 @@ static void print_escaped(FILE *f, const uint8_t *p, size_t len, size_t max) {
 
 #define CLIENT_TIMEOUT_SEC 15
 
-static int client_connect_try(int port) {
+/* With rcvbuf > 0, the client's receive buffer is that small (set before
+ * connecting, so the window is too): a server's big write then stops
+ * part way. */
+static int client_connect_sized(int port, int rcvbuf) {
   int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
   CHECKF(fd >= 0, "socket: %s", strerror(errno));
+  if (rcvbuf > 0)
+    setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof(rcvbuf));
   struct timeval tv = {CLIENT_TIMEOUT_SEC, 0};
   setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
   setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
@@ -188,6 +193,10 @@ static int client_connect_try(int port) {
     return -err;
   }
   return fd;
+}
+
+static int client_connect_try(int port) {
+  return client_connect_sized(port, 0);
 }
 
 static int client_connect(int port) {

@@ -1,0 +1,37 @@
+/* Layer 5: batched writes through io_uring. When a drain gives output to
+ * many connections at once, their first writes go to the kernel in one
+ * io_uring_enter instead of one send each: on this project's machines a
+ * system call costs about 1 us, as much as a small request's share of
+ * everything else (see the performance notes in README.md). Optional: built
+ * only with liburing, and a ring that cannot be set up (an old kernel,
+ * io_uring_disabled, a seccomp filter, YMO_NO_URING=1) means plain writes. */
+#ifndef YMO_RING_H
+#define YMO_RING_H
+
+#include <stdbool.h>
+#include <sys/types.h>
+#include <sys/uio.h>
+
+/* Writes one batch holds, and iovecs per write (the rest of a longer
+ * output goes in the plain write that follows, conn.c). */
+#define YMO__RING_WRITES 256
+#define YMO__RING_IOV 8
+
+typedef struct ymo_ring ymo_ring_t;
+
+/* A ring, or NULL when batched writes are not available here. */
+ymo_ring_t *ymo__ring_new(void);
+void ymo__ring_free(ymo_ring_t *ring);
+
+/* Adds a non-blocking send of iov (n_iov at most YMO__RING_IOV; the iovecs
+ * are copied, the bytes they point at must stay until ymo__ring_run
+ * returns) on fd. Returns its index in the batch, or -1 when the batch is
+ * full. */
+int ymo__ring_add(ymo_ring_t *ring, int fd, const struct iovec *iov,
+                  int n_iov);
+/* Sends the batch and waits for every result: bytes written, or -errno
+ * (-EAGAIN for a full socket: a send never waits), into result[index].
+ * The batch is empty again on return. */
+void ymo__ring_run(ymo_ring_t *ring, ssize_t *result);
+
+#endif /* YMO_RING_H */
