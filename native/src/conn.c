@@ -88,9 +88,9 @@ static bool crossed(ymo_session_t *s) {
   return s->transport->crossed != NULL && s->transport->crossed(s);
 }
 
-static void read_once(ymo_session_t *s) {
-  uint8_t *buf = s->conns->read_buf;
-  ssize_t n = s->transport->read(s, buf, READ_BUF_SIZE);
+/* Hands the result of a read (n bytes at buf, 0 for the end of stream, or
+ * -1 with errno) to the protocol. */
+static void got_read(ymo_session_t *s, uint8_t *buf, ssize_t n) {
   if (n > 0) {
     ymo__conn_touch(s);
     if (!s->protocol->data(s, buf, (size_t)n)) return;
@@ -123,6 +123,75 @@ static void read_once(ymo_session_t *s) {
   s->protocol->eof(s);
 }
 
+static void read_once(ymo_session_t *s) {
+  uint8_t *buf = s->conns->read_buf;
+  got_read(s, buf, s->transport->read(s, buf, READ_BUF_SIZE));
+}
+
+/* Bytes each listed session may read in a batch: a request head fits. A
+ * read that fills its slot goes on with a plain one into the loop's read
+ * buffer before the protocol sees any of it, so a request is parsed from
+ * as much as one plain read would have given (a body that arrived with its
+ * head is not streamed for want of room). */
+#define READ_SLOT 2048
+
+/* The check watcher of batched reads (ymo_conns_t.read_batch): every
+ * session found readable in this iteration, read in batches of the ring. */
+static void on_read_batch(struct ev_loop *loop, ev_check *w, int revents) {
+  (void)loop, (void)revents;
+  ymo_conns_t *c = w->data;
+  while (c->to_read != NULL) {
+    ymo_session_t *sessions[YMO__RING_WRITES];
+    ssize_t result[YMO__RING_WRITES];
+    int n = 0;
+    ymo_session_t *s = c->to_read;
+    for (; s != NULL && n < YMO__RING_WRITES; s = s->read_next) {
+      if (s->closed || !s->reading || s->read_crossed) {
+        s->read_listed = false;
+        continue;
+      }
+      if (ymo__ring_add_recv(c->ring, s->fd, c->read_slots + n * READ_SLOT,
+                             READ_SLOT) != n)
+        break;
+      sessions[n++] = s;
+    }
+    c->to_read = s;
+    if (n == 0 && s != NULL) {
+      /* The ring failed: the plain way, for good. */
+      for (; s != NULL; s = s->read_next) {
+        s->read_listed = false;
+        if (!s->closed && s->reading) read_once(s);
+      }
+      c->to_read = NULL;
+      ymo__ring_free(c->ring);
+      c->ring = NULL;
+      ev_check_stop(c->loop, w);
+      return;
+    }
+    ymo__ring_run(c->ring, result);
+    c->stat_read_batches++;
+    c->stat_reads += (unsigned long)n;
+    for (int i = 0; i < n; i++) {
+      ymo_session_t *read = sessions[i];
+      read->read_listed = false;
+      if (read->closed) continue;
+      uint8_t *buf = c->read_slots + i * READ_SLOT;
+      ssize_t got = result[i];
+      errno = got < 0 ? (int)-got : 0;
+      if (got == READ_SLOT) {
+        memcpy(c->read_buf, buf, READ_SLOT);
+        buf = c->read_buf;
+        ssize_t more = read->transport->read(read, buf + READ_SLOT,
+                                             READ_BUF_SIZE - READ_SLOT);
+        /* An end of stream or error after the data shows on the next read
+         * (the fd stays readable). */
+        if (more > 0) got += more;
+      }
+      got_read(read, buf, got < 0 ? -1 : got);
+    }
+  }
+}
+
 static void on_readable(struct ev_loop *loop, ev_io *w, int revents) {
   (void)revents;
   ymo_session_t *s = w->data;
@@ -132,6 +201,16 @@ static void on_readable(struct ev_loop *loop, ev_io *w, int revents) {
     if (!s->reading) ev_io_stop(loop, &s->rio);
     ymo__conn_flush(s);
     if (s->closed || !s->reading || s->read_crossed) return;
+  }
+  ymo_conns_t *c = s->conns;
+  if (c->ring != NULL && c->transport == &ymo__tcp) {
+    /* Read with the others found readable in this iteration. */
+    if (!s->read_listed) {
+      s->read_listed = true;
+      s->read_next = c->to_read;
+      c->to_read = s;
+    }
+    return;
   }
   read_once(s);
 }
@@ -442,47 +521,54 @@ static void deliver_out(ymo_conns_t *c, ymo_out_t *out) {
   if (out->flags & YMO__OUT_UPGRADE) ymo__websocket_switch(s, ex);
 }
 
-/* The first write of up to YMO__RING_WRITES listed sessions in one batch
- * of the ring; each is then flushed on as usual from where its write left
- * it (the rest of a long output, the next pipelined response, reading on).
- * The sessions it took are no longer flush_listed. */
-static void flush_batch(ymo_conns_t *c, ymo_session_t *list) {
+/* The first write of up to YMO__RING_WRITES listed sessions from `list`
+ * in one batch of the ring; each is then flushed on as usual from where
+ * its write left it (the rest of a long output, the next pipelined
+ * response, reading on). The sessions it took are no longer flush_listed.
+ * Returns the session to go on from with the next batch, or NULL when
+ * none is left or the ring failed (the plain writes do the rest). */
+static ymo_session_t *flush_batch(ymo_conns_t *c, ymo_session_t *list) {
   ymo_session_t *sessions[YMO__RING_WRITES];
   ymo_exchange_t *heads[YMO__RING_WRITES];
   ssize_t result[YMO__RING_WRITES];
   int n = 0;
-  for (ymo_session_t *s = list; s != NULL; s = s->flush_next) {
+  ymo_session_t *s = list;
+  for (; s != NULL; s = s->flush_next) {
     ymo_exchange_t *ex = s->fifo_head;
     if (s->closed || ex == NULL || ex->out_head == NULL) continue;
     struct iovec iov[YMO__RING_IOV];
     int n_iov = pieces_iov(ex, iov, YMO__RING_IOV);
     if (n_iov == 0) continue;
-    /* Full, or the ring failed: the rest is written the plain way. */
     if (ymo__ring_add(c->ring, s->fd, iov, n_iov) != n) break;
     sessions[n] = s;
     heads[n] = ex;
     n++;
   }
+  /* Stopped with none taken: the ring failed. */
+  ymo_session_t *rest = n > 0 ? s : NULL;
   ymo__ring_run(c->ring, result);
-  c->stat_ring_batches++;
-  c->stat_ring_writes += (unsigned long)n;
+  if (n > 0) c->stat_write_batches++;
+  c->stat_writes += (unsigned long)n;
   for (int i = 0; i < n; i++) {
-    ymo_session_t *s = sessions[i];
-    s->flush_listed = false;
-    if (s->closed) continue;
+    ymo_session_t *taken = sessions[i];
+    taken->flush_listed = false;
+    if (taken->closed) continue;
     errno = result[i] < 0 ? (int)-result[i] : 0;
-    if (wrote(s, heads[i], result[i] < 0 ? -1 : result[i]) && !s->closed)
-      ymo__conn_flush(s);
+    if (wrote(taken, heads[i], result[i] < 0 ? -1 : result[i]) &&
+        !taken->closed)
+      ymo__conn_flush(taken);
   }
+  return rest;
 }
 
 static void flush_delivered(ymo_conns_t *c) {
   ymo_session_t *s = c->to_flush;
   c->to_flush = NULL;
   /* Several connections to write: one system call for all of them. */
-  if (c->ring != NULL && c->transport == &ymo__tcp && s != NULL &&
-      s->flush_next != NULL)
-    flush_batch(c, s);
+  if (c->ring != NULL && c->transport == &ymo__tcp) {
+    for (ymo_session_t *from = s; from != NULL && from->flush_next != NULL;)
+      from = flush_batch(c, from);
+  }
   while (s != NULL) {
     ymo_session_t *next = s->flush_next;
     /* Closed sessions stay allocated until the reaper runs, after this. */
@@ -531,6 +617,13 @@ static bool drain_out(ymo_worker_t *w, void *arg) {
 
 int ymo__conns_init(ymo_conns_t *c) {
   c->ring = ymo__ring_new();
+  if (c->ring != NULL) {
+    c->read_slots = malloc((size_t)YMO__RING_WRITES * READ_SLOT);
+    if (c->read_slots == NULL) {
+      ymo__ring_free(c->ring);
+      c->ring = NULL;
+    }
+  }
   ymo__out_pool_init(&c->ws_frames, NULL, YMO__WS_FRAMES_PIECE,
                      YMO__WS_FRAMES_SPARES);
   c->read_buf = malloc(READ_BUF_SIZE);
@@ -540,10 +633,14 @@ int ymo__conns_init(ymo_conns_t *c) {
 void ymo__conns_free(ymo_conns_t *c) {
   const char *stats = getenv("YMO_STATS");
   if (c->ring != NULL && stats != NULL && *stats == '1')
-    fprintf(stderr, "ymo ring: %lu writes in %lu batches\n",
-            c->stat_ring_writes, c->stat_ring_batches);
+    fprintf(stderr,
+            "ymo ring: %lu sends in %lu batches, %lu receives in %lu\n",
+            c->stat_writes, c->stat_write_batches, c->stat_reads,
+            c->stat_read_batches);
   ymo__ring_free(c->ring);
   c->ring = NULL;
+  free(c->read_slots);
+  c->read_slots = NULL;
   ymo__topics_free(c);
   ymo__out_pool_destroy(&c->ws_frames);
   free(c->read_buf);
@@ -551,11 +648,18 @@ void ymo__conns_free(ymo_conns_t *c) {
 }
 
 void ymo__conns_attach(ymo_conns_t *c) {
+  if (c->ring != NULL && c->transport == &ymo__tcp) {
+    ev_check_init(&c->read_batch, on_read_batch);
+    c->read_batch.data = c;
+    ev_set_priority(&c->read_batch, EV_MINPRI);
+    ev_check_start(c->loop, &c->read_batch);
+  }
   for (int i = 0; i < c->n_workers; i++)
     ymo__worker_attach(c->workers[i], drain_out, c);
 }
 
 void ymo__conns_detach(ymo_conns_t *c) {
+  if (ev_is_active(&c->read_batch)) ev_check_stop(c->loop, &c->read_batch);
   for (int i = 0; i < c->n_workers; i++) ymo__worker_detach(c->workers[i]);
 }
 

@@ -256,12 +256,14 @@ struct ymo_session {
   bool no_more_requests;       /* Take nothing more from this client. */
   bool closed;
   bool flush_listed;           /* On the set's list of sessions to write. */
+  bool read_listed;            /* On the set's list of sessions to read. */
   /* The transport's crossed waits (ymo_transport_t.crossed): a read waits
    * for writability (rio is stopped meanwhile, `reading` unchanged), or a
    * write waits for readability (rio runs even if `reading` is false). */
   bool read_crossed, write_crossed;
   void *transport_state;       /* The transport's own (tls.c's), or NULL. */
   ymo_session_t *flush_next;
+  ymo_session_t *read_next;
   struct sockaddr_storage peer;
   ymo_session_t *prev, *next;
   ymo_http1_t http1;           /* The protocol's state. */
@@ -296,10 +298,18 @@ struct ymo_conns {
   struct ymo_topics *topics;   /* WebSocket pub/sub (topics.c), or NULL. */
   ymo_out_pool_t ws_frames;    /* Pieces of L's own WebSocket frames. */
   ymo_date_t date;             /* L's Date cache. */
-  struct ymo_ring *ring;       /* Batched writes (ring.h), or NULL. */
-  /* Batches sent through the ring and the writes they held, for
-   * YMO_STATS=1 and the tests. */
-  unsigned long stat_ring_batches, stat_ring_writes;
+  /* Batched reads and writes (ring.h), or NULL: sessions found readable
+   * in a loop iteration are listed in to_read and read together by
+   * read_batch, a check watcher of the lowest priority (so after every I/O
+   * callback of the iteration), each into its slot of read_slots. */
+  struct ymo_ring *ring;
+  ymo_session_t *to_read;
+  ev_check read_batch;
+  uint8_t *read_slots;
+  /* Batches of sends and of receives run through the ring, and the calls
+   * they held, for YMO_STATS=1 and the tests. */
+  unsigned long stat_write_batches, stat_writes;
+  unsigned long stat_read_batches, stat_reads;
 };
 
 #define YMO_OPT(owner, name) ((owner)->options[YMO_OPT_##name])

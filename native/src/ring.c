@@ -42,12 +42,25 @@ void ymo__ring_free(ymo_ring_t *ring) {
   free(ring);
 }
 
+/* The next entry of the batch, or NULL when it is full. */
+static struct io_uring_sqe *next_sqe(ymo_ring_t *ring) {
+  if (ring->broken || ring->n == YMO__RING_WRITES) return NULL;
+  return io_uring_get_sqe(&ring->uring);
+}
+
+int ymo__ring_add_recv(ymo_ring_t *ring, int fd, void *buf, size_t len) {
+  struct io_uring_sqe *sqe = next_sqe(ring);
+  if (sqe == NULL) return -1;
+  int index = ring->n++;
+  io_uring_prep_recv(sqe, fd, buf, len, MSG_DONTWAIT);
+  io_uring_sqe_set_data64(sqe, (uint64_t)index);
+  return index;
+}
+
 int ymo__ring_add(ymo_ring_t *ring, int fd, const struct iovec *iov,
                   int n_iov) {
-  if (ring->broken || ring->n == YMO__RING_WRITES || n_iov < 1 ||
-      n_iov > YMO__RING_IOV)
-    return -1;
-  struct io_uring_sqe *sqe = io_uring_get_sqe(&ring->uring);
+  if (n_iov < 1 || n_iov > YMO__RING_IOV) return -1;
+  struct io_uring_sqe *sqe = next_sqe(ring);
   if (sqe == NULL) return -1;
   int index = ring->n++;
   ring_write_t *w = &ring->writes[index];
@@ -101,6 +114,10 @@ void ymo__ring_free(ymo_ring_t *ring) { (void)ring; }
 int ymo__ring_add(ymo_ring_t *ring, int fd, const struct iovec *iov,
                   int n_iov) {
   (void)ring, (void)fd, (void)iov, (void)n_iov;
+  return -1;
+}
+int ymo__ring_add_recv(ymo_ring_t *ring, int fd, void *buf, size_t len) {
+  (void)ring, (void)fd, (void)buf, (void)len;
   return -1;
 }
 void ymo__ring_run(ymo_ring_t *ring, ssize_t *result) {

@@ -29,9 +29,14 @@ void ymo__ring_free(ymo_ring_t *ring);
  * full. */
 int ymo__ring_add(ymo_ring_t *ring, int fd, const struct iovec *iov,
                   int n_iov);
-/* Sends the batch and waits for every result: bytes written, or -errno
- * (-EAGAIN for a full socket: a send never waits), into result[index].
- * The batch is empty again on return. */
+/* Adds a non-blocking receive of up to len bytes into buf on fd (buf must
+ * stay until ymo__ring_run returns). Returns its index, or -1 when the
+ * batch is full. */
+int ymo__ring_add_recv(ymo_ring_t *ring, int fd, void *buf, size_t len);
+/* Runs the batch and waits for every result: bytes sent or received (0:
+ * the peer's end of stream), or -errno (-EAGAIN for a full socket, or
+ * nothing to read: nothing waits), into result[index]. The batch is empty
+ * again on return. */
 void ymo__ring_run(ymo_ring_t *ring, ssize_t *result);
 
 #endif /* YMO_RING_H */
