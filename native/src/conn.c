@@ -361,10 +361,11 @@ static bool push_unsent(ymo_session_t *s) {
   return false;
 }
 
-/* Accounts for a write of ex's pieces (written bytes, or -1 with errno).
- * Returns false when flushing stops here: the socket is full (then
- * watched) or the connection closed. */
-static bool wrote(ymo_session_t *s, ymo_exchange_t *ex, ssize_t written) {
+/* Accounts for a write of `offered` bytes of ex's pieces (written bytes,
+ * or -1 with errno). Returns false when flushing stops here: the socket is
+ * full (then watched) or the connection closed. */
+static bool wrote(ymo_session_t *s, ymo_exchange_t *ex, size_t offered,
+                  ssize_t written) {
   ymo_conns_t *c = s->conns;
   if (written < 0) {
     if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) {
@@ -401,11 +402,19 @@ static bool wrote(ymo_session_t *s, ymo_exchange_t *ex, ssize_t written) {
           YMO_RESP_LOW_WATER &&
       atomic_exchange(&ex->want_drain, 0))
     ymo__worker_add_drain(ex->worker, ex);
-  if (ex->out_head != NULL) {
+  /* Less than offered: the socket is full. All of it, with pieces left
+   * (more than one write's iovecs): write on. */
+  if (ex->out_head != NULL && (size_t)written < offered) {
     ev_io_start(c->loop, &s->wio);
     return false;
   }
   return true;
+}
+
+static size_t iov_bytes(const struct iovec *iov, int n_iov) {
+  size_t n = 0;
+  for (int i = 0; i < n_iov; i++) n += iov[i].iov_len;
+  return n;
 }
 
 /* The iovecs of ex's unwritten pieces, at most max. */
@@ -436,7 +445,7 @@ void ymo__conn_flush(ymo_session_t *s) {
     int n_iov = pieces_iov(ex, iov, MAX_IOV);
     ssize_t written = 0;
     if (n_iov > 0) written = s->transport->writev(s, iov, n_iov);
-    if (!wrote(s, ex, written)) return;
+    if (!wrote(s, ex, iov_bytes(iov, n_iov), written)) return;
   }
   /* The protocol may close once all is written: all of it, on the
    * socket. */
@@ -530,6 +539,7 @@ static void deliver_out(ymo_conns_t *c, ymo_out_t *out) {
 static ymo_session_t *flush_batch(ymo_conns_t *c, ymo_session_t *list) {
   ymo_session_t *sessions[YMO__RING_WRITES];
   ymo_exchange_t *heads[YMO__RING_WRITES];
+  size_t offered[YMO__RING_WRITES];
   ssize_t result[YMO__RING_WRITES];
   int n = 0;
   ymo_session_t *s = list;
@@ -542,6 +552,7 @@ static ymo_session_t *flush_batch(ymo_conns_t *c, ymo_session_t *list) {
     if (ymo__ring_add(c->ring, s->fd, iov, n_iov) != n) break;
     sessions[n] = s;
     heads[n] = ex;
+    offered[n] = iov_bytes(iov, n_iov);
     n++;
   }
   /* Stopped with none taken: the ring failed. */
@@ -554,7 +565,7 @@ static ymo_session_t *flush_batch(ymo_conns_t *c, ymo_session_t *list) {
     taken->flush_listed = false;
     if (taken->closed) continue;
     errno = result[i] < 0 ? (int)-result[i] : 0;
-    if (wrote(taken, heads[i], result[i] < 0 ? -1 : result[i]) &&
+    if (wrote(taken, heads[i], offered[i], result[i] < 0 ? -1 : result[i]) &&
         !taken->closed)
       ymo__conn_flush(taken);
   }

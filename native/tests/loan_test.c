@@ -306,11 +306,17 @@ static void test_nap(void) {
   ymo_server_t *srv = lent_server(&port, &w);
   CHECK_EQ(ymo_worker_nap(w, -1), YMO_EINVAL);
   CHECK_EQ(ymo_worker_nap(w, 2001), YMO_EINVAL);
-  /* Nothing comes: it sleeps its time (epoll rounds up to 1 ms). */
-  double t0 = now_sec();
-  CHECK_EQ(ymo_worker_nap(w, 1000), 0);
-  double slept = now_sec() - t0;
-  CHECKF(slept >= 0.0009, "a nap with nothing to do took %.6f s", slept);
+  /* Nothing comes: once what the handover left pending is done (a nap
+   * returns after any event), a nap sleeps its time (epoll rounds it up
+   * to 1 ms). */
+  double slept = 0;
+  for (int i = 0; i < 5 && slept < 0.0009; i++) {
+    double t0 = now_sec();
+    CHECK_EQ(ymo_worker_nap(w, 1000), 0);
+    slept = now_sec() - t0;
+  }
+  CHECKF(slept >= 0.0009, "every nap with nothing to do ended early (the "
+         "last after %.6f s)", slept);
   /* A request is there: each nap handles what is ready and returns, so
    * the accept, then the read, and it is in. */
   nap_client_t c = {.port = port};
