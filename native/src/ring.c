@@ -1,6 +1,8 @@
-/* Layer 5: batched writes through io_uring (ring.h). L's, or the thread
- * that holds the loop; never two threads at once. */
+/* Layer 5: batched reads and writes through io_uring (ring.h). L's, or
+ * the thread that holds the loop; never two threads at once. */
 #include "ring.h"
+
+#include <stddef.h>
 
 #ifdef YMO_HAVE_URING
 

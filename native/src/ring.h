@@ -1,10 +1,11 @@
-/* Layer 5: batched writes through io_uring. When a drain gives output to
- * many connections at once, their first writes go to the kernel in one
- * io_uring_enter instead of one send each: on this project's machines a
+/* Layer 5: batched reads and writes through io_uring. The connections
+ * found readable in one loop iteration are read in one io_uring_enter, and
+ * when a drain gives output to many connections, their first writes go in
+ * one more, instead of a recv or a send each: on this project's machines a
  * system call costs about 1 us, as much as a small request's share of
- * everything else (see the performance notes in README.md). Optional: built
- * only with liburing, and a ring that cannot be set up (an old kernel,
- * io_uring_disabled, a seccomp filter, YMO_NO_URING=1) means plain writes. */
+ * everything else (see the benchmarks in README.md). Optional: built only
+ * with liburing, and a ring that cannot be set up (an old kernel,
+ * io_uring_disabled, a seccomp filter, YMO_NO_URING=1) means plain calls. */
 #ifndef YMO_RING_H
 #define YMO_RING_H
 
@@ -12,7 +13,7 @@
 #include <sys/types.h>
 #include <sys/uio.h>
 
-/* Writes one batch holds, and iovecs per write (the rest of a longer
+/* Calls one batch holds, and iovecs per write (the rest of a longer
  * output goes in the plain write that follows, conn.c). */
 #define YMO__RING_WRITES 256
 #define YMO__RING_IOV 8
