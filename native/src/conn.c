@@ -203,7 +203,7 @@ static void on_readable(struct ev_loop *loop, ev_io *w, int revents) {
     if (s->closed || !s->reading || s->read_crossed) return;
   }
   ymo_conns_t *c = s->conns;
-  if (c->ring != NULL && c->transport == &ymo__tcp) {
+  if (c->ring != NULL) {
     /* Read with the others found readable in this iteration. */
     if (!s->read_listed) {
       s->read_listed = true;
@@ -576,7 +576,7 @@ static void flush_delivered(ymo_conns_t *c) {
   ymo_session_t *s = c->to_flush;
   c->to_flush = NULL;
   /* Several connections to write: one system call for all of them. */
-  if (c->ring != NULL && c->transport == &ymo__tcp) {
+  if (c->ring != NULL) {
     for (ymo_session_t *from = s; from != NULL && from->flush_next != NULL;)
       from = flush_batch(c, from);
   }
@@ -627,14 +627,6 @@ static bool drain_out(ymo_worker_t *w, void *arg) {
 /* The set.                                                                 */
 
 int ymo__conns_init(ymo_conns_t *c) {
-  c->ring = ymo__ring_new();
-  if (c->ring != NULL) {
-    c->read_slots = malloc((size_t)YMO__RING_WRITES * READ_SLOT);
-    if (c->read_slots == NULL) {
-      ymo__ring_free(c->ring);
-      c->ring = NULL;
-    }
-  }
   ymo__out_pool_init(&c->ws_frames, NULL, YMO__WS_FRAMES_PIECE,
                      YMO__WS_FRAMES_SPARES);
   c->read_buf = malloc(READ_BUF_SIZE);
@@ -658,13 +650,24 @@ void ymo__conns_free(ymo_conns_t *c) {
   c->read_buf = NULL;
 }
 
-void ymo__conns_attach(ymo_conns_t *c) {
-  if (c->ring != NULL && c->transport == &ymo__tcp) {
-    ev_check_init(&c->read_batch, on_read_batch);
-    c->read_batch.data = c;
-    ev_set_priority(&c->read_batch, EV_MINPRI);
-    ev_check_start(c->loop, &c->read_batch);
+/* The ring of batched reads and writes, for plain TCP only (TLS reads and
+ * writes through OpenSSL); set up once the transport is known. Without
+ * one, c->ring stays NULL and every call is a plain one. */
+static void start_ring(ymo_conns_t *c) {
+  if (c->transport != &ymo__tcp) return;
+  if (c->ring == NULL) {
+    c->read_slots = malloc((size_t)YMO__RING_WRITES * READ_SLOT);
+    c->ring = c->read_slots != NULL ? ymo__ring_new() : NULL;
+    if (c->ring == NULL) return;
   }
+  ev_check_init(&c->read_batch, on_read_batch);
+  c->read_batch.data = c;
+  ev_set_priority(&c->read_batch, EV_MINPRI);
+  ev_check_start(c->loop, &c->read_batch);
+}
+
+void ymo__conns_attach(ymo_conns_t *c) {
+  start_ring(c);
   for (int i = 0; i < c->n_workers; i++)
     ymo__worker_attach(c->workers[i], drain_out, c);
 }

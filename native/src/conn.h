@@ -298,7 +298,8 @@ struct ymo_conns {
   struct ymo_topics *topics;   /* WebSocket pub/sub (topics.c), or NULL. */
   ymo_out_pool_t ws_frames;    /* Pieces of L's own WebSocket frames. */
   ymo_date_t date;             /* L's Date cache. */
-  /* Batched reads and writes (ring.h), or NULL: sessions found readable
+  /* Batched reads and writes (ring.h; plain TCP only, set up when L
+   * starts), or NULL: sessions found readable
    * in a loop iteration are listed in to_read and read together by
    * read_batch, a check watcher of the lowest priority (so after every I/O
    * callback of the iteration), each into its slot of read_slots. */
