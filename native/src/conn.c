@@ -628,7 +628,7 @@ static bool drain_out(ymo_worker_t *w, void *arg) {
 
 int ymo__conns_init(ymo_conns_t *c) {
   ymo__out_pool_init(&c->ws_frames, NULL, YMO__WS_FRAMES_PIECE,
-                     YMO__WS_FRAMES_SPARES);
+                     YMO__WS_FRAMES_SPARES, NULL);
   c->read_buf = malloc(READ_BUF_SIZE);
   return c->read_buf != NULL ? 0 : YMO_ENOMEM;
 }

@@ -51,10 +51,11 @@ void ymo__exchange_unref(ymo_exchange_t *ex) {
 #define OUT_POOLED_MIN 1024
 
 void ymo__out_pool_init(ymo_out_pool_t *pool, pthread_mutex_t *lock,
-                        size_t piece, size_t max) {
+                        size_t piece, size_t max, ymo_out_pool_t *larger) {
   pool->lock = lock;
   pool->piece = piece;
   pool->max = max;
+  pool->larger = larger;
   pool->spare = NULL;
   pool->n_spare = 0;
 }
@@ -79,7 +80,8 @@ static void pool_unlock(ymo_out_pool_t *pool) {
 ymo_out_t *ymo__out_new_in(ymo_out_pool_t *pool, ymo_exchange_t *ex,
                            size_t len, int flags) {
   ymo_out_t *out = NULL;
-  bool pooled = pool != NULL && len <= pool->piece;
+  while (pool != NULL && len > pool->piece) pool = pool->larger;
+  bool pooled = pool != NULL;
   if (pooled) {
     pool_lock(pool);
     out = pool->spare;

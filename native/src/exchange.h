@@ -46,20 +46,22 @@ typedef struct ymo_out {
 /* Spare output pieces, reused instead of a malloc and free per response:
  * glibc gives memory freed at the top of the heap back to the system, so
  * 16 KiB bodies allocated on a JS thread and freed on L made the heap shrink
- * and grow, page faults included, on every request. Each worker embeds one
- * pool for its responses; L has one for the WebSocket frames it queues
- * itself. Pieces have room for `piece` bytes; up to `max` are kept. When
+ * and grow, page faults included, on every request. Each worker embeds two
+ * pools for its responses, one per size class; L has one for the WebSocket
+ * frames it queues itself. Pieces have room for `piece` bytes; up to `max`
+ * are kept. A piece too large for a pool comes from `larger`, if any. When
  * several threads use the pool, *lock (its owner's choice) is held around
  * the list operations here; a pool of one thread has none. */
 struct ymo_out_pool {
   pthread_mutex_t *lock; /* Or NULL. */
   size_t piece, max;
+  ymo_out_pool_t *larger; /* Or NULL. */
   ymo_out_t *spare;
   size_t n_spare;
 };
 
 void ymo__out_pool_init(ymo_out_pool_t *pool, pthread_mutex_t *lock,
-                        size_t piece, size_t max);
+                        size_t piece, size_t max, ymo_out_pool_t *larger);
 /* Frees the spares; only once no thread can use the pool any more. */
 void ymo__out_pool_destroy(ymo_out_pool_t *pool);
 
@@ -148,7 +150,8 @@ void ymo__exchange_unref(ymo_exchange_t *ex);
  * NULL for a piece about no exchange: a server-wide publish); give it back
  * with ymo__out_free() on any thread. */
 ymo_out_t *ymo__out_new(ymo_exchange_t *ex, size_t len, int flags);
-/* The same from pool (NULL: none) when len fits its pieces. */
+/* The same from pool (NULL: none), or the first larger pool, whose pieces
+ * len fits. */
 ymo_out_t *ymo__out_new_in(ymo_out_pool_t *pool, ymo_exchange_t *ex,
                            size_t len, int flags);
 /* Gives a piece back to its pool, on a thread the pool allows, or frees it. */

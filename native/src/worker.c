@@ -65,15 +65,20 @@ static void drop_item(void *item) {
 /* ------------------------------------------------------------------------ */
 /* Life cycle.                                                              */
 
-/* The spares of a worker's response pieces: a 16 KiB stream chunk with its
- * framing fits one. Up to YMO__OUT_SPARES_MAX are kept: about one per
- * response in flight at a few hundred connections. With only 32, 256
- * connections of 16 KiB answers made glibc grow and trim its heap on every
- * batch (page faults on the JS thread, brk and TLB shootdowns on L). A
- * spare is resident only as far as it was written, so the cost is at most
- * 256 x 64 KiB per worker. */
-#define YMO__OUT_SPARE_SIZE 65600
-#define YMO__OUT_SPARES_MAX 256
+/* The spares of a worker's response pieces, in two classes. A small one
+ * holds a 16 KiB body or stream chunk with its head or framing: the common
+ * large piece, kept at its size so that a stream's chunks in flight take
+ * 17 KiB each, not 64. A large one holds up to 64 KiB. Up to
+ * YMO__OUT_SMALL_MAX small ones are kept: about the pieces in flight when a
+ * few hundred connections stream at once (each may hold up to
+ * YMO_RESP_HIGH_WATER). Too few made glibc grow and trim its heap on every
+ * batch (page faults on the JS thread, brk and TLB shootdowns on L): with 32
+ * spares for 256 connections of 16 KiB answers, and with 256 for 256
+ * streams. A spare is resident only as far as it was written. */
+#define YMO__OUT_SMALL_SIZE (17 * 1024)
+#define YMO__OUT_SMALL_MAX 1024
+#define YMO__OUT_LARGE_SIZE 65600
+#define YMO__OUT_LARGE_MAX 256
 
 int ymo__worker_init(ymo_worker_t *worker, struct ev_loop *loop,
                      size_t thread_id, const atomic_int *draining,
@@ -103,8 +108,10 @@ int ymo__worker_init(ymo_worker_t *worker, struct ev_loop *loop,
     pthread_mutex_destroy(&worker->lock_in);
     return YMO_ENOMEM;
   }
-  ymo__out_pool_init(&worker->spares, &worker->lock_out, YMO__OUT_SPARE_SIZE,
-                     YMO__OUT_SPARES_MAX);
+  ymo__out_pool_init(&worker->spares_large, &worker->lock_out,
+                     YMO__OUT_LARGE_SIZE, YMO__OUT_LARGE_MAX, NULL);
+  ymo__out_pool_init(&worker->spares, &worker->lock_out, YMO__OUT_SMALL_SIZE,
+                     YMO__OUT_SMALL_MAX, &worker->spares_large);
   worker->first_free = UINT32_MAX;
   return 0;
 }
@@ -131,6 +138,7 @@ void ymo__worker_destroy(ymo_worker_t *w) {
   free(w->slots);
   for (int c = 0; c < YMO__N_CODINGS; c++) ymo__compressor_free(w->once[c]);
   ymo__out_pool_destroy(&w->spares);
+  ymo__out_pool_destroy(&w->spares_large);
   ymo__loan_destroy(&w->loan);
   pthread_cond_destroy(&w->ready_in);
   pthread_mutex_destroy(&w->lock_out);

@@ -134,8 +134,9 @@ struct ymo_worker {
   atomic_int holding, wake_owed;
   _Atomic uint64_t hold_until;
 
-  /* Spare output pieces for this worker's exchanges; under lock_out. */
-  ymo_out_pool_t spares;
+  /* Spare output pieces for this worker's exchanges, in two size classes
+   * (spares chains to spares_large); under lock_out. */
+  ymo_out_pool_t spares, spares_large;
 
   /* JS thread only. */
   /* Coders reused for fixed bodies, one per coding, made on first use. */
