@@ -80,7 +80,9 @@ export const REQF_END = 64;
  * on a body record: a WebSocket message, its opcode in http_minor's place. */
 export const REQF_UPGRADE = 128;
 /** Above this many unwritten bytes a streamed response waits for a drain. */
-export const RESP_HIGH_WATER = 256 * 1024;
+export const RESP_HIGH_WATER = 64 * 1024;
+/** Above this many unwritten bytes a WebSocket asks C for a drain record. */
+export const WS_HIGH_WATER = 256 * 1024;
 
 /** One request as C handed it over. Strings are Latin-1 (HTTP bytes). */
 export interface RequestRecord {

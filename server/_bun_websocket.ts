@@ -9,7 +9,7 @@
  */
 import { Buffer } from "node:buffer";
 import { loadNative } from "../ffi/native.ts";
-import { RESP_HIGH_WATER } from "../ffi/codec.ts";
+import { WS_HIGH_WATER } from "../ffi/codec.ts";
 import type { Pointer } from "../ffi/_types.ts";
 import { EMPTY, type Exchange } from "./_exchange.ts";
 import { exchangeOf } from "./_request.ts";
@@ -228,11 +228,11 @@ export class ServerWebSocket<T = unknown> {
       compress ?? compresses(this.#handler),
     );
     if (rc < 0) return 0;
-    // C asks for a drain record past RESP_HIGH_WATER only, so a lower limit
+    // C asks for a drain record past WS_HIGH_WATER only, so a lower limit
     // could leave a -1 without its drain.
     const limit = Math.max(
       this.#handler.backpressureLimit ?? 16 * 1024 * 1024,
-      RESP_HIGH_WATER,
+      WS_HIGH_WATER,
     );
     if (rc > limit) {
       if (this.#handler.closeOnBackpressureLimit) this.#core.terminate();

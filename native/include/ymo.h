@@ -557,8 +557,9 @@ enum ymo_record_width {
 #define YMO_REQF_ABORT 4
 #define YMO_REQ_ABORT_SIZE 16
 /* A drain record, of the same shape: a streamed response whose append
- * returned more than YMO_RESP_HIGH_WATER has been written down to
- * YMO_RESP_LOW_WATER; the producer may go on. */
+ * returned more than YMO_RESP_HIGH_WATER (a WebSocket whose send returned
+ * more than YMO_WS_HIGH_WATER) has been written down to YMO_RESP_LOW_WATER;
+ * the producer may go on. */
 #define YMO_REQF_DRAIN 8
 /* A request record whose body is not complete: the rest comes in body
  * records. A body record is a 16-byte record of the same shape with
@@ -578,8 +579,15 @@ enum ymo_record_width {
 #define YMO_REQF_UPGRADE 128
 #define YMO_BODY_HIGH_WATER (1024 * 1024)
 #define YMO_BODY_LOW_WATER (256 * 1024)
-#define YMO_RESP_HIGH_WATER (256 * 1024)
-#define YMO_RESP_LOW_WATER (64 * 1024)
+/* A streamed response holds at most about YMO_RESP_HIGH_WATER unwritten
+ * bytes in C before its producer waits: the socket's own buffer holds the
+ * rest. At 256 KiB, 256 connections streaming kept 64 MiB of pieces in
+ * flight and cost twice the CPU per response of 64 KiB (stream workload).
+ * A WebSocket connection queues up to YMO_WS_HIGH_WATER before it asks for
+ * a drain record (Bun's drain event). Both drain down to YMO_RESP_LOW_WATER. */
+#define YMO_RESP_HIGH_WATER (64 * 1024)
+#define YMO_RESP_LOW_WATER (16 * 1024)
+#define YMO_WS_HIGH_WATER (256 * 1024)
 
 #ifdef __cplusplus
 }

@@ -139,7 +139,7 @@ int32_t ymo_worker_ws_send(ymo_worker_t *w, uint32_t id, uint32_t gen,
       (long long)out->len;
   /* As for a streamed response: past the high-water mark the caller may
    * wait for a drain record (Bun's drain), asked for before L sees this. */
-  if (pending > YMO_RESP_HIGH_WATER)
+  if (pending > YMO_WS_HIGH_WATER)
     atomic_store_explicit(&ex->want_drain, 1, memory_order_relaxed);
   ymo__worker_push_out(w, out);
   return pending > INT32_MAX ? INT32_MAX : (int32_t)pending;
