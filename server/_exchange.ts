@@ -43,6 +43,8 @@ export interface ExchangeOwner {
   readonly alive: boolean;
   /** The exchange `id` is finished: stop tracking it. */
   forget(id: number, exchange: Exchange): void;
+  /** `bytes` of a streamed body were handed to C. */
+  streamed(bytes: number): void;
 }
 
 function clientGone(): DOMException {
@@ -327,7 +329,10 @@ export class Exchange {
       done ? RESP_DONE : 0,
     );
     if (rc < 0) this.#refused(rc);
-    else if (done) this.#finish();
+    else {
+      this.#worker.streamed(chunk.byteLength);
+      if (done) this.#finish();
+    }
     return rc;
   }
 

@@ -41,6 +41,9 @@ function notFound(): Response {
 /** Milliseconds without work after which a busy period ends and the loop
  * goes back to L. */
 const LOAN_IDLE_MS = 1;
+/** Streamed bytes after which a thread holding the loop writes them out
+ * without waiting for its next pass (see ThreadWorker.streamed). */
+const STREAM_FLUSH_BYTES = 256 * 1024;
 
 /**
  * What a {@linkcode ThreadWorker} needs from its owner (the server, or a
@@ -196,6 +199,28 @@ export class ThreadWorker implements ExchangeOwner {
     this.#waker?.close();
   }
 
+  /** Whether this thread holds the loop (inside a busy period). */
+  #owned = false;
+  /** Streamed-body bytes appended since the loop last ran here. */
+  #streamedSincePass = 0;
+
+  /**
+   * A streamed body's bytes went to C. While this thread holds the loop,
+   * many streams appending in one turn of the runtime's loop (256 streams
+   * of 64 KiB each before they wait for a drain: 16 MiB, ~10 ms) would
+   * keep their bytes from the sockets until the turn ends, and L would take
+   * the loop back meanwhile (a pass every YMO__LOAN_STUCK_MS), waking on
+   * every event on the same cores. Writing every STREAM_FLUSH_BYTES keeps
+   * the sockets fed and the loop here.
+   */
+  streamed(bytes: number): void {
+    if (!this.#owned) return;
+    this.#streamedSincePass += bytes;
+    if (this.#streamedSincePass < STREAM_FLUSH_BYTES) return;
+    this.#streamedSincePass = 0;
+    if (lib.ymo_worker_flush(this.#pointer) === EAGAIN) this.#owned = false;
+  }
+
   /** Whether this server lends its loop (C says no once, for good). */
   #lends = true;
   /** The busy period running, if one is. */
@@ -237,6 +262,7 @@ export class ThreadWorker implements ExchangeOwner {
           }
           owned = rc === 1;
         }
+        this.#owned = owned;
         // Nothing found last time and no handler waiting on anything:
         // sleep in epoll until a request comes, rather than spin through
         // empty passes and turns of the runtime's loop (its timers and I/O
@@ -255,6 +281,7 @@ export class ThreadWorker implements ExchangeOwner {
             lib.ymo_worker_flush(pointer);
           }
         }
+        this.#streamedSincePass = 0;
         // Not (yet) ours: take what L handed over meanwhile.
         if (!owned) worked = this.#drain();
         const now = performance.now();
@@ -264,6 +291,7 @@ export class ThreadWorker implements ExchangeOwner {
         await native.turn();
       }
     } finally {
+      this.#owned = false;
       lib.ymo_worker_release_loop(pointer);
       this.#busy = null;
     }
