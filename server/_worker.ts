@@ -41,6 +41,14 @@ function notFound(): Response {
 /** Milliseconds without work after which a busy period ends and the loop
  * goes back to L. */
 const LOAN_IDLE_MS = 1;
+/** How long one drain may go on taking before the runtime's loop gets a
+ * turn (timers, awaiting handlers, I/O): under a load that queues requests
+ * as fast as synchronous handlers answer them, "until the queue is empty"
+ * never came, and everything else on this thread waited for as long. */
+const DRAIN_BUDGET_MS = 4;
+/** While this thread holds the loop, answers made during a drain are
+ * written at least this often (handlers that take a while each). */
+const DRAIN_FLUSH_MS = 1;
 /** Streamed bytes after which a thread holding the loop writes them out
  * without waiting for its next pass (see ThreadWorker.streamed). */
 const STREAM_FLUSH_BYTES = 256 * 1024;
@@ -216,8 +224,16 @@ export class ThreadWorker implements ExchangeOwner {
   streamed(bytes: number): void {
     if (!this.#owned) return;
     this.#streamedSincePass += bytes;
-    if (this.#streamedSincePass < STREAM_FLUSH_BYTES) return;
+    if (this.#streamedSincePass >= STREAM_FLUSH_BYTES) this.#flushNow();
+  }
+
+  /** When this thread last ran the loop (a pass or a flush). */
+  #flushed = 0;
+
+  /** Writes what is queued now, from this thread, which holds the loop. */
+  #flushNow(): void {
     this.#streamedSincePass = 0;
+    this.#flushed = performance.now();
     if (lib.ymo_worker_flush(this.#pointer) === EAGAIN) this.#owned = false;
   }
 
@@ -230,6 +246,7 @@ export class ThreadWorker implements ExchangeOwner {
   #work(): Promise<void> | undefined {
     if (!this.#lends) {
       this.#drain();
+      this.#resumeCutDrain();
       return;
     }
     // Started a microtask later: the period clears #busy when it ends,
@@ -282,6 +299,7 @@ export class ThreadWorker implements ExchangeOwner {
           }
         }
         this.#streamedSincePass = 0;
+        this.#flushed = performance.now();
         // Not (yet) ours: take what L handed over meanwhile.
         if (!owned) worked = this.#drain();
         const now = performance.now();
@@ -297,11 +315,31 @@ export class ThreadWorker implements ExchangeOwner {
     }
     // What was queued between the last take and the release woke nobody.
     this.#drain();
+    this.#resumeCutDrain();
+  }
+
+  /** Whether the last drain stopped at DRAIN_BUDGET_MS with work left. */
+  #drainCut = false;
+  #resumeScheduled = false;
+
+  /**
+   * After a drain cut short outside a busy period: C wakes this thread only
+   * when its queue goes from empty to not, so come back for the rest
+   * ourselves, after a turn of the runtime's loop.
+   */
+  #resumeCutDrain(): void {
+    if (!this.#drainCut || this.#resumeScheduled) return;
+    this.#resumeScheduled = true;
+    native.turn().then(() => {
+      this.#resumeScheduled = false;
+      this.#work();
+    });
   }
 
   /**
-   * Takes what C has queued, until nothing is left; whether it took any.
-   * The responses made meanwhile reach L together, at the batch's end.
+   * Takes what C has queued, until nothing is left or DRAIN_BUDGET_MS have
+   * gone by (then #drainCut is set); whether it took any. The responses
+   * made meanwhile reach L together, at the batch's end.
    */
   #drain(): boolean {
     if (!this.#alive) return false;
@@ -315,7 +353,13 @@ export class ThreadWorker implements ExchangeOwner {
 
   #takeAll(): boolean {
     let took = false;
+    this.#drainCut = false;
+    const start = performance.now();
     for (;;) {
+      if (took && performance.now() - start >= DRAIN_BUDGET_MS) {
+        this.#drainCut = true;
+        return took;
+      }
       const n: number = lib.ymo_worker_take(
         this.#pointer,
         this.#buf,
@@ -334,7 +378,16 @@ export class ThreadWorker implements ExchangeOwner {
         this.#buf,
         this.#view,
         n,
-        (rec) => this.#handle(rec),
+        (rec) => {
+          this.#handle(rec);
+          // Slow handlers: what they answered goes out every
+          // DRAIN_FLUSH_MS, not at the end of the take.
+          if (
+            this.#owned && performance.now() - this.#flushed >= DRAIN_FLUSH_MS
+          ) {
+            this.#flushNow();
+          }
+        },
         (id, gen, flag) => {
           const exchange = this.#inflight[id];
           if (exchange === undefined || exchange.gen !== gen) return;

@@ -1,0 +1,62 @@
+// The JS thread takes requests in bounded drains: a queue that synchronous
+// handlers never empty (a client pipelining thousands of requests) must not
+// keep timers and awaiting handlers waiting until it does.
+import assert from "node:assert/strict";
+import net from "node:net";
+import { test } from "./_shim.ts";
+import { deferred } from "./_http.ts";
+import { serve } from "../mod.ts";
+
+/** Busy-waits, as a CPU-heavy synchronous handler does. */
+function spin(us: number): void {
+  const until = performance.now() + us / 1000;
+  while (performance.now() < until) { /* work */ }
+}
+
+test("a timer set by a handler fires while pipelined requests still queue", async () => {
+  // Each connection's next request is parsed once the one before it is
+  // answered, so 50 connections pipelining 60 each keep the queue full for
+  // as long as all 3000 take (~300 ms of handlers).
+  const connections = 50, each = 60, total = connections * each;
+  let handled = 0;
+  let handledWhenTimerFired = -1;
+  const server = serve(
+    { port: 0, hostname: "127.0.0.1", onListen() {} },
+    () => {
+      handled++;
+      if (handled === 1) {
+        setTimeout(() => handledWhenTimerFired = handled, 0);
+      }
+      spin(100);
+      return new Response("ok");
+    },
+  );
+  const answered = deferred();
+  const sockets: net.Socket[] = [];
+  try {
+    let seen = 0;
+    for (let i = 0; i < connections; i++) {
+      const socket = net.connect(server.port, "127.0.0.1");
+      sockets.push(socket);
+      let text = "";
+      socket.on("data", (chunk: Uint8Array) => {
+        text += new TextDecoder().decode(chunk);
+        let at: number;
+        while ((at = text.indexOf("\r\n\r\nok")) >= 0) {
+          text = text.slice(at + 6);
+          if (++seen === total) answered.resolve();
+        }
+      });
+      socket.on("error", (error: Error) => answered.reject(error));
+      socket.write("GET / HTTP/1.1\r\nHost: x\r\n\r\n".repeat(each));
+    }
+    await answered.promise;
+    assert.ok(
+      handledWhenTimerFired > 0 && handledWhenTimerFired < total,
+      `the timer fired after ${handledWhenTimerFired} of ${total} requests`,
+    );
+  } finally {
+    for (const socket of sockets) socket.destroy();
+    await server.shutdown();
+  }
+});
