@@ -95,11 +95,15 @@ test("flags, error codes and record sizes match ymo.h", () => {
   assert.equal(REQF_HEAD, define("YMO_REQF_HEAD"));
   assert.equal(REQF_ABORT, define("YMO_REQF_ABORT"));
   assert.equal(REQF_DRAIN, define("YMO_REQF_DRAIN"));
-  for (const [name, value] of [
-    ["YMO_RESP_HIGH_WATER", RESP_HIGH_WATER],
-    ["YMO_WS_HIGH_WATER", WS_HIGH_WATER],
-  ] as const) {
-    const high = header.match(new RegExp(`#define ${name} \\((\\d+) \\* 1024\\)`));
+  for (
+    const [name, value] of [
+      ["YMO_RESP_HIGH_WATER", RESP_HIGH_WATER],
+      ["YMO_WS_HIGH_WATER", WS_HIGH_WATER],
+    ] as const
+  ) {
+    const high = header.match(
+      new RegExp(`#define ${name} \\((\\d+) \\* 1024\\)`),
+    );
     assert.ok(high, `ymo.h defines ${name} as (N * 1024)`);
     assert.equal(value, Number(high[1]) * 1024);
   }
