@@ -230,10 +230,15 @@ export class ThreadWorker implements ExchangeOwner {
   /** When this thread last ran the loop (a pass or a flush). */
   #flushed = 0;
 
-  /** Writes what is queued now, from this thread, which holds the loop. */
-  #flushNow(): void {
+  /** The loop just ran on this thread: what was queued is written. */
+  #ranLoop(): void {
     this.#streamedSincePass = 0;
     this.#flushed = performance.now();
+  }
+
+  /** Writes what is queued now, from this thread, which holds the loop. */
+  #flushNow(): void {
+    this.#ranLoop();
     if (lib.ymo_worker_flush(this.#pointer) === EAGAIN) this.#owned = false;
   }
 
@@ -246,7 +251,6 @@ export class ThreadWorker implements ExchangeOwner {
   #work(): Promise<void> | undefined {
     if (!this.#lends) {
       this.#drain();
-      this.#resumeCutDrain();
       return;
     }
     // Started a microtask later: the period clears #busy when it ends,
@@ -265,32 +269,30 @@ export class ThreadWorker implements ExchangeOwner {
   async #busyPeriod(): Promise<void> {
     const pointer = this.#pointer;
     try {
-      let owned = false;
       let lastWork = performance.now();
       let idle = false;
       this.#drain();
       while (this.#alive && !this.#server.stopping) {
-        if (!owned) {
+        if (!this.#owned) {
           const rc: number = lib.ymo_worker_acquire_loop(pointer);
           if (rc < 0) {
             // EALREADY: this server keeps the handoff (several workers).
             if (rc === EALREADY) this.#lends = false;
             break;
           }
-          owned = rc === 1;
+          this.#owned = rc === 1;
         }
-        this.#owned = owned;
         // Nothing found last time and no handler waiting on anything:
         // sleep in epoll until a request comes, rather than spin through
         // empty passes and turns of the runtime's loop (its timers and I/O
         // wait meanwhile, LOAN_IDLE_MS at most).
         const nap = idle && this.#pending === 0;
         let worked = false;
-        if (owned) {
+        if (this.#owned) {
           const n: number = nap
             ? lib.ymo_worker_nap(pointer, LOAN_IDLE_MS * 1000)
             : lib.ymo_worker_poll(pointer);
-          if (n === EAGAIN) owned = false; // L took it back: ask again.
+          if (n === EAGAIN) this.#owned = false; // L took it back: ask again.
           else if (n < 0) break; // Shutting down: L finishes it.
           else if (n > 0) {
             worked = this.#drain();
@@ -298,10 +300,9 @@ export class ThreadWorker implements ExchangeOwner {
             lib.ymo_worker_flush(pointer);
           }
         }
-        this.#streamedSincePass = 0;
-        this.#flushed = performance.now();
+        this.#ranLoop();
         // Not (yet) ours: take what L handed over meanwhile.
-        if (!owned) worked = this.#drain();
+        if (!this.#owned) worked = this.#drain();
         const now = performance.now();
         idle = !worked;
         if (worked) lastWork = now;
@@ -315,20 +316,16 @@ export class ThreadWorker implements ExchangeOwner {
     }
     // What was queued between the last take and the release woke nobody.
     this.#drain();
-    this.#resumeCutDrain();
   }
 
   /** Whether the last drain stopped at DRAIN_BUDGET_MS with work left. */
   #drainCut = false;
   #resumeScheduled = false;
 
-  /**
-   * After a drain cut short outside a busy period: C wakes this thread only
-   * when its queue goes from empty to not, so come back for the rest
-   * ourselves, after a turn of the runtime's loop.
-   */
-  #resumeCutDrain(): void {
-    if (!this.#drainCut || this.#resumeScheduled) return;
+  /** Comes back for what a cut drain left, after a turn of the runtime's
+   * loop. */
+  #resumeSoon(): void {
+    if (this.#resumeScheduled) return;
     this.#resumeScheduled = true;
     native.turn().then(() => {
       this.#resumeScheduled = false;
@@ -344,11 +341,17 @@ export class ThreadWorker implements ExchangeOwner {
   #drain(): boolean {
     if (!this.#alive) return false;
     lib.ymo_worker_begin_batch(this.#pointer);
+    let took: boolean;
     try {
-      return this.#takeAll();
+      took = this.#takeAll();
     } finally {
       if (this.#alive) lib.ymo_worker_end_batch(this.#pointer);
     }
+    // A busy period comes back by itself; outside one, C wakes this thread
+    // only when its queue goes from empty to not, so the rest of a cut
+    // drain is ours to come back for.
+    if (this.#drainCut && this.#busy === null) this.#resumeSoon();
+    return took;
   }
 
   #takeAll(): boolean {
