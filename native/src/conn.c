@@ -141,11 +141,11 @@ static void on_read_batch(struct ev_loop *loop, ev_check *w, int revents) {
   (void)loop, (void)revents;
   ymo_conns_t *c = w->data;
   while (c->to_read != NULL) {
-    ymo_session_t *sessions[YMO__RING_WRITES];
-    ssize_t result[YMO__RING_WRITES];
+    ymo_session_t *sessions[YMO__RING_BATCH];
+    ssize_t result[YMO__RING_BATCH];
     int n = 0;
     ymo_session_t *s = c->to_read;
-    for (; s != NULL && n < YMO__RING_WRITES; s = s->read_next) {
+    for (; s != NULL && n < YMO__RING_BATCH; s = s->read_next) {
       if (s->closed || !s->reading || s->read_crossed) {
         s->read_listed = false;
         continue;
@@ -530,17 +530,17 @@ static void deliver_out(ymo_conns_t *c, ymo_out_t *out) {
   if (out->flags & YMO__OUT_UPGRADE) ymo__websocket_switch(s, ex);
 }
 
-/* The first write of up to YMO__RING_WRITES listed sessions from `list`
+/* The first write of up to YMO__RING_BATCH listed sessions from `list`
  * in one batch of the ring; each is then flushed on as usual from where
  * its write left it (the rest of a long output, the next pipelined
  * response, reading on). The sessions it took are no longer flush_listed.
  * Returns the session to go on from with the next batch, or NULL when
  * none is left or the ring failed (the plain writes do the rest). */
 static ymo_session_t *flush_batch(ymo_conns_t *c, ymo_session_t *list) {
-  ymo_session_t *sessions[YMO__RING_WRITES];
-  ymo_exchange_t *heads[YMO__RING_WRITES];
-  size_t offered[YMO__RING_WRITES];
-  ssize_t result[YMO__RING_WRITES];
+  ymo_session_t *sessions[YMO__RING_BATCH];
+  ymo_exchange_t *heads[YMO__RING_BATCH];
+  size_t offered[YMO__RING_BATCH];
+  ssize_t result[YMO__RING_BATCH];
   int n = 0;
   ymo_session_t *s = list;
   for (; s != NULL; s = s->flush_next) {
@@ -549,7 +549,7 @@ static ymo_session_t *flush_batch(ymo_conns_t *c, ymo_session_t *list) {
     struct iovec iov[YMO__RING_IOV];
     int n_iov = pieces_iov(ex, iov, YMO__RING_IOV);
     if (n_iov == 0) continue;
-    if (ymo__ring_add(c->ring, s->fd, iov, n_iov) != n) break;
+    if (ymo__ring_add_send(c->ring, s->fd, iov, n_iov) != n) break;
     sessions[n] = s;
     heads[n] = ex;
     offered[n] = iov_bytes(iov, n_iov);
@@ -656,7 +656,7 @@ void ymo__conns_free(ymo_conns_t *c) {
 static void start_ring(ymo_conns_t *c) {
   if (c->transport != &ymo__tcp) return;
   if (c->ring == NULL) {
-    c->read_slots = malloc((size_t)YMO__RING_WRITES * READ_SLOT);
+    c->read_slots = malloc((size_t)YMO__RING_BATCH * READ_SLOT);
     c->ring = c->read_slots != NULL ? ymo__ring_new() : NULL;
     if (c->ring == NULL) return;
   }

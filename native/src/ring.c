@@ -15,15 +15,15 @@
 typedef struct {
   struct msghdr msg;
   struct iovec iov[YMO__RING_IOV];
-} ring_write_t;
+} ring_send_t;
 
 struct ymo_ring {
   struct io_uring uring;
   int n;
   /* A batch could not be submitted whole: what is left in the queue must
-   * never go out later, so this ring takes no more writes. */
+   * never go out later, so this ring takes no more calls. */
   bool broken;
-  ring_write_t writes[YMO__RING_WRITES];
+  ring_send_t sends[YMO__RING_BATCH];
 };
 
 ymo_ring_t *ymo__ring_new(void) {
@@ -31,7 +31,7 @@ ymo_ring_t *ymo__ring_new(void) {
   if (off != NULL && *off == '1') return NULL;
   ymo_ring_t *ring = calloc(1, sizeof(*ring));
   if (ring == NULL) return NULL;
-  if (io_uring_queue_init(YMO__RING_WRITES, &ring->uring, 0) != 0) {
+  if (io_uring_queue_init(YMO__RING_BATCH, &ring->uring, 0) != 0) {
     free(ring);
     return NULL;
   }
@@ -46,7 +46,7 @@ void ymo__ring_free(ymo_ring_t *ring) {
 
 /* The next entry of the batch, or NULL when it is full. */
 static struct io_uring_sqe *next_sqe(ymo_ring_t *ring) {
-  if (ring->broken || ring->n == YMO__RING_WRITES) return NULL;
+  if (ring->broken || ring->n == YMO__RING_BATCH) return NULL;
   return io_uring_get_sqe(&ring->uring);
 }
 
@@ -59,13 +59,13 @@ int ymo__ring_add_recv(ymo_ring_t *ring, int fd, void *buf, size_t len) {
   return index;
 }
 
-int ymo__ring_add(ymo_ring_t *ring, int fd, const struct iovec *iov,
-                  int n_iov) {
+int ymo__ring_add_send(ymo_ring_t *ring, int fd, const struct iovec *iov,
+                       int n_iov) {
   if (n_iov < 1 || n_iov > YMO__RING_IOV) return -1;
   struct io_uring_sqe *sqe = next_sqe(ring);
   if (sqe == NULL) return -1;
   int index = ring->n++;
-  ring_write_t *w = &ring->writes[index];
+  ring_send_t *w = &ring->sends[index];
   memcpy(w->iov, iov, (size_t)n_iov * sizeof(*iov));
   memset(&w->msg, 0, sizeof(w->msg));
   w->msg.msg_iov = w->iov;
@@ -109,12 +109,12 @@ void ymo__ring_run(ymo_ring_t *ring, ssize_t *result) {
   }
 }
 
-#else /* Built without liburing: plain writes only. */
+#else /* Built without liburing: plain reads and writes only. */
 
 ymo_ring_t *ymo__ring_new(void) { return NULL; }
 void ymo__ring_free(ymo_ring_t *ring) { (void)ring; }
-int ymo__ring_add(ymo_ring_t *ring, int fd, const struct iovec *iov,
-                  int n_iov) {
+int ymo__ring_add_send(ymo_ring_t *ring, int fd, const struct iovec *iov,
+                       int n_iov) {
   (void)ring, (void)fd, (void)iov, (void)n_iov;
   return -1;
 }

@@ -15,12 +15,12 @@
 
 /* Calls one batch holds, and iovecs per write (the rest of a longer
  * output goes in the plain write that follows, conn.c). */
-#define YMO__RING_WRITES 256
+#define YMO__RING_BATCH 256
 #define YMO__RING_IOV 8
 
 typedef struct ymo_ring ymo_ring_t;
 
-/* A ring, or NULL when batched writes are not available here. */
+/* A ring, or NULL when batched calls are not available here. */
 ymo_ring_t *ymo__ring_new(void);
 void ymo__ring_free(ymo_ring_t *ring);
 
@@ -28,8 +28,8 @@ void ymo__ring_free(ymo_ring_t *ring);
  * are copied, the bytes they point at must stay until ymo__ring_run
  * returns) on fd. Returns its index in the batch, or -1 when the batch is
  * full. */
-int ymo__ring_add(ymo_ring_t *ring, int fd, const struct iovec *iov,
-                  int n_iov);
+int ymo__ring_add_send(ymo_ring_t *ring, int fd, const struct iovec *iov,
+                       int n_iov);
 /* Adds a non-blocking receive of up to len bytes into buf on fd (buf must
  * stay until ymo__ring_run returns). Returns its index, or -1 when the
  * batch is full. */
