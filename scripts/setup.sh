@@ -21,7 +21,7 @@ PACKAGES=(
   libev-dev cmake gcc make libc6-dev pkg-config node-llhttp
   zlib1g-dev libdeflate-dev libbrotli-dev # automatic response compression (compress.c)
   libssl-dev openssl # HTTPS (tls.c); the openssl command makes the test certificates
-  liburing-dev # batched writes (ring.c)
+  liburing-dev # batched reads and writes (ring.c)
   clang libclang-rt-14-dev
   wrk curl
   nginx # tests/nginx_test.ts runs it in front of ymo
