@@ -400,8 +400,10 @@ static void *loop_main(void *arg) {
   /* A shutdown requested before the loop ran is picked up at once. */
   if (atomic_load(&srv->draining)) ev_async_send(loop, &srv->control);
   /* ev_run returns for shutdown, or because the JS thread asked for the
-   * loop: lend it, and run it again once it is back. */
-  for (;;) {
+   * loop: lend it, and run it again once it is back, unless a pass on the
+   * JS thread finished the server meanwhile (its break ended that pass's
+   * ev_run, not the next one here, which would then wait for good). */
+  while (!srv->finished && !atomic_load(&srv->stop_now)) {
     ev_run(loop, 0);
     if (srv->finished || atomic_load(&srv->stop_now)) break;
     ymo__worker_lend(srv->workers[0]);
