@@ -242,6 +242,20 @@ YMO_EXTERN int ymo_server_connections(ymo_server_t *server);
  * server. */
 YMO_EXTERN ymo_worker_t *ymo_server_worker(ymo_server_t *server, int i);
 
+/* Serve leader's listener on one more loop: `shard`, a server of its own
+ * (its options, routes, TLS and workers set by the caller like the
+ * leader's) that does not listen; the leader accepts every connection and
+ * deals them round-robin to itself and its shards, whose loop threads then
+ * run them alone. With one worker each, every loop's JS thread can borrow
+ * its own loop (ymo_worker_acquire_loop), so several threads serve one port
+ * with no handoff between threads; a publish reaches one loop's
+ * subscribers, so publish through a worker of each. maxConnections counts
+ * the connections of all the loops. Both before either starts; shut down
+ * and stop them all, the leader first, and free none before all are
+ * stopped. Returns 0, YMO_EINVAL (a server that is a shard, has shards or
+ * listens), YMO_EALREADY, YMO_ENOMEM. */
+YMO_EXTERN int ymo_server_add_shard(ymo_server_t *leader, ymo_server_t *shard);
+
 /* ---------------------------------------------------------------------------
  * Worker: the original's thread worker. In the WSGI server it owned a Python
  * thread; here its "thread" is whichever JavaScript thread (the main isolate

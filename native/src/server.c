@@ -33,6 +33,8 @@ static const bool option_known[N_OPTIONS] = {
 };
 
 static void on_sessions_gone(void *arg);
+static void on_incoming(struct ev_loop *loop, ev_async *w, int revents);
+static void close_incoming(ymo_server_t *srv);
 
 ymo_server_t *ymo_server_create(int n_workers, int *err) {
   int dummy;
@@ -53,6 +55,7 @@ ymo_server_t *ymo_server_create(int n_workers, int *err) {
   srv->loop = ev_loop_new(EVFLAG_AUTO | EVFLAG_NOSIGMASK);
   if (srv->loop == NULL || ymo__conns_init(&srv->conns) != 0) goto fail;
   pthread_mutex_init(&srv->state_lock, NULL);
+  pthread_mutex_init(&srv->incoming_lock, NULL);
   for (int i = 0; i < n_workers; i++) {
     ymo_worker_t *w = malloc(sizeof(*w));
     if (w == NULL ||
@@ -302,16 +305,51 @@ ymo_worker_t *ymo_server_worker(ymo_server_t *srv, int i) {
   return srv->workers[i];
 }
 
+int ymo_server_add_shard(ymo_server_t *leader, ymo_server_t *shard) {
+  if (leader == NULL || shard == NULL || leader == shard ||
+      leader->leader != NULL || shard->leader != NULL ||
+      shard->n_shards > 0 || shard->listen_fd >= 0)
+    return YMO_EINVAL;
+  /* Both before they start: the leader's L reads the list unlocked, and
+   * the shard's watcher must be on before anything is dealt to it. */
+  pthread_mutex_lock(&leader->state_lock);
+  pthread_mutex_lock(&shard->state_lock);
+  int err = 0;
+  if (leader->thread_started || shard->thread_started) {
+    err = YMO_EALREADY;
+  } else {
+    ymo_server_t **grown = realloc(
+        leader->shards, (size_t)(leader->n_shards + 1) * sizeof(*grown));
+    if (grown == NULL) {
+      err = YMO_ENOMEM;
+    } else {
+      leader->shards = grown;
+      leader->shards[leader->n_shards++] = shard;
+      shard->leader = leader;
+      ev_async_init(&shard->incoming_ready, on_incoming);
+      shard->incoming_ready.data = shard;
+      ev_async_start(shard->loop, &shard->incoming_ready);
+    }
+  }
+  pthread_mutex_unlock(&shard->state_lock);
+  pthread_mutex_unlock(&leader->state_lock);
+  return err;
+}
+
 /* ------------------------------------------------------------------------ */
 /* The loop thread.                                                         */
 
-static void close_listener(ymo_server_t *srv) {
+/* L: no new connections from here on (the listener closes; a shard
+ * closes what is dealt to it). */
+static void stop_accepting(ymo_server_t *srv) {
+  srv->accepting = false;
   if (srv->listen_fd >= 0) {
     ev_io_stop(srv->loop, &srv->accept_watcher);
     close(srv->listen_fd);
     srv->listen_fd = -1;
     if (srv->unix_owned) unlink(srv->host);
   }
+  if (srv->leader != NULL) close_incoming(srv);
 }
 
 /* Ends the loop for good. `finished` is what tells L that ev_run returned
@@ -325,7 +363,83 @@ static void finish(ymo_server_t *srv) {
 /* The connection set's on_empty: the last connection closed. */
 static void on_sessions_gone(void *arg) {
   ymo_server_t *srv = arg;
-  if (atomic_load(&srv->draining) && srv->listen_fd < 0) finish(srv);
+  if (atomic_load(&srv->draining) && !srv->accepting) finish(srv);
+}
+
+/* A connection the leader dealt a shard, waiting for the shard's loop. */
+struct ymo_dealt {
+  int fd;
+  struct sockaddr_storage peer;
+};
+
+/* Open connections on the leader's loop and all its shards' (a snapshot). */
+static int64_t group_connections(ymo_server_t *srv) {
+  int64_t n = atomic_load(&srv->conns.connections);
+  for (int i = 0; i < srv->n_shards; i++)
+    n += atomic_load(&srv->shards[i]->conns.connections);
+  return n;
+}
+
+/* Leader's L: hands a connection to a shard's loop (any state: a shard
+ * that is not running yet starts it when it does; one that no longer
+ * accepts closes it). */
+static void deal(ymo_server_t *shard, int fd,
+                 const struct sockaddr_storage *peer) {
+  pthread_mutex_lock(&shard->incoming_lock);
+  bool kept = false;
+  if (!shard->incoming_closed) {
+    if (shard->n_incoming == shard->cap_incoming) {
+      size_t cap = shard->cap_incoming < 16 ? 16 : shard->cap_incoming * 2;
+      struct ymo_dealt *grown =
+          realloc(shard->incoming, cap * sizeof(*grown));
+      if (grown != NULL) {
+        shard->incoming = grown;
+        shard->cap_incoming = cap;
+      }
+    }
+    if (shard->n_incoming < shard->cap_incoming) {
+      shard->incoming[shard->n_incoming].fd = fd;
+      shard->incoming[shard->n_incoming].peer = *peer;
+      shard->n_incoming++;
+      kept = true;
+    }
+  }
+  pthread_mutex_unlock(&shard->incoming_lock);
+  if (kept)
+    ev_async_send(shard->loop, &shard->incoming_ready);
+  else
+    close(fd);
+}
+
+/* Shard's L: starts the connections the leader dealt it. */
+static void on_incoming(struct ev_loop *loop, ev_async *w, int revents) {
+  (void)loop;
+  (void)revents;
+  ymo_server_t *srv = w->data;
+  pthread_mutex_lock(&srv->incoming_lock);
+  struct ymo_dealt *list = srv->incoming;
+  size_t n = srv->n_incoming;
+  srv->incoming = NULL;
+  srv->n_incoming = srv->cap_incoming = 0;
+  pthread_mutex_unlock(&srv->incoming_lock);
+  for (size_t i = 0; i < n; i++) {
+    if (srv->accepting)
+      ymo__conn_start(&srv->conns, list[i].fd, &list[i].peer);
+    else
+      close(list[i].fd);
+  }
+  free(list);
+}
+
+/* Shard: no more connections; those dealt and not started are closed. */
+static void close_incoming(ymo_server_t *srv) {
+  pthread_mutex_lock(&srv->incoming_lock);
+  srv->incoming_closed = true;
+  for (size_t i = 0; i < srv->n_incoming; i++) close(srv->incoming[i].fd);
+  free(srv->incoming);
+  srv->incoming = NULL;
+  srv->n_incoming = srv->cap_incoming = 0;
+  pthread_mutex_unlock(&srv->incoming_lock);
 }
 
 static void on_accept(struct ev_loop *loop, ev_io *w, int revents) {
@@ -338,14 +452,18 @@ static void on_accept(struct ev_loop *loop, ev_io *w, int revents) {
     int fd = accept4(srv->listen_fd, (struct sockaddr *)&peer, &len,
                      SOCK_NONBLOCK | SOCK_CLOEXEC);
     if (fd < 0) return; /* EAGAIN, or an error the next event retries. */
-    if (atomic_load(&srv->conns.connections) >=
-        YMO_OPT(srv, MAX_CONNECTIONS)) {
+    if (group_connections(srv) >= YMO_OPT(srv, MAX_CONNECTIONS)) {
       close(fd);
       continue;
     }
     int one = 1;
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-    ymo__conn_start(&srv->conns, fd, &peer);
+    /* Round-robin over the loops, this one first. */
+    unsigned turn = srv->next_shard++ % (unsigned)(srv->n_shards + 1);
+    if (turn == 0)
+      ymo__conn_start(&srv->conns, fd, &peer);
+    else
+      deal(srv->shards[turn - 1], fd, &peer);
   }
 }
 
@@ -360,13 +478,13 @@ static void on_control(struct ev_loop *loop, ev_async *w, int revents) {
   (void)revents;
   ymo_server_t *srv = w->data;
   if (atomic_load(&srv->stop_now)) {
-    close_listener(srv);
+    stop_accepting(srv);
     ymo__conns_close_all(&srv->conns);
     finish(srv);
     return;
   }
-  if (atomic_load(&srv->draining) && srv->listen_fd >= 0) {
-    close_listener(srv);
+  if (atomic_load(&srv->draining) && srv->accepting) {
+    stop_accepting(srv);
     ymo__conns_drain(&srv->conns);
     if (srv->conns.sessions == NULL) {
       finish(srv);
@@ -394,9 +512,14 @@ static void *loop_main(void *arg) {
   ev_prepare_init(&srv->reaper, on_reap);
   srv->reaper.data = srv;
   ev_prepare_start(loop, &srv->reaper);
-  ev_io_init(&srv->accept_watcher, on_accept, srv->listen_fd, EV_READ);
-  srv->accept_watcher.data = srv;
-  ev_io_start(loop, &srv->accept_watcher);
+  srv->accepting = true;
+  if (srv->listen_fd >= 0) {
+    ev_io_init(&srv->accept_watcher, on_accept, srv->listen_fd, EV_READ);
+    srv->accept_watcher.data = srv;
+    ev_io_start(loop, &srv->accept_watcher);
+  }
+  /* A shard's connections dealt before its loop ran start at once. */
+  if (srv->leader != NULL) ev_async_send(loop, &srv->incoming_ready);
   /* A shutdown requested before the loop ran is picked up at once. */
   if (atomic_load(&srv->draining)) ev_async_send(loop, &srv->control);
   /* ev_run returns for shutdown, or because the JS thread asked for the
@@ -409,9 +532,10 @@ static void *loop_main(void *arg) {
     ymo__worker_lend(srv->workers[0]);
   }
 
-  close_listener(srv);
+  stop_accepting(srv);
   ymo__conns_close_all(&srv->conns);
   ev_timer_stop(loop, &srv->grace_timer);
+  if (srv->leader != NULL) ev_async_stop(loop, &srv->incoming_ready);
   ev_async_stop(loop, &srv->control);
   ymo__conns_detach(&srv->conns);
   ymo__conns_reap(&srv->conns);
@@ -427,7 +551,7 @@ int ymo_server_start(ymo_server_t *srv) {
   int err = 0;
   if (srv->thread_started)
     err = YMO_EALREADY;
-  else if (srv->listen_fd < 0)
+  else if (srv->listen_fd < 0 && srv->leader == NULL)
     err = YMO_ENOTCONN;
   if (err == 0) {
     /* Before L exists: every JS thread sees it through lock_in. */
@@ -503,6 +627,9 @@ void ymo_server_free(ymo_server_t *srv) {
   ymo__routes_free(&srv->routes);
   ymo__router_free(&srv->routes.router);
   ymo__tls_free(srv->tls);
+  if (srv->leader != NULL) close_incoming(srv);
+  free(srv->shards);
+  pthread_mutex_destroy(&srv->incoming_lock);
   pthread_mutex_destroy(&srv->state_lock);
   ev_loop_destroy(srv->loop);
   ymo__conns_free(&srv->conns);

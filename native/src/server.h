@@ -34,6 +34,24 @@ struct ymo_server {
   ymo_conns_t conns;           /* L only, but for conns.connections. */
   ev_prepare reaper;
 
+  /* One listener for several loops (ymo_server_add_shard): the leader
+   * accepts every connection and deals them round-robin to itself and its
+   * shards, each with its own loop thread and worker, so a JS thread per
+   * loop can borrow its loop like a server's only worker. */
+  ymo_server_t **shards;       /* Leader: its shards, n_shards of them. */
+  int n_shards;
+  unsigned next_shard;         /* Leader's L only. */
+  ymo_server_t *leader;        /* Shard: who deals it connections. */
+  bool accepting;              /* L: takes new connections (until drain). */
+  /* Shard: connections dealt and not yet started, under incoming_lock;
+   * the leader signals incoming_ready. Once incoming_closed, what comes is
+   * closed at once. */
+  pthread_mutex_t incoming_lock;
+  struct ymo_dealt *incoming;
+  size_t n_incoming, cap_incoming;
+  bool incoming_closed;
+  ev_async incoming_ready;
+
   int n_workers;
   ymo_worker_t *workers[];
 };
