@@ -87,6 +87,8 @@ export const symbols = {
   ymo_server_connections: { parameters: ["pointer"], result: "i32" },
   /** ymo_worker_t *ymo_server_worker(ymo_server_t *server, int i) */
   ymo_server_worker: { parameters: ["pointer", "i32"], result: "pointer" },
+  /** int ymo_server_add_shard(ymo_server_t *leader, ymo_server_t *shard) */
+  ymo_server_add_shard: { parameters: ["pointer", "pointer"], result: "i32" },
 
   /** int ymo_worker_start(ymo_worker_t *worker) */
   ymo_worker_start: { parameters: ["pointer"], result: "i32" },

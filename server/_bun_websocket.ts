@@ -418,24 +418,29 @@ function messageOf(data: unknown, what: string): [number, Uint8Array] {
 
 /**
  * Bun's `server.publish(topic, data)`: every subscriber of `topic`, on any
- * worker thread, gets the message; sent through native worker `worker`'s
- * queue. Returns the message's length, or 0 when the server is stopping.
+ * worker thread, gets the message; sent through the queue of one native
+ * worker per loop of the server (`workers`, the first the caller's own).
+ * Returns the message's length, or 0 when the server is stopping.
  */
 export function publishThrough(
-  worker: Pointer,
+  workers: readonly Pointer[],
   topic: string,
   data: string | ArrayBufferLike | ArrayBufferView,
 ): number {
   const name = topicBytes(topic, "publish");
   const [opcode, bytes] = messageOf(data, "server.publish");
-  const rc: number = lib.ymo_worker_publish(
-    worker,
-    name,
-    name.byteLength,
-    opcode,
-    bytes,
-    bytes.byteLength,
-  );
+  let rc = 0;
+  for (let i = 0; i < workers.length; i++) {
+    const sent: number = lib.ymo_worker_publish(
+      workers[i],
+      name,
+      name.byteLength,
+      opcode,
+      bytes,
+      bytes.byteLength,
+    );
+    if (i === 0) rc = sent;
+  }
   return rc < 0 ? 0 : rc;
 }
 

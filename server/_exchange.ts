@@ -45,6 +45,9 @@ export interface ExchangeOwner {
   forget(id: number, exchange: Exchange): void;
   /** `bytes` of a streamed body were handed to C. */
   streamed(bytes: number): void;
+  /** UNSAFE: the workers of the server's other loops, which a WebSocket's
+   * publish reaches too. */
+  readonly otherLoops: readonly Pointer[];
 }
 
 function clientGone(): DOMException {
@@ -439,7 +442,7 @@ export class Exchange {
     flags: number,
   ): number {
     if (!this.open) return EPIPE;
-    return lib.ymo_worker_ws_publish(
+    const rc: number = lib.ymo_worker_ws_publish(
       this.#worker.pointer,
       this.#id,
       this.#gen,
@@ -450,6 +453,20 @@ export class Exchange {
       data.byteLength,
       flags,
     );
+    // The subscribers on the other loops: this socket is not among them.
+    if (rc >= 0) {
+      for (const other of this.#worker.otherLoops) {
+        lib.ymo_worker_publish(
+          other,
+          topic,
+          topic.byteLength,
+          opcode,
+          data,
+          data.byteLength,
+        );
+      }
+    }
+    return rc;
   }
 
   /** Sends the WebSocket close frame; 0 or a negative error code. */

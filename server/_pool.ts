@@ -18,6 +18,9 @@ const lib = native.fn;
 export interface ThreadInit {
   /** The address of the thread's native ymo_worker_t. */
   pointer: bigint | number;
+  /** The workers of the server's other loops, which its publishes reach
+   * too. */
+  otherLoops: (bigint | number)[];
   /** The app module's URL. */
   module: string;
   /** "host:port" for requests without a Host header. */
@@ -47,7 +50,8 @@ export type ThreadMessage =
  */
 export class ThreadPool {
   #host: WorkerHost;
-  #server: Pointer;
+  /** The native worker of each thread, each on a loop of its own. */
+  #workers: Pointer[];
   #module: string;
   #threads: (Worker | null)[];
   #ready: boolean[];
@@ -57,16 +61,17 @@ export class ThreadPool {
   readonly stopped: Promise<void>;
 
   /**
-   * Starts `n` threads, each loading `module`.
+   * Starts a thread per native worker, each loading `module`.
    *
    * @param host The server: its address, timeout, and whether it stops.
-   * @param server The native ymo_server_t.
-   * @param n How many threads (and native workers).
+   * @param workers The native ymo_worker_t of each thread, each the worker
+   * of one of the server's loops.
    * @param module The app module's URL.
    */
-  constructor(host: WorkerHost, server: Pointer, n: number, module: string) {
+  constructor(host: WorkerHost, workers: Pointer[], module: string) {
+    const n = workers.length;
     this.#host = host;
-    this.#server = server;
+    this.#workers = workers;
     this.#module = module;
     this.#threads = new Array(n).fill(null);
     this.#ready = new Array(n).fill(false);
@@ -100,7 +105,10 @@ export class ThreadPool {
 
   #init(i: number, thread: Worker): void {
     const init: ThreadInit = {
-      pointer: native.pointerValue(lib.ymo_server_worker(this.#server, i)),
+      pointer: native.pointerValue(this.#workers[i]),
+      otherLoops: this.#workers.filter((_, j) => j !== i).map((w) =>
+        native.pointerValue(w)
+      ),
       module: this.#module,
       defaultHost: this.#host.defaultHost,
       handlerTimeout: this.#host.handlerTimeout,
@@ -126,7 +134,7 @@ export class ThreadPool {
     detached: boolean,
   ): void {
     if (this.#threads[i] !== thread) return;
-    const worker = lib.ymo_server_worker(this.#server, i);
+    const worker = this.#workers[i];
     thread.terminate();
     // A thread that died without detaching cannot answer what it held: let
     // go of it from here, now that it runs no more.

@@ -54,7 +54,12 @@ function installExitHook(): void {
  * `Deno.HttpServer`.
  */
 export class Server {
+  /** The native server that listens. */
   #pointer: Pointer;
+  /** Every native server of this one, #pointer first: with `workers`, one
+   * per thread (its shards, ymo_server_add_shard), so that each thread runs
+   * its own loop; else #pointer alone. */
+  #loops: Pointer[] = [];
   #workers: ThreadWorker[] = [];
   #threads: ThreadPool | null = null;
   #addr: NetAddr | UnixAddr;
@@ -99,68 +104,22 @@ export class Server {
     // Read before anything native exists: an unreadable file throws here.
     const sites = tlsSites(options);
     const hostname = options.hostname ?? "0.0.0.0";
-    const err = new Int32Array(1);
-    const pointer = lib.ymo_server_create(
-      threads ?? 1,
-      new Uint8Array(err.buffer),
-    );
-    if (native.isNull(pointer)) {
-      throw new YmoError("Cannot create server", err[0]);
-    }
+    const pointer = createLoop();
     this.#pointer = pointer;
+    this.#loops.push(pointer);
     try {
-      for (const [name, option] of NATIVE_OPTIONS) {
-        const value = options[name];
-        if (value !== undefined) {
-          check(
-            lib.ymo_server_set_option(pointer, option, BigInt(value)),
-            `Cannot set ${name}`,
-          );
-        }
+      for (let i = 1; i < (threads ?? 1); i++) {
+        const shard = createLoop();
+        this.#loops.push(shard);
+        check(lib.ymo_server_add_shard(pointer, shard), "Cannot add a loop");
       }
+      for (const loop of this.#loops) configure(loop, options, sites);
+      this.#tls = sites !== undefined;
       if (options.reusePort) {
         check(
           lib.ymo_server_set_option(pointer, Option.REUSE_PORT, 1n),
           "Cannot set reusePort",
         );
-      }
-      const ws = options.websocket;
-      if (ws?.maxPayloadLength !== undefined) {
-        check(
-          lib.ymo_server_set_option(
-            pointer,
-            Option.WS_MAX_MESSAGE,
-            BigInt(ws.maxPayloadLength),
-          ),
-          "Cannot set websocket.maxPayloadLength",
-        );
-      }
-      if (ws?.idleTimeout !== undefined) {
-        check(
-          lib.ymo_server_set_option(
-            pointer,
-            Option.WS_IDLE_TIMEOUT_MS,
-            BigInt(Math.round(ws.idleTimeout * 1000)),
-          ),
-          "Cannot set websocket.idleTimeout",
-        );
-      }
-      if (ws?.sendPings === false) {
-        check(
-          lib.ymo_server_set_option(pointer, Option.WS_SEND_PINGS, 0n),
-          "Cannot set websocket.sendPings",
-        );
-      }
-      if (options.automaticCompression) {
-        check(
-          lib.ymo_server_set_option(pointer, Option.COMPRESSION, 1n),
-          "Cannot set automaticCompression",
-        );
-      }
-      // Before listening: a bad certificate throws with nothing bound.
-      if (sites !== undefined) {
-        addTls(pointer, sites);
-        this.#tls = true;
       }
       if (options.path !== undefined) {
         checkSystem(
@@ -221,31 +180,29 @@ export class Server {
       } else {
         this.#threads = new ThreadPool(
           host,
-          pointer,
-          threads,
+          this.#loopWorkers(),
           moduleUrl(options.module!),
         );
       }
-      for (const route of routes?.native ?? []) {
-        check(
-          lib.ymo_server_add_route(
-            pointer,
-            encoder.encode(route.pattern + "\0"),
-            encoder.encode(route.method + "\0"),
-            route.id,
-          ),
-          `Cannot add route ${route.pattern}`,
-        );
+      for (const loop of this.#loops) {
+        for (const route of routes?.native ?? []) {
+          check(
+            lib.ymo_server_add_route(
+              loop,
+              encoder.encode(route.pattern + "\0"),
+              encoder.encode(route.method + "\0"),
+              route.id,
+            ),
+            `Cannot add route ${route.pattern}`,
+          );
+        }
       }
-      if (statics === undefined) {
-        check(lib.ymo_server_start(pointer), "Cannot start server");
-        this.#started = true;
-      }
+      if (statics === undefined) this.#start();
     } catch (error) {
-      lib.ymo_server_stop(pointer);
+      this.#stopLoops();
       for (const worker of this.#workers) worker.close();
       this.#threads?.terminate();
-      lib.ymo_server_free(pointer);
+      for (const loop of this.#loops) lib.ymo_server_free(loop);
       this.#freed = true;
       throw error;
     }
@@ -287,22 +244,43 @@ export class Server {
       const headers = writer.bytes.slice(0, writer.write(response.headers));
       const body = new Uint8Array(await response.arrayBuffer());
       if (this.#stopping) return;
-      check(
-        lib.ymo_server_add_static(
-          this.#pointer,
-          encoder.encode(path + "\0"),
-          response.status,
-          headers,
-          headers.byteLength,
-          body,
-          body.byteLength,
-        ),
-        `Cannot add static route ${path}`,
-      );
+      for (const loop of this.#loops) {
+        check(
+          lib.ymo_server_add_static(
+            loop,
+            encoder.encode(path + "\0"),
+            response.status,
+            headers,
+            headers.byteLength,
+            body,
+            body.byteLength,
+          ),
+          `Cannot add static route ${path}`,
+        );
+      }
     }
     if (this.#stopping) return;
-    check(lib.ymo_server_start(this.#pointer), "Cannot start server");
-    this.#started = true;
+    this.#start();
+  }
+
+  /** Starts every loop, the shards before the leader that deals to them. */
+  #start(): void {
+    for (let i = this.#loops.length - 1; i >= 0; i--) {
+      check(lib.ymo_server_start(this.#loops[i]), "Cannot start server");
+      // Started loops must be stopped, whatever follows.
+      this.#started = true;
+    }
+  }
+
+  /** Stops and joins every loop thread, the leader first: it deals
+   * connections to the others until it stops. */
+  #stopLoops(): void {
+    for (const loop of this.#loops) lib.ymo_server_stop(loop);
+  }
+
+  /** The native worker of each loop, the leader's first. */
+  #loopWorkers(): Pointer[] {
+    return this.#loops.map((loop) => lib.ymo_server_worker(loop, 0));
   }
 
   /** The address the server listens on. */
@@ -378,7 +356,7 @@ export class Server {
     data: string | ArrayBufferLike | ArrayBufferView,
   ): number {
     if (this.#stopping || this.#freed) return 0;
-    return publishThrough(lib.ymo_server_worker(this.#pointer, 0), topic, data);
+    return publishThrough(this.#loopWorkers(), topic, data);
   }
 
   /** An http URL for this server (https with TLS; loopback when it listens
@@ -435,9 +413,11 @@ export class Server {
     if (!this.#stopping && !this.#freed) {
       this.#stopping = true;
       if (this.#started) {
-        lib.ymo_server_shutdown(this.#pointer, Math.min(graceMs, 2 ** 31 - 1));
+        for (const loop of this.#loops) {
+          lib.ymo_server_shutdown(loop, Math.min(graceMs, 2 ** 31 - 1));
+        }
       } else {
-        lib.ymo_server_stop(this.#pointer); // Releases the waiters.
+        this.#stopLoops(); // Releases the waiters.
       }
     }
     return this.#finished;
@@ -447,7 +427,7 @@ export class Server {
   #stopNow(): void {
     if (this.#freed) return;
     this.#stopping = true;
-    lib.ymo_server_stop(this.#pointer);
+    this.#stopLoops();
   }
 
   #free(): void {
@@ -456,10 +436,10 @@ export class Server {
     liveServers.delete(this.#stopOnExit);
     // Every worker's waiter has returned and L is finishing: join it, then
     // close the callbacks and free, in that order (DESIGN.md, trap 1).
-    lib.ymo_server_stop(this.#pointer);
+    this.#stopLoops();
     for (const worker of this.#workers) worker.close();
     this.#threads?.terminate();
-    lib.ymo_server_free(this.#pointer);
+    for (const loop of this.#loops) lib.ymo_server_free(loop);
   }
 
   /** Makes the server keep the process alive (the default). */
@@ -476,6 +456,68 @@ export class Server {
   [Symbol.asyncDispose](): Promise<void> {
     return this.shutdown();
   }
+}
+
+/** A new native server with one worker: one loop of a Server. */
+function createLoop(): Pointer {
+  const err = new Int32Array(1);
+  const pointer = lib.ymo_server_create(1, new Uint8Array(err.buffer));
+  if (native.isNull(pointer)) {
+    throw new YmoError("Cannot create server", err[0]);
+  }
+  return pointer;
+}
+
+/** Hands the options C applies to one loop of a server, and its TLS
+ * sites (a bad certificate throws before anything is bound). */
+function configure(
+  loop: Pointer,
+  options: ServeOptions,
+  sites: TlsSite[] | undefined,
+): void {
+  for (const [name, option] of NATIVE_OPTIONS) {
+    const value = options[name];
+    if (value !== undefined) {
+      check(
+        lib.ymo_server_set_option(loop, option, BigInt(value)),
+        `Cannot set ${name}`,
+      );
+    }
+  }
+  const ws = options.websocket;
+  if (ws?.maxPayloadLength !== undefined) {
+    check(
+      lib.ymo_server_set_option(
+        loop,
+        Option.WS_MAX_MESSAGE,
+        BigInt(ws.maxPayloadLength),
+      ),
+      "Cannot set websocket.maxPayloadLength",
+    );
+  }
+  if (ws?.idleTimeout !== undefined) {
+    check(
+      lib.ymo_server_set_option(
+        loop,
+        Option.WS_IDLE_TIMEOUT_MS,
+        BigInt(Math.round(ws.idleTimeout * 1000)),
+      ),
+      "Cannot set websocket.idleTimeout",
+    );
+  }
+  if (ws?.sendPings === false) {
+    check(
+      lib.ymo_server_set_option(loop, Option.WS_SEND_PINGS, 0n),
+      "Cannot set websocket.sendPings",
+    );
+  }
+  if (options.automaticCompression) {
+    check(
+      lib.ymo_server_set_option(loop, Option.COMPRESSION, 1n),
+      "Cannot set automaticCompression",
+    );
+  }
+  if (sites !== undefined) addTls(loop, sites);
 }
 
 /** The default of `ServeOptions.onListen`. */

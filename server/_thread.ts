@@ -90,7 +90,11 @@ scope.onmessage = async (event: MessageEvent) => {
       return worker!.stopped;
     },
   };
-  worker = new ThreadWorker(host, native.pointerFrom(pointer));
+  worker = new ThreadWorker(
+    host,
+    native.pointerFrom(pointer),
+    init.otherLoops.map((other) => native.pointerFrom(other)),
+  );
   const current = worker;
   current.stopped.then(() => {
     current.close();

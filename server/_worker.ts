@@ -111,14 +111,24 @@ export class ThreadWorker implements ExchangeOwner {
    *
    * @param server What the worker serves: the app, and the address.
    * @param pointer The native ymo_worker_t.
+   * @param otherLoops The workers of the server's other loops (with
+   * `workers`, one per thread), which this thread's publishes reach too.
    */
-  constructor(server: WorkerHost, pointer: Pointer) {
+  constructor(
+    server: WorkerHost,
+    pointer: Pointer,
+    otherLoops: Pointer[] = [],
+  ) {
     this.#server = server;
+    this.otherLoops = otherLoops;
     this.#secure = server.url.startsWith("https:");
     this.#pointer = pointer;
     this.#responder = new Responder(server);
     this.#stopped = new Promise((resolve) => this.#resolveStopped = resolve);
   }
+
+  /** UNSAFE: the workers of the server's other loops. */
+  readonly otherLoops: readonly Pointer[];
 
   /** UNSAFE: the native ymo_worker_t, valid while the server lives. */
   get pointer(): Pointer {
@@ -446,7 +456,9 @@ export class ThreadWorker implements ExchangeOwner {
       upgrade: (request, options) =>
         upgradeRequest(request, host.websocket, options),
       publish: (topic, data) =>
-        host.stopping ? 0 : publishThrough(this.#pointer, topic, data),
+        host.stopping
+          ? 0
+          : publishThrough([this.#pointer, ...this.otherLoops], topic, data),
       requestIP(request: Request): SocketAddress | null {
         const exchange = exchangeOf(request);
         return exchange === undefined ? null : socketAddress(exchange);
