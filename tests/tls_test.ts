@@ -382,6 +382,46 @@ opensslTest(
 );
 
 opensslTest(
+  "HTTPS with workers: a session resumes on every thread's loop",
+  async () => {
+    const server = serve({
+      ...QUIET,
+      cert: pki!.cert,
+      key: pki!.key,
+      workers: 2,
+      module: new URL("./_worker_app.ts", import.meta.url),
+    });
+    try {
+      const sess = join(pki!.dir, "sess-workers");
+      const req = "GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+      const first = await sClient(server.port, [
+        "-ign_eof",
+        "-sess_out",
+        sess,
+      ], req);
+      assert.match(first.out, /New, TLSv1\.3/);
+      // Connections are dealt to the two loops in turn: the session was
+      // made on one, and is resumed on both.
+      const threads = new Set<string>();
+      for (let i = 0; i < 4; i++) {
+        const again = await sClient(server.port, [
+          "-ign_eof",
+          "-sess_in",
+          sess,
+        ], req);
+        assert.match(again.out, /Reused, TLSv1\.3/, again.out);
+        const id = again.out.match(/\r\n\r\n([0-9a-f-]{36})/)?.[1];
+        assert.ok(id !== undefined, again.out);
+        threads.add(id);
+      }
+      assert.equal(threads.size, 2, "both threads answered");
+    } finally {
+      await server.shutdown();
+    }
+  },
+);
+
+opensslTest(
   "HTTPS: pipelined requests in one write are answered in order",
   async () => {
     const server = tlsServer();

@@ -250,7 +250,9 @@ YMO_EXTERN ymo_worker_t *ymo_server_worker(ymo_server_t *server, int i);
  * its own loop (ymo_worker_acquire_loop), so several threads serve one port
  * with no handoff between threads; a publish reaches one loop's
  * subscribers, so publish through a worker of each. maxConnections counts
- * the connections of all the loops. Both before either starts; shut down
+ * the connections of all the loops; with TLS, a shard takes the leader's
+ * session ticket keys when it starts, so a client resumes its session on
+ * whichever loop it is dealt to. Both before either starts; shut down
  * and stop them all, the leader first, and free none before all are
  * stopped. Returns 0, YMO_EINVAL (a server that is a shard, has shards or
  * listens), YMO_EALREADY, YMO_ENOMEM. */

@@ -561,6 +561,11 @@ int ymo_server_start(ymo_server_t *srv) {
     /* Static routes are compressed here, once per coding. */
     if (compress) err = ymo__routes_compress(&srv->routes);
   }
+  /* A shard resumes the leader's TLS sessions (both are set up by now;
+   * the leader's keys are only read). */
+  if (err == 0 && srv->leader != NULL && srv->tls != NULL &&
+      srv->leader->tls != NULL)
+    err = ymo__tls_share_tickets(srv->leader->tls, srv->tls);
   if (err == 0) {
     ev_async_init(&srv->control, on_control);
     srv->control.data = srv;

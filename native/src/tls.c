@@ -530,6 +530,21 @@ int ymo__tls_add_ca(ymo_tls_t *tls, const uint8_t *ca, size_t ca_len,
   return rc;
 }
 
+int ymo__tls_share_tickets(const ymo_tls_t *from, ymo_tls_t *to) {
+  /* OpenSSL's form of them: key name, HMAC secret and AES key. */
+  unsigned char keys[80];
+  SSL_CTX *source = from->sites[from->default_site].ctx;
+  int rc = 0;
+  if (SSL_CTX_get_tlsext_ticket_keys(source, keys, sizeof(keys)) != 1)
+    rc = YMO_ETLS;
+  /* Resumption runs on the default site's context (see ymo_tls_t). */
+  else if (SSL_CTX_set_tlsext_ticket_keys(to->sites[to->default_site].ctx,
+                                          keys, sizeof(keys)) != 1)
+    rc = YMO_ETLS;
+  OPENSSL_cleanse(keys, sizeof(keys));
+  return rc;
+}
+
 void ymo__tls_free(ymo_tls_t *tls) {
   if (tls == NULL) return;
   for (size_t i = 0; i < tls->n_sites; i++) {

@@ -39,6 +39,11 @@ int ymo__tls_add_cert(ymo_tls_t **tls, const uint8_t *cert, size_t cert_len,
 int ymo__tls_add_ca(ymo_tls_t *tls, const uint8_t *ca, size_t ca_len,
                     const char *server_name, char *detail, size_t cap);
 
+/* Gives `to` the session ticket keys of `from` (the loops of one server,
+ * ymo_server_add_shard), so a client resumes on whichever loop its next
+ * connection is dealt to. Returns 0 or YMO_ETLS. */
+int ymo__tls_share_tickets(const ymo_tls_t *from, ymo_tls_t *to);
+
 void ymo__tls_free(ymo_tls_t *tls);
 
 #endif /* YMO_TLS_H */
