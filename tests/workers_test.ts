@@ -3,6 +3,8 @@ import assert from "node:assert/strict";
 import { test } from "./_shim.ts";
 // Straight from mod.ts: the reference servers have no worker threads.
 import { serve } from "../mod.ts";
+import { RawConnection } from "./_http.ts";
+import { exchange } from "./_wire.ts";
 
 const MODULE = new URL("./_worker_app.ts", import.meta.url);
 const OPTIONS = { port: 0, hostname: "127.0.0.1", onListen() {} };
@@ -40,6 +42,32 @@ test("serve({ workers: 2 }) spreads connections over two threads", async () => {
     }).then(async (r) => [r.status, await r.text()] as const);
     assert.equal(echoed, "x".repeat(100_000));
   } finally {
+    await server.shutdown();
+  }
+});
+
+test("with workers, maxConnections counts the connections of every thread", async () => {
+  const server = serve({
+    ...OPTIONS,
+    workers: 2,
+    module: MODULE,
+    maxConnections: 2,
+  });
+  const request = "GET / HTTP/1.1\r\nHost: a\r\n\r\n";
+  const a = await RawConnection.open(server.port);
+  const b = await RawConnection.open(server.port);
+  try {
+    await a.write(request);
+    await b.write(request);
+    const text = async (c: RawConnection) =>
+      new TextDecoder().decode((await c.read()).body);
+    const ids = new Set([await text(a), await text(b)]);
+    assert.equal(ids.size, 2, "one connection on each thread");
+    const c = await exchange(server.port, request, { timeoutMs: 2_000 });
+    assert.ok(c.closed && c.responses.length === 0, "the third is refused");
+  } finally {
+    a.destroy();
+    b.destroy();
     await server.shutdown();
   }
 });
