@@ -271,6 +271,11 @@ export class Responder {
       for (let i = 1; i < parts.length && sent >= 0; i++) {
         sent = exchange.append(parts[i], false);
       }
+      // C has copied them: they need not live as long as the response (a
+      // live set the size of every stream's read-ahead makes the engine's
+      // young generation, and the garbage between collections, that much
+      // larger).
+      parts.length = 0;
       if (sent < 0) {
         reader.cancel().catch(() => {});
         return;
@@ -285,8 +290,12 @@ export class Responder {
           return;
         }
         // A slow client: stop pulling from the body until C has written
-        // most of what it holds, so memory stays bounded.
-        if (pending > RESP_HIGH_WATER) await exchange.drained();
+        // most of what it holds, so memory stays bounded; the chunk C
+        // copied is let go meanwhile.
+        if (pending > RESP_HIGH_WATER) {
+          chunk = COPIED;
+          await exchange.drained();
+        }
         chunk = await reader.read();
       }
       exchange.append(EMPTY, true);
@@ -315,6 +324,9 @@ const READ_AHEAD_LIMIT = 64 * 1024;
 const READY_TURNS = 8;
 
 type ReadResult = ReadableStreamReadResult<unknown>;
+
+/** Stands for a chunk already handed to C. */
+const COPIED: ReadResult = { done: false, value: undefined };
 
 /**
  * Reads the next chunk: `ready` when the stream had it within a few microtask
