@@ -372,11 +372,13 @@ struct ymo_dealt {
   struct sockaddr_storage peer;
 };
 
-/* Open connections on the leader's loop and all its shards' (a snapshot). */
+/* Open connections on the leader's loop and all its shards', those dealt
+ * and not started yet included (a snapshot). */
 static int64_t group_connections(ymo_server_t *srv) {
   int64_t n = atomic_load(&srv->conns.connections);
   for (int i = 0; i < srv->n_shards; i++)
-    n += atomic_load(&srv->shards[i]->conns.connections);
+    n += atomic_load(&srv->shards[i]->conns.connections) +
+         atomic_load(&srv->shards[i]->n_dealt);
   return n;
 }
 
@@ -401,6 +403,7 @@ static void deal(ymo_server_t *shard, int fd,
       shard->incoming[shard->n_incoming].fd = fd;
       shard->incoming[shard->n_incoming].peer = *peer;
       shard->n_incoming++;
+      atomic_fetch_add(&shard->n_dealt, 1);
       kept = true;
     }
   }
@@ -423,10 +426,12 @@ static void on_incoming(struct ev_loop *loop, ev_async *w, int revents) {
   srv->n_incoming = srv->cap_incoming = 0;
   pthread_mutex_unlock(&srv->incoming_lock);
   for (size_t i = 0; i < n; i++) {
+    /* Counted as open from here on, no longer as dealt. */
     if (srv->accepting)
       ymo__conn_start(&srv->conns, list[i].fd, &list[i].peer);
     else
       close(list[i].fd);
+    atomic_fetch_sub(&srv->n_dealt, 1);
   }
   free(list);
 }
@@ -436,6 +441,7 @@ static void close_incoming(ymo_server_t *srv) {
   pthread_mutex_lock(&srv->incoming_lock);
   srv->incoming_closed = true;
   for (size_t i = 0; i < srv->n_incoming; i++) close(srv->incoming[i].fd);
+  atomic_fetch_sub(&srv->n_dealt, (int)srv->n_incoming);
   free(srv->incoming);
   srv->incoming = NULL;
   srv->n_incoming = srv->cap_incoming = 0;
