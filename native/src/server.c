@@ -376,9 +376,13 @@ struct ymo_dealt {
  * and not started yet included (a snapshot). */
 static int64_t group_connections(ymo_server_t *srv) {
   int64_t n = atomic_load(&srv->conns.connections);
-  for (int i = 0; i < srv->n_shards; i++)
-    n += atomic_load(&srv->shards[i]->conns.connections) +
-         atomic_load(&srv->shards[i]->n_dealt);
+  for (int i = 0; i < srv->n_shards; i++) {
+    ymo_server_t *shard = srv->shards[i];
+    pthread_mutex_lock(&shard->incoming_lock);
+    n += (int64_t)shard->n_incoming;
+    pthread_mutex_unlock(&shard->incoming_lock);
+    n += atomic_load(&shard->conns.connections);
+  }
   return n;
 }
 
@@ -403,7 +407,6 @@ static void deal(ymo_server_t *shard, int fd,
       shard->incoming[shard->n_incoming].fd = fd;
       shard->incoming[shard->n_incoming].peer = *peer;
       shard->n_incoming++;
-      atomic_fetch_add(&shard->n_dealt, 1);
       kept = true;
     }
   }
@@ -414,26 +417,22 @@ static void deal(ymo_server_t *shard, int fd,
     close(fd);
 }
 
-/* Shard's L: starts the connections the leader dealt it. */
+/* Shard's L: starts the connections the leader dealt it; under the lock,
+ * so that the leader's count sees each one either dealt or open. */
 static void on_incoming(struct ev_loop *loop, ev_async *w, int revents) {
   (void)loop;
   (void)revents;
   ymo_server_t *srv = w->data;
   pthread_mutex_lock(&srv->incoming_lock);
-  struct ymo_dealt *list = srv->incoming;
-  size_t n = srv->n_incoming;
-  srv->incoming = NULL;
-  srv->n_incoming = srv->cap_incoming = 0;
-  pthread_mutex_unlock(&srv->incoming_lock);
-  for (size_t i = 0; i < n; i++) {
-    /* Counted as open from here on, no longer as dealt. */
+  for (size_t i = 0; i < srv->n_incoming; i++) {
+    struct ymo_dealt *dealt = &srv->incoming[i];
     if (srv->accepting)
-      ymo__conn_start(&srv->conns, list[i].fd, &list[i].peer);
+      ymo__conn_start(&srv->conns, dealt->fd, &dealt->peer);
     else
-      close(list[i].fd);
-    atomic_fetch_sub(&srv->n_dealt, 1);
+      close(dealt->fd);
   }
-  free(list);
+  srv->n_incoming = 0;
+  pthread_mutex_unlock(&srv->incoming_lock);
 }
 
 /* Shard: no more connections; those dealt and not started are closed. */
@@ -441,7 +440,6 @@ static void close_incoming(ymo_server_t *srv) {
   pthread_mutex_lock(&srv->incoming_lock);
   srv->incoming_closed = true;
   for (size_t i = 0; i < srv->n_incoming; i++) close(srv->incoming[i].fd);
-  atomic_fetch_sub(&srv->n_dealt, (int)srv->n_incoming);
   free(srv->incoming);
   srv->incoming = NULL;
   srv->n_incoming = srv->cap_incoming = 0;

@@ -49,7 +49,6 @@ struct ymo_server {
   pthread_mutex_t incoming_lock;
   struct ymo_dealt *incoming;
   size_t n_incoming, cap_incoming;
-  atomic_int n_dealt;          /* n_incoming, for the leader's count. */
   bool incoming_closed;
   ev_async incoming_ready;
 
