@@ -8,10 +8,9 @@
  * @module
  */
 import { Buffer } from "node:buffer";
-import { loadNative } from "../ffi/native.ts";
 import { WS_HIGH_WATER } from "../ffi/codec.ts";
 import type { Pointer } from "../ffi/_types.ts";
-import { EMPTY, type Exchange } from "./_exchange.ts";
+import { EMPTY, type Exchange, publishOn } from "./_exchange.ts";
 import { exchangeOf } from "./_request.ts";
 import {
   bytesOf,
@@ -28,8 +27,6 @@ import {
   reportError,
   SocketCore,
 } from "./_socket.ts";
-
-const lib = (await loadNative()).fn;
 
 /** Bun's `websocket` option of `serve()`: the handlers of every socket. */
 export interface WebSocketHandler<T = unknown> {
@@ -429,18 +426,7 @@ export function publishThrough(
 ): number {
   const name = topicBytes(topic, "publish");
   const [opcode, bytes] = messageOf(data, "server.publish");
-  let rc = 0;
-  for (let i = 0; i < workers.length; i++) {
-    const sent: number = lib.ymo_worker_publish(
-      workers[i],
-      name,
-      name.byteLength,
-      opcode,
-      bytes,
-      bytes.byteLength,
-    );
-    if (i === 0) rc = sent;
-  }
+  const rc = publishOn(workers, name, opcode, bytes);
   return rc < 0 ? 0 : rc;
 }
 

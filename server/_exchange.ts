@@ -50,6 +50,33 @@ export interface ExchangeOwner {
   readonly otherLoops: readonly Pointer[];
 }
 
+/**
+ * Publishes a message (opcode 1 text, 2 binary) to `topic`'s subscribers
+ * through each of `workers`, one per loop of a server: each loop reaches
+ * its own subscribers. Returns the first worker's result: the message's
+ * length, or a negative error code.
+ */
+export function publishOn(
+  workers: readonly Pointer[],
+  topic: Uint8Array,
+  opcode: number,
+  data: Uint8Array,
+): number {
+  let rc = 0;
+  for (let i = 0; i < workers.length; i++) {
+    const sent: number = lib.ymo_worker_publish(
+      workers[i],
+      topic,
+      topic.byteLength,
+      opcode,
+      data,
+      data.byteLength,
+    );
+    if (i === 0) rc = sent;
+  }
+  return rc;
+}
+
 function clientGone(): DOMException {
   return new DOMException("The client went away", "AbortError");
 }
@@ -454,18 +481,7 @@ export class Exchange {
       flags,
     );
     // The subscribers on the other loops: this socket is not among them.
-    if (rc >= 0) {
-      for (const other of this.#worker.otherLoops) {
-        lib.ymo_worker_publish(
-          other,
-          topic,
-          topic.byteLength,
-          opcode,
-          data,
-          data.byteLength,
-        );
-      }
-    }
+    if (rc >= 0) publishOn(this.#worker.otherLoops, topic, opcode, data);
     return rc;
   }
 

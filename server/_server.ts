@@ -54,11 +54,9 @@ function installExitHook(): void {
  * `Deno.HttpServer`.
  */
 export class Server {
-  /** The native server that listens. */
-  #pointer: Pointer;
-  /** Every native server of this one, #pointer first: with `workers`, one
-   * per thread (its shards, ymo_server_add_shard), so that each thread runs
-   * its own loop; else #pointer alone. */
+  /** Every native server of this one, the one that listens first: with
+   * `workers`, one per thread (its shards, ymo_server_add_shard), so that
+   * each thread runs its own loop; else that one alone. */
   #loops: Pointer[] = [];
   #workers: ThreadWorker[] = [];
   #threads: ThreadPool | null = null;
@@ -105,7 +103,6 @@ export class Server {
     const sites = tlsSites(options);
     const hostname = options.hostname ?? "0.0.0.0";
     const pointer = createLoop();
-    this.#pointer = pointer;
     this.#loops.push(pointer);
     try {
       for (let i = 1; i < (threads ?? 1); i++) {
@@ -385,7 +382,7 @@ export class Server {
 
   /** UNSAFE: the native ymo_server_t; invalid once `finished` resolved. */
   get pointer(): Pointer {
-    return this.#pointer;
+    return this.#loops[0];
   }
 
   /**
