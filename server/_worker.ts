@@ -51,7 +51,7 @@ const DRAIN_BUDGET_MS = 4;
 const DRAIN_FLUSH_MS = 1;
 /** Streamed bytes after which a thread holding the loop writes them out
  * without waiting for its next pass (see ThreadWorker.streamed): this much
- * per response in progress, within these bounds. */
+ * per request in progress, within these bounds. */
 const STREAM_FLUSH_PER_RESPONSE = 32 * 1024;
 const STREAM_FLUSH_MIN = 256 * 1024;
 const STREAM_FLUSH_MAX = 8 * 1024 * 1024;
@@ -231,14 +231,14 @@ export class ThreadWorker implements ExchangeOwner {
    * of 64 KiB each before they wait for a drain: 16 MiB, ~10 ms) would
    * keep their bytes from the sockets until the turn ends, and L would take
    * the loop back meanwhile (a pass every YMO__LOAN_STUCK_MS), waking on
-   * every event on the same cores. Writing every few hundred KiB keeps the
-   * sockets fed and the loop here. The streams take turns chunk by chunk
-   * (each read is a promise), so a flush finds about as many bytes for
-   * each connection as the flushed amount over the streams in progress:
-   * a fixed 256 KiB wrote one 16 KiB chunk per connection at 256 streams,
-   * a TCP segment each (~85 per 1 MiB response, against Bun.serve's ~48).
-   * Scaled with the responses in progress, a flush writes ~32 KiB or more
-   * per connection (~45 segments).
+   * every event on the same cores. Writing as they go keeps the sockets
+   * fed and the loop here. The streams take turns chunk by chunk (each read
+   * is a promise), so a flush finds about the flushed amount over the
+   * streams in progress for each connection: a fixed 256 KiB wrote one
+   * 16 KiB chunk per connection at 256 streams, a TCP segment each (~85 per
+   * 1 MiB response, against Bun.serve's ~48). Scaled with the requests in
+   * progress (#pending), a flush writes ~32 KiB or more per connection (~50
+   * segments per response), at most STREAM_FLUSH_MAX (~5 ms of appending).
    */
   streamed(bytes: number): void {
     if (!this.#owned) return;
