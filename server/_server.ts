@@ -58,6 +58,9 @@ export class Server {
    * `workers`, one per thread (its shards, ymo_server_add_shard), so that
    * each thread runs its own loop; else that one alone. */
   #loops: Pointer[] = [];
+  /** The native worker of each loop, the leader's first (in #loops' order):
+   * the threads' workers, and where a publish goes. */
+  #loopWorkers: Pointer[] = [];
   #workers: ThreadWorker[] = [];
   #threads: ThreadPool | null = null;
   #addr: NetAddr | UnixAddr;
@@ -110,6 +113,9 @@ export class Server {
         this.#loops.push(shard);
         check(lib.ymo_server_add_shard(pointer, shard), "Cannot add a loop");
       }
+      this.#loopWorkers = this.#loops.map((loop) =>
+        lib.ymo_server_worker(loop, 0)
+      );
       for (const loop of this.#loops) configure(loop, options, sites);
       this.#tls = sites !== undefined;
       if (options.reusePort) {
@@ -168,16 +174,13 @@ export class Server {
         stop: (closeActive) => this.stop(closeActive),
       };
       if (threads === undefined) {
-        const worker = new ThreadWorker(
-          host,
-          lib.ymo_server_worker(pointer, 0),
-        );
+        const worker = new ThreadWorker(host, this.#loopWorkers[0]);
         this.#workers.push(worker);
         worker.start();
       } else {
         this.#threads = new ThreadPool(
           host,
-          this.#loopWorkers(),
+          this.#loopWorkers,
           moduleUrl(options.module!),
         );
       }
@@ -275,11 +278,6 @@ export class Server {
     for (const loop of this.#loops) lib.ymo_server_stop(loop);
   }
 
-  /** The native worker of each loop, the leader's first. */
-  #loopWorkers(): Pointer[] {
-    return this.#loops.map((loop) => lib.ymo_server_worker(loop, 0));
-  }
-
   /** The address the server listens on. */
   get addr(): NetAddr | UnixAddr {
     return { ...this.#addr };
@@ -353,7 +351,7 @@ export class Server {
     data: string | ArrayBufferLike | ArrayBufferView,
   ): number {
     if (this.#stopping || this.#freed) return 0;
-    return publishThrough(this.#loopWorkers(), topic, data);
+    return publishThrough(this.#loopWorkers, topic, data);
   }
 
   /** An http URL for this server (https with TLS; loopback when it listens

@@ -124,6 +124,7 @@ export class ThreadWorker implements ExchangeOwner {
   ) {
     this.#server = server;
     this.otherLoops = otherLoops;
+    this.#publishTo = [pointer, ...otherLoops];
     this.#secure = server.url.startsWith("https:");
     this.#pointer = pointer;
     this.#responder = new Responder(server);
@@ -132,6 +133,8 @@ export class ThreadWorker implements ExchangeOwner {
 
   /** UNSAFE: the workers of the server's other loops. */
   readonly otherLoops: readonly Pointer[];
+  /** This worker, then otherLoops: one worker per loop of the server. */
+  readonly #publishTo: readonly Pointer[];
 
   /** UNSAFE: the native ymo_worker_t, valid while the server lives. */
   get pointer(): Pointer {
@@ -469,9 +472,7 @@ export class ThreadWorker implements ExchangeOwner {
       upgrade: (request, options) =>
         upgradeRequest(request, host.websocket, options),
       publish: (topic, data) =>
-        host.stopping
-          ? 0
-          : publishThrough([this.#pointer, ...this.otherLoops], topic, data),
+        host.stopping ? 0 : publishThrough(this.#publishTo, topic, data),
       requestIP(request: Request): SocketAddress | null {
         const exchange = exchangeOf(request);
         return exchange === undefined ? null : socketAddress(exchange);
