@@ -2,17 +2,28 @@
  * The benchmark app's own work per request, with no server at all: the CPU
  * time this runtime spends in `app.fetch` making the Response, plus, for a
  * stream, pulling its chunks through a reader as any server on this runtime
- * must. No server here can spend less per request than this floor; the
- * report compares it with the servers' totals (CPU time/req).
+ * must. No server here can spend less per request than this floor: compare
+ * it with the servers' CPU time/req in scripts/bench.ts's report.
  *
  *   deno run -A scripts/bench/floor.ts [--workloads hello,16k,stream,cpu]
  *   bun scripts/bench/floor.ts [--workloads ...]
+ *   deno run -A scripts/bench/floor.ts --rss [--ffi] [--rate N]
+ *   bun scripts/bench/floor.ts --rss [--ffi] [--rate N]
  *
  * Fixed bodies are not read: a server can take them from the Response's
  * inner state (ymo and both built-in servers do). The Request is made once
  * and reused, since making it is the server's part. Each workload runs a
  * warm-up, then 5 batches timed with process.cpuUsage() (all threads, so a
  * runtime's garbage collector counts); the median batch is printed.
+ *
+ * `--rss` measures memory instead: the process's peak resident set (VmHWM)
+ * while the app answers `GET /` for 4 s with no server, 50 requests per turn
+ * of the event loop and `--rate` per second (default 70000, about what the
+ * servers answer on hello). `--ffi` first loads one symbol of libev through
+ * the runtime's FFI (`Deno.dlopen`, `bun:ffi`), as any server with its I/O
+ * in a native library must; the difference between the two runs is what
+ * that costs. The peak itself is not a strict floor: the engine's heap
+ * grows with the allocation rate, so it moves with `--rate`.
  *
  * @module
  */
@@ -52,9 +63,90 @@ async function batchCpu(request: Request, n: number): Promise<number> {
   return (user + system) / n;
 }
 
+const runtime = "Deno" in globalThis ? "deno" : "bun";
+
+// deno-lint-ignore no-explicit-any
+const deno = (globalThis as any).Deno;
+
+/** Reads /proc/self/status; not through node:fs on Deno, where loading it
+ * costs megabytes of its own (the app loads only node:process and
+ * node:crypto). */
+const readStatus: () => string = runtime === "deno"
+  ? () => deno.readTextFileSync("/proc/self/status")
+  : await (async () => {
+    const fs = await import("node:fs");
+    return () => fs.readFileSync("/proc/self/status", "utf8");
+  })();
+
+/** A field of /proc/self/status, in KiB (Linux). */
+function statusKiB(field: string): number {
+  const status = readStatus();
+  const match = new RegExp(`^${field}:\\s+(\\d+) kB`, "m").exec(status);
+  if (match === null) throw new Error(`no ${field} in /proc/self/status`);
+  return Number(match[1]);
+}
+
+/** Loads one symbol of libev through this runtime's FFI. */
+async function loadFfi(): Promise<void> {
+  const library = "libev.so.4";
+  if (runtime === "deno") {
+    deno.dlopen(library, {
+      ev_version_major: { parameters: [], result: "i32" },
+    });
+  } else {
+    const BUN_FFI = "bun:ffi"; // a variable, so Deno does not resolve it
+    const ffi = await import(BUN_FFI);
+    ffi.dlopen(library, { ev_version_major: { args: [], returns: "i32" } });
+  }
+}
+
+/** Peak RSS of answering GET / at `rate` per second for `seconds`. */
+async function rssFloor(seconds: number, rate: number): Promise<void> {
+  const ffi = process.argv.includes("--ffi");
+  if (ffi) await loadFfi();
+  const idle = statusKiB("VmRSS");
+  const request = new Request("http://127.0.0.1/");
+  const turn = new MessageChannel();
+  const start = performance.now();
+  const end = start + seconds * 1000;
+  let answered = 0;
+  for (let now = start; now < end; now = performance.now()) {
+    for (let i = 0; i < 50; i++) {
+      const response = app.fetch(request);
+      if (response instanceof Promise) await response;
+      answered++;
+    }
+    // A turn of the event loop (a message: setTimeout(0) waits 1 ms or
+    // more), then wait while ahead of the rate.
+    const ahead = answered / rate * 1000 - (performance.now() - start);
+    await new Promise((resolve) => {
+      if (ahead > 1) setTimeout(resolve, ahead);
+      else {
+        turn.port1.onmessage = resolve;
+        turn.port2.postMessage(0);
+      }
+    });
+  }
+  const mib = (kib: number) => (kib / 1024).toFixed(1);
+  console.log(
+    `${runtime} rss${ffi ? " with FFI" : ""}: peak ${
+      mib(statusKiB("VmHWM"))
+    } MiB (idle ${mib(idle)} MiB), ${Math.round(answered / seconds)} answers/s`,
+  );
+  turn.port1.close();
+}
+
+if (process.argv.includes("--rss")) {
+  const rate = Number(option("rate") ?? 70_000);
+  if (!(rate > 0)) {
+    throw new RangeError(`--rate: not a positive number: ${option("rate")}`);
+  }
+  await rssFloor(4, rate);
+  process.exit(0);
+}
+
 const chosen = (option("workloads") ?? Object.keys(WORKLOADS).join(","))
   .split(",");
-const runtime = "Deno" in globalThis ? "deno" : "bun";
 for (const id of chosen) {
   const workload = WORKLOADS[id];
   if (workload === undefined) {
