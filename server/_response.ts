@@ -11,7 +11,7 @@ import { HeaderWriter, RESP_HIGH_WATER } from "../ffi/codec.ts";
 import { EMPTY, type Exchange } from "./_exchange.ts";
 import { sendUpgrade } from "./_websocket.ts";
 
-const { headerList, staticBody, fulfilled } = await loadNative();
+const { headerList, staticBody } = await loadNative();
 
 const encoder = new TextEncoder();
 
@@ -271,37 +271,45 @@ export class Responder {
       for (let i = 1; i < parts.length && sent >= 0; i++) {
         sent = exchange.append(parts[i], false);
       }
+      // C has copied them: they need not live as long as the response (a
+      // live set the size of every stream's read-ahead makes the engine's
+      // young generation, and the garbage between collections, that much
+      // larger).
+      parts.length = 0;
       if (sent < 0) {
         reader.cancel().catch(() => {});
         return;
       }
-      // The rest starts from the pending read, or from the chunk that hit
-      // the read-ahead limit. Returned, not awaited: this frame, and the
-      // chunks C has copied from it, need not live as long as the stream.
-      return pump(exchange, reader, later ?? Promise.resolve(chunk)).catch((
-        error,
-      ) => this.#bodyFailed(exchange, reader, error, failed));
+      // Either the pending read, or the chunk that hit the read-ahead limit
+      // and is not sent yet.
+      if (later !== null) chunk = await later;
+      while (!chunk.done) {
+        const pending = exchange.append(toBytes(chunk.value), false);
+        if (pending < 0) {
+          reader.cancel().catch(() => {});
+          return;
+        }
+        // A slow client: stop pulling from the body until C has written
+        // most of what it holds, so memory stays bounded; the chunk C
+        // copied is let go meanwhile.
+        if (pending > RESP_HIGH_WATER) {
+          chunk = COPIED;
+          await exchange.drained();
+        }
+        chunk = await reader.read();
+      }
+      exchange.append(EMPTY, true);
     } catch (error) {
-      return this.#bodyFailed(exchange, reader, error, failed);
-    }
-  }
-
-  /** A streamed body failed (or could not be sent). */
-  async #bodyFailed(
-    exchange: Exchange,
-    reader: ReadableStreamDefaultReader<unknown>,
-    error: unknown,
-    failed: boolean,
-  ): Promise<void> {
-    reader.cancel(error).catch(() => {});
-    if (!exchange.responded) {
-      // Nothing was sent: the failure is answered like a handler's.
-      await this.#unsendable(exchange, error, failed);
-    } else if (exchange.open) {
-      // The body failed part way: the connection must be closed, since
-      // the client cannot tell a cut body from a whole one otherwise.
-      console.error("ymo: response body stream failed:", error);
-      exchange.release();
+      reader.cancel(error).catch(() => {});
+      if (!exchange.responded) {
+        // Nothing was sent: the failure is answered like a handler's.
+        await this.#unsendable(exchange, error, failed);
+      } else if (exchange.open) {
+        // The body failed part way: the connection must be closed, since
+        // the client cannot tell a cut body from a whole one otherwise.
+        console.error("ymo: response body stream failed:", error);
+        exchange.release();
+      }
     }
   }
 }
@@ -310,88 +318,15 @@ export class Responder {
  * response (#encode); shorter ones encode faster than they compare. */
 const ENCODE_CACHE_MIN = 1024;
 
-/**
- * Sends the rest of a streamed body: each chunk as it is read, pausing while
- * C holds more than RESP_HIGH_WATER of the response unwritten. Resolves when
- * the body is sent or the response cannot go on; rejects with the body's
- * error.
- *
- * Callbacks, not an async loop, and a chunk the stream has at once is sent at
- * once: every chunk still reachable when the engine collects its young
- * generation is kept until a full collection. An async loop's suspended frame
- * holds the last chunk it read, and a chunk passed through a promise lives
- * until its reaction runs, after every other stream's; at hundreds of streams
- * that kept a heap several times Bun.serve's, so Bun collected a few times
- * less often, and its allocator had returned the freed chunks' pages to the
- * system (page faults per 1 MiB response: ~6-12 against Bun.serve's ~1).
- */
-function pump(
-  exchange: Exchange,
-  reader: ReadableStreamDefaultReader<unknown>,
-  first: Promise<ReadResult>,
-): Promise<void> {
-  return new Promise((resolve, reject) => {
-    /** Sends one chunk; whether to read the next one now. */
-    const send = (result: ReadResult): boolean => {
-      if (result.done) {
-        exchange.append(EMPTY, true);
-        resolve();
-        return false;
-      }
-      const pending = exchange.append(toBytes(result.value), false);
-      if (pending < 0) {
-        reader.cancel().catch(() => {});
-        resolve();
-        return false;
-      }
-      if (pending > RESP_HIGH_WATER) {
-        // A slow client: stop pulling from the body until C has written
-        // most of what it holds, so memory stays bounded.
-        exchange.drained().then(read);
-        return false;
-      }
-      return true;
-    };
-    const take = (result: ReadResult): void => {
-      try {
-        if (send(result)) read();
-      } catch (error) {
-        reject(error);
-      }
-    };
-    // Chunks the stream has at once are sent at once (where the runtime
-    // can tell), so each is let go before the next is made; up to
-    // SYNC_SEND_CHUNKS of them, then through the promise, so that a stream
-    // that always has a chunk ready takes turns with everything else.
-    const read = (): void => {
-      try {
-        for (let n = 0;; n++) {
-          const next = reader.read();
-          const result = n < SYNC_SEND_CHUNKS ? fulfilled(next) : undefined;
-          if (result === undefined) {
-            next.then(take, reject);
-            return;
-          }
-          if (!send(result)) return;
-        }
-      } catch (error) {
-        reject(error);
-      }
-    };
-    first.then(take, reject);
-  });
-}
-
-/** Chunks that were ready at once that a stream sends before it lets the
- * others have a turn. */
-const SYNC_SEND_CHUNKS = 16;
-
 /** Bytes a response may gather before its head goes out anyway. */
 const READ_AHEAD_LIMIT = 64 * 1024;
 /** Microtask turns a read may take and still count as ready at once. */
 const READY_TURNS = 8;
 
 type ReadResult = ReadableStreamReadResult<unknown>;
+
+/** Stands for a chunk already handed to C. */
+const COPIED: ReadResult = { done: false, value: undefined };
 
 /**
  * Reads the next chunk: `ready` when the stream had it within a few microtask

@@ -3,7 +3,7 @@
 // (reading one with bytes() would buffer a streamed response whole).
 import assert from "node:assert/strict";
 import { isDeno, test } from "./_shim.ts";
-import { fulfilled, hasStaticBody, staticBody } from "../ffi/_bun_inner.ts";
+import { hasStaticBody, staticBody } from "../ffi/_bun_inner.ts";
 
 const text = (bytes: unknown) => new TextDecoder().decode(bytes as Uint8Array);
 
@@ -59,23 +59,4 @@ test("staticBody() leaves streams, blobs, empty and read bodies alone", async ()
   const read = new Response("read");
   await read.text();
   assert.equal(staticBody(read), undefined);
-});
-
-test("fulfilled() reads a fulfilled promise at once on Bun, nothing else", async () => {
-  const done = Promise.resolve(7);
-  const pending = new Promise<number>(() => {});
-  const failed = Promise.reject(new Error("no"));
-  failed.catch(() => {});
-  await null; // Settled promises are settled by now on both runtimes.
-  assert.equal(fulfilled(done), isDeno ? undefined : 7);
-  assert.equal(fulfilled(pending), undefined);
-  assert.equal(fulfilled(failed), undefined);
-  // What a stream's reader hands over when the stream has a chunk ready.
-  const reader = new ReadableStream<number>({
-    start(controller) {
-      controller.enqueue(1);
-    },
-  }).getReader();
-  const read = fulfilled(reader.read());
-  assert.deepEqual(read, isDeno ? undefined : { done: false, value: 1 });
 });
