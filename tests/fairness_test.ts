@@ -60,3 +60,44 @@ test("a timer set by a handler fires while pipelined requests still queue", asyn
     await server.shutdown();
   }
 });
+
+test("a stream that always has a chunk ready takes turns with other requests", async () => {
+  // A client that reads as fast as the pull makes chunks: the other
+  // requests must still be answered while it flows.
+  const chunk = new Uint8Array(16 * 1024).fill(97);
+  const server = serve(
+    { port: 0, hostname: "127.0.0.1", onListen() {} },
+    (req) =>
+      new URL(req.url).pathname === "/endless"
+        ? new Response(
+          new ReadableStream<Uint8Array>({
+            pull(controller) {
+              controller.enqueue(chunk.slice());
+            },
+          }),
+        )
+        : new Response("other"),
+  );
+  const endless = net.connect(server.port, "127.0.0.1");
+  try {
+    let received = 0;
+    const flowing = deferred();
+    endless.on("data", (data: Uint8Array) => {
+      received += data.byteLength;
+      if (received > 4 << 20) flowing.resolve();
+    });
+    endless.on("error", (error: Error) => flowing.reject(error));
+    endless.write("GET /endless HTTP/1.1\r\nHost: x\r\n\r\n");
+    await flowing.promise;
+    for (let i = 0; i < 3; i++) {
+      const response = await fetch(`http://127.0.0.1:${server.port}/other`);
+      assert.equal(await response.text(), "other");
+    }
+    const before = received;
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    assert.ok(received > before, "the endless stream still flows");
+  } finally {
+    endless.destroy();
+    await server.shutdown();
+  }
+});
