@@ -90,7 +90,10 @@ test("a stream that always has a chunk ready takes turns with other requests", a
     endless.write("GET /endless HTTP/1.1\r\nHost: x\r\n\r\n");
     await flowing.promise;
     for (let i = 0; i < 3; i++) {
-      const response = await fetch(`http://127.0.0.1:${server.port}/other`);
+      // Bounded, so that starving them fails instead of hanging the suite.
+      const response = await fetch(`http://127.0.0.1:${server.port}/other`, {
+        signal: AbortSignal.timeout(30_000),
+      });
       assert.equal(await response.text(), "other");
     }
     const before = received;
