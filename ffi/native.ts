@@ -4,7 +4,8 @@
  *
  * @module
  */
-import { ensureLibrary, isPermissionError } from "./_locate.ts";
+import { isPermissionError } from "./_host.ts";
+import { ensureLibrary } from "./_locate.ts";
 import type { Native } from "./_types.ts";
 import { VERSION } from "./_version.ts";
 

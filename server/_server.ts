@@ -6,8 +6,7 @@
  *
  * @module
  */
-import { resolve } from "node:path";
-import { pathToFileURL } from "node:url";
+import { toFileUrl } from "../ffi/_host.ts";
 import { loadNative } from "../ffi/native.ts";
 import { HeaderWriter } from "../ffi/codec.ts";
 import { Option } from "../ffi/symbols.ts";
@@ -582,5 +581,5 @@ function boundHost(server: Pointer): string {
 function moduleUrl(module: string | URL): string {
   if (module instanceof URL) return module.href;
   if (/^[a-z][a-z0-9+.-]*:/i.test(module)) return module;
-  return pathToFileURL(resolve(module)).href;
+  return toFileUrl(module).href;
 }

@@ -8,7 +8,7 @@
  *
  * @module
  */
-import { readFileSync } from "node:fs";
+import { readBytes as readFile } from "../ffi/_host.ts";
 import { EINVAL, ETLSCA, ETLSCERT, ETLSPASS } from "../ffi/symbols.ts";
 
 /** A certificate, private key or CA certificates: PEM text, its bytes, or
@@ -194,7 +194,7 @@ function readBytes(value: TlsData, name: string): Uint8Array {
     );
   }
   try {
-    return readFileSync(path);
+    return readFile(path);
   } catch (error) {
     throw new Error(
       `Cannot read ${name} from ${path}: ${

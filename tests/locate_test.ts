@@ -15,8 +15,8 @@ import {
   cacheDirectory,
   ensureLibrary,
   libraryFileName,
-  locateLibrary,
 } from "../ffi/_locate.ts";
+import { locateLibrary } from "../ffi/_build.ts";
 import { NATIVE_FILES } from "../ffi/_native_files.ts";
 import { VERSION } from "../ffi/_version.ts";
 
@@ -250,7 +250,7 @@ test("locateLibrary() from a remote URL uses the cache or asks for ensureLibrary
         moduleUrl: fakePackage(dir).moduleUrl,
       };
       const probe = path.join(dir, "probe.ts");
-      const locate = new URL("../ffi/_locate.ts", import.meta.url).href;
+      const locate = new URL("../ffi/_build.ts", import.meta.url).href;
       writeFile(
         probe,
         `import { locateLibrary } from ${JSON.stringify(locate)};
