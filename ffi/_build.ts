@@ -101,7 +101,8 @@ export class Build {
     const from = search.localRoot !== undefined
       ? path.join(search.localRoot, "native")
       : search.sourceBase.href;
-    const target = path.join(search.cache, search.file);
+    const cache = search.cache!;
+    const target = path.join(cache, search.file);
     try {
       if (!staged) getSources();
       const staging = this.#stage();
@@ -132,7 +133,7 @@ export class Build {
       fs.copyFileSync(built, temporary);
       fs.renameSync(temporary, target);
       // Keep the sources as the stamp that step 3 compares (local case).
-      const keptSources = path.join(search.cache, "src");
+      const keptSources = path.join(cache, "src");
       fs.rmSync(keptSources, { recursive: true, force: true });
       fs.renameSync(src, keptSources);
       fs.rmSync(staging, { recursive: true, force: true });
@@ -156,7 +157,7 @@ export class Build {
   /** Creates the staging folder once: `<cache>/.staging-<pid>-<random>`. */
   #stage(): string {
     if (this.#staging === undefined) {
-      const { cache } = this.#search;
+      const cache = this.#search.cache!;
       fs.mkdirSync(cache, { recursive: true });
       this.#staging = fs.mkdtempSync(
         path.join(cache, `.staging-${process.pid}-`),

@@ -175,7 +175,9 @@ export class Search {
   readonly log: (line: string) => void;
   readonly build: boolean;
   readonly file: string;
-  readonly cache: string;
+  /** The cache folder, or undefined when nothing says where (no HOME). */
+  readonly cache: string | undefined;
+  readonly #noCache: string = "";
   /** Package root on disk, or undefined when the module was loaded remotely. */
   readonly localRoot: string | undefined;
   /** URL of the package root, for downloads and messages. */
@@ -195,7 +197,13 @@ export class Search {
     this.localRoot = moduleUrl.protocol === "file:"
       ? fromFileUrl(this.sourceBase)
       : undefined;
-    this.cache = cacheDirectory(this.env);
+    try {
+      this.cache = cacheDirectory(this.env);
+    } catch (error) {
+      // Steps 1 and 2 need no cache: only 3 and 4 fail, and say why.
+      this.cache = undefined;
+      this.#noCache = (error as Error).message;
+    }
   }
 
   /** Steps 1 to 3: returns a path, or undefined to go on to a build. */
@@ -218,6 +226,10 @@ export class Search {
       this.tried.push(`${local}: not found (local build)`);
     }
 
+    if (this.cache === undefined) {
+      this.tried.push(`cache: ${this.#noCache}`);
+      return undefined;
+    }
     const cached = join(this.cache, this.file);
     if (!isFile(cached)) {
       this.tried.push(`${cached}: not found (cache)`);
@@ -230,11 +242,19 @@ export class Search {
     return undefined;
   }
 
-  /** Throws the combined error if the options forbid a build. */
+  /** Throws the combined error if the options forbid a build, or there is
+   * no cache to build into. */
   assertMayBuild(): void {
-    if (this.build) return;
-    this.tried.push("build: not attempted, because the build option is false");
-    throw this.failure();
+    if (!this.build) {
+      this.tried.push(
+        "build: not attempted, because the build option is false",
+      );
+      throw this.failure();
+    }
+    if (this.cache === undefined) {
+      this.tried.push("build: not attempted, with no cache to build into");
+      throw this.failure();
+    }
   }
 
   /** Records a failed step; permission errors are thrown as they are. */
@@ -259,7 +279,7 @@ export class Search {
 
   /** True when `<cache>/src` holds the same bytes as the local sources. */
   #cacheMatchesLocal(): boolean {
-    const kept = join(this.cache, "src");
+    const kept = join(this.cache!, "src");
     for (const rel of NATIVE_FILES) {
       const a = readOrUndefined(join(this.localRoot!, rel));
       const b = readOrUndefined(join(kept, ...srcRelative(rel)));

@@ -146,6 +146,25 @@ test("locateLibrary() returns the YMO_LIB file before any other", async () => {
   });
 });
 
+test("without HOME or XDG_CACHE_HOME, only the cache and the build are out of reach", async () => {
+  await withTemp((dir) => {
+    const options = { ...fakePackage(dir), env: {} };
+    const override = path.join(dir, "custom", FILE);
+    writeFile(override, "not really a library");
+    assert.equal(
+      locateLibrary({ ...options, env: { YMO_LIB: override } }),
+      override,
+    );
+    const local = path.join(dir, "pkg", "native", "build", FILE);
+    writeFile(local, "local");
+    assert.equal(locateLibrary(options), local);
+    fs.rmSync(local);
+    const message = thrown(() => locateLibrary(options)).message;
+    assert.match(message, /neither XDG_CACHE_HOME nor HOME is set/);
+    assert.match(message, /no cache to build into/);
+  });
+});
+
 test("locateLibrary() rejects a YMO_LIB that names no file", async () => {
   await withTemp(async (dir) => {
     const options = fakePackage(dir);
