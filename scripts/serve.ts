@@ -29,10 +29,8 @@
  * @module
  */
 import process from "node:process";
-import { type ChildProcess, spawn } from "node:child_process";
-import { pathToFileURL } from "node:url";
-import { resolve } from "node:path";
-import { readFileSync } from "node:fs";
+import type { ChildProcess } from "node:child_process";
+import { toFileUrl } from "../ffi/_host.ts";
 import {
   type Routes,
   serve,
@@ -128,9 +126,7 @@ function parseArgs(argv: string[]): Args {
 
 function appUrl(app: string | undefined): string {
   if (app === undefined) return new URL("./demo.ts", import.meta.url).href;
-  return /^[a-z][a-z0-9+.-]*:/i.test(app)
-    ? app
-    : pathToFileURL(resolve(app)).href;
+  return /^[a-z][a-z0-9+.-]*:/i.test(app) ? app : toFileUrl(app).href;
 }
 
 /** What serve.ts takes from an app module's default export. */
@@ -172,6 +168,8 @@ function inheritedSocket(): number | undefined {
 /** Runs `count` copies of this command line sharing the port, until they
  * all exit; signals are passed on to them. */
 async function supervise(count: number, argv: string[]): Promise<number> {
+  // Imported here, as node:fs in readTls.
+  const { spawn } = await import("node:child_process");
   const script = process.argv[1];
   const runtime = typeof (globalThis as { Bun?: unknown }).Bun !== "undefined"
     ? [script]
@@ -214,6 +212,16 @@ async function supervise(count: number, argv: string[]): Promise<number> {
   return Math.max(...codes);
 }
 
+/** The certificate and key files' text. node:fs is imported only then: on
+ * Deno, Node's modules cost megabytes to load. */
+async function readTls(
+  cert: string,
+  key: string,
+): Promise<{ cert: string; key: string }> {
+  const { readFileSync } = await import("node:fs");
+  return { cert: readFileSync(cert, "utf8"), key: readFileSync(key, "utf8") };
+}
+
 async function main(): Promise<void> {
   const argv = process.argv.slice(2);
   const args = parseArgs(argv);
@@ -239,10 +247,9 @@ async function main(): Promise<void> {
   // `static`, which the main thread hands to the server.
   const app = await loadApp(url);
   // The files are read here, so a missing one is reported with its path.
-  const tls = args.cert === undefined ? {} : {
-    cert: readFileSync(args.cert, "utf8"),
-    key: readFileSync(args.key!, "utf8"),
-  };
+  const tls = args.cert === undefined
+    ? {}
+    : await readTls(args.cert, args.key!);
   const options = {
     ...tls,
     port: args.port,
