@@ -113,7 +113,7 @@ export class Build {
           "this happens once and takes a few seconds",
       );
       search.log(`ymo: cmake configure (${out})`);
-      run("cmake", [
+      runCommand("cmake", [
         "-S",
         src,
         "-B",
@@ -123,7 +123,7 @@ export class Build {
         "-DBUILD_TESTING=OFF",
       ]);
       search.log("ymo: cmake build");
-      run("cmake", ["--build", out, "--parallel", "4"]);
+      runCommand("cmake", ["--build", out, "--parallel", "4"]);
       const built = findFile(out, search.file);
       if (built === undefined) {
         throw new Error(`the build did not produce ${search.file} in ${out}`);
@@ -209,7 +209,7 @@ function assertMayRun(command: string): void {
 }
 
 /** Runs a command, capturing its output; throws with the output's tail. */
-function run(command: string, args: string[]): void {
+function runCommand(command: string, args: string[]): void {
   assertMayRun(command);
   const result = spawnSync(command, args, {
     stdio: ["ignore", "pipe", "pipe"],

@@ -13,6 +13,7 @@
 
 interface DenoHost {
   build: { os: string };
+  errors: Record<string, abstract new () => Error>;
   cwd(): string;
   env: { get(name: string): string | undefined };
   statSync(path: string): { isFile: boolean };
@@ -50,10 +51,8 @@ export function processEnv(): Record<string, string | undefined> {
 
 /** True for Deno's permission errors, which callers must see unchanged. */
 export function isPermissionError(error: unknown): boolean {
-  const errors = (globalThis as {
-    Deno?: { errors?: Record<string, abstract new () => Error> };
-  }).Deno?.errors;
-  if (errors === undefined) return false;
+  if (deno === undefined) return false;
+  const errors = deno.errors;
   return (errors.NotCapable !== undefined &&
     error instanceof errors.NotCapable) ||
     (errors.PermissionDenied !== undefined &&

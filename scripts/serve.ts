@@ -168,7 +168,7 @@ function inheritedSocket(): number | undefined {
 /** Runs `count` copies of this command line sharing the port, until they
  * all exit; signals are passed on to them. */
 async function supervise(count: number, argv: string[]): Promise<number> {
-  // Imported here, as node:fs in readTls.
+  // Imported only here: on Deno, Node's modules cost megabytes to load.
   const { spawn } = await import("node:child_process");
   const script = process.argv[1];
   const runtime = typeof (globalThis as { Bun?: unknown }).Bun !== "undefined"

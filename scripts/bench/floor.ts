@@ -31,6 +31,7 @@
  * @module
  */
 import process from "node:process";
+import { readBytes } from "../../ffi/_host.ts";
 import app from "./app.ts";
 
 const WORKLOADS: Record<string, { path: string; batch: number }> = {
@@ -71,19 +72,11 @@ const runtime = "Deno" in globalThis ? "deno" : "bun";
 // deno-lint-ignore no-explicit-any
 const deno = (globalThis as any).Deno;
 
-/** Reads /proc/self/status; not through node:fs on Deno, where loading it
- * costs megabytes of its own (the app loads only node:process and
- * node:crypto). */
-const readStatus: () => string = runtime === "deno"
-  ? () => deno.readTextFileSync("/proc/self/status")
-  : await (async () => {
-    const fs = await import("node:fs");
-    return () => fs.readFileSync("/proc/self/status", "utf8");
-  })();
-
 /** A field of /proc/self/status, in KiB (Linux). */
 function statusKiB(field: string): number {
-  const status = readStatus();
+  // Through _host.ts: not node:fs on Deno, where loading it costs megabytes
+  // of its own (the app loads only node:process and node:crypto).
+  const status = new TextDecoder().decode(readBytes("/proc/self/status"));
   const match = new RegExp(`^${field}:\\s+(\\d+) kB`, "m").exec(status);
   if (match === null) throw new Error(`no ${field} in /proc/self/status`);
   return Number(match[1]);
