@@ -11,7 +11,8 @@ import { HeaderWriter, RESP_HIGH_WATER } from "../ffi/codec.ts";
 import { EMPTY, type Exchange } from "./_exchange.ts";
 import { sendUpgrade } from "./_websocket.ts";
 
-const { headerList, staticBody } = await loadNative();
+const native = await loadNative();
+const { headerList, staticBody } = native;
 
 const encoder = new TextEncoder();
 
@@ -283,18 +284,28 @@ export class Responder {
       // Either the pending read, or the chunk that hit the read-ahead limit
       // and is not sent yet.
       if (later !== null) chunk = await later;
+      // Bytes sent since the event loop last turned for this stream.
+      let unbroken = 0;
       while (!chunk.done) {
-        const pending = exchange.append(toBytes(chunk.value), false);
+        const bytes = toBytes(chunk.value);
+        const pending = exchange.append(bytes, false);
         if (pending < 0) {
           reader.cancel().catch(() => {});
           return;
         }
-        // A slow client: stop pulling from the body until C has written
-        // most of what it holds, so memory stays bounded; the chunk C
-        // copied is let go meanwhile.
+        chunk = COPIED;
         if (pending > RESP_HIGH_WATER) {
-          chunk = COPIED;
+          // A slow client: stop pulling from the body until C has written
+          // most of what it holds, so memory stays bounded; the chunk C
+          // copied is let go meanwhile.
           await exchange.drained();
+          unbroken = 0;
+        } else if ((unbroken += bytes.byteLength) >= STREAM_TURN_BYTES) {
+          // The socket takes all (C writes at the high-water mark while
+          // this thread holds the loop) and the chunks come through
+          // microtasks: let timers, I/O and other requests have a turn.
+          await native.turn();
+          unbroken = 0;
         }
         chunk = await reader.read();
       }
@@ -317,6 +328,10 @@ export class Responder {
 /** String bodies from this length on are kept encoded for the next
  * response (#encode); shorter ones encode faster than they compare. */
 const ENCODE_CACHE_MIN = 1024;
+
+/** Bytes a stream sends with nothing to wait for before it lets the event
+ * loop turn (several times a typical download's size, a few ms). */
+const STREAM_TURN_BYTES = 4 * 1024 * 1024;
 
 /** Bytes a response may gather before its head goes out anyway. */
 const READ_AHEAD_LIMIT = 64 * 1024;

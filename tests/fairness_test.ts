@@ -5,6 +5,7 @@ import assert from "node:assert/strict";
 import net from "node:net";
 import { test } from "./_shim.ts";
 import { deferred } from "./_http.ts";
+import { startChild } from "./_child.ts";
 import { serve } from "../mod.ts";
 
 /** Busy-waits, as a CPU-heavy synchronous handler does. */
@@ -101,6 +102,59 @@ test("a stream that always has a chunk ready takes turns with other requests", a
     assert.ok(received > before, "the endless stream still flows");
   } finally {
     endless.destroy();
+    await server.shutdown();
+  }
+});
+
+test("a stream that a fast client reads to no end lets timers and other requests go on", async () => {
+  // curl in another process takes the bytes as fast as they come, so the
+  // socket never fills and the stream never waits for a drain: its chunks
+  // come through microtasks alone, which must not keep the event loop (this
+  // test's timers and fetch included) from turning. Starved, the timer
+  // would fire only once curl gives up (--max-time) and the stream ends.
+  const chunk = new Uint8Array(16 * 1024).fill(97);
+  let pulled = 0;
+  const server = serve(
+    { port: 0, hostname: "127.0.0.1", onListen() {} },
+    (req) =>
+      new URL(req.url).pathname === "/endless"
+        ? new Response(
+          new ReadableStream<Uint8Array>({
+            pull(controller) {
+              // Slower than curl reads, so the socket never fills.
+              spin(20);
+              pulled += chunk.byteLength;
+              controller.enqueue(chunk.slice());
+            },
+          }),
+        )
+        : new Response("other"),
+  );
+  const curl = startChild("curl", [
+    "-s",
+    "-o",
+    "/dev/null",
+    "--max-time",
+    "20",
+    `http://127.0.0.1:${server.port}/endless`,
+  ]);
+  let curlDone = false;
+  curl.exited.then(() => curlDone = true);
+  try {
+    while (pulled < 1 << 20 && !curlDone) {
+      await new Promise((resolve) => setTimeout(resolve, 5));
+    }
+    const start = pulled;
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    assert.ok(!curlDone, `the timer fired once curl was done: ${curl.stderr()}`);
+    assert.ok(pulled > start + (1 << 20), "the stream flowed meanwhile");
+    const response = await fetch(`http://127.0.0.1:${server.port}/other`, {
+      signal: AbortSignal.timeout(15_000),
+    });
+    assert.equal(await response.text(), "other");
+    assert.ok(!curlDone, "the other request was answered while it flowed");
+  } finally {
+    await curl.stop();
     await server.shutdown();
   }
 });

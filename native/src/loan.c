@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <time.h>
 
+#include "exchange.h"
 #include "worker.h"
 
 int ymo__loan_init(ymo_loan_t *loan) {
@@ -205,3 +206,30 @@ int ymo_worker_nap(ymo_worker_t *w, int32_t timeout_us) {
 }
 
 int ymo_worker_flush(ymo_worker_t *w) { return owned_pass(w, PASS_FLUSH, 0); }
+
+/* Why: past the high-water mark a streamed response waits in JS for a
+ * drain notice, which only a pass of the loop brings, while the socket of a
+ * client that reads could take the bytes at once (megabytes of buffer). At
+ * 256 streams of 1 MiB nearly every stream waited so, in flight with a
+ * chunk its stream had read ahead, each kept past the engine's young
+ * collections. Written here, the stream goes on. Under the lock with the
+ * loop ours, L cannot write between the write and want_drain, so no drain
+ * notice is missed. */
+bool ymo__loan_write_through(ymo_worker_t *w, ymo_exchange_t *ex,
+                             ymo_out_t *out, long long *pending) {
+  ymo_loan_t *loan = &w->loan;
+  if (!loan->enabled || !ymo__worker_loop_lent(w)) return false;
+  pthread_mutex_lock(&loan->lock);
+  bool ours = !loan->ended && !atomic_load(w->draining) &&
+              atomic_load(&loan->state) == YMO__LOAN_JS;
+  if (ours) {
+    loan->polls++;
+    ymo__worker_push_out(w, out);
+    ymo__worker_drain(w);
+    *pending = atomic_load_explicit(&ex->unwritten, memory_order_relaxed);
+    if (*pending > YMO_RESP_HIGH_WATER)
+      atomic_store_explicit(&ex->want_drain, 1, memory_order_relaxed);
+  }
+  pthread_mutex_unlock(&loan->lock);
+  return ours;
+}

@@ -667,11 +667,13 @@ int32_t ymo_worker_response_body_append(ymo_worker_t *w, uint32_t id,
   long long pending =
       atomic_load_explicit(&ex->unwritten, memory_order_relaxed) +
       (long long)out->len;
-  /* Past the high-water mark the caller waits for a drain notice; ask L
-   * for one before it can see this piece. */
-  if (!done && pending > YMO_RESP_HIGH_WATER)
-    atomic_store_explicit(&ex->want_drain, 1, memory_order_relaxed);
-  push_out(w, out);
+  bool over = !done && pending > YMO_RESP_HIGH_WATER;
+  if (!over || !ymo__loan_write_through(w, ex, out, &pending)) {
+    /* Past the high-water mark the caller waits for a drain notice; ask L
+     * for one before it can see this piece. */
+    if (over) atomic_store_explicit(&ex->want_drain, 1, memory_order_relaxed);
+    push_out(w, out);
+  }
   return pending > INT32_MAX ? INT32_MAX : (int32_t)pending;
 }
 

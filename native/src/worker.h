@@ -198,6 +198,12 @@ void ymo__loan_destroy(ymo_loan_t *loan);
 void ymo__worker_allow_loans(ymo_worker_t *worker);
 void ymo__worker_lend(ymo_worker_t *worker);
 void ymo__worker_end_loans(ymo_worker_t *worker);
+/* JS: an append took a streamed response past YMO_RESP_HIGH_WATER. If JS
+ * holds the loop, queue `out`, write what queue_out holds now and set
+ * *pending to what is left of the response (asking for a drain notice if
+ * that is still past the mark); false, with nothing done, if not. */
+bool ymo__loan_write_through(ymo_worker_t *worker, ymo_exchange_t *exchange,
+                             ymo_out_t *out, long long *pending);
 /* Whether JS owns the loop now (queue_in then wakes nobody: JS polls). */
 static inline bool ymo__worker_loop_lent(ymo_worker_t *w) {
   return atomic_load_explicit(&w->loan.state, memory_order_relaxed) ==

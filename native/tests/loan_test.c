@@ -328,6 +328,103 @@ static void test_nap(void) {
   free(tb.in);
 }
 
+/* An append that takes a streamed response past YMO_RESP_HIGH_WATER while
+ * this thread holds the loop writes it there and then: the client gets the
+ * bytes with no pass or flush after it, and the append returns what is
+ * left, below the mark, so the stream need not wait for a drain notice.
+ * Against a client that does not read, what is left stays past the mark,
+ * and the drain notice comes through the owned loop once the client reads. */
+static uint8_t big_chunk[16384];
+
+static int32_t append_until_written(ymo_worker_t *w, const rec_t *r,
+                                    int32_t *appended) {
+  int32_t last = 0;
+  for (int i = 0; i < 64; i++) {
+    int32_t pending = ymo_worker_response_body_append(
+        w, r->id, r->gen, big_chunk, (int32_t)sizeof(big_chunk), 0);
+    CHECKF(pending >= 0, "append: %d", pending);
+    *appended += (int32_t)sizeof(big_chunk);
+    if (pending < last || pending > YMO_RESP_HIGH_WATER) return pending;
+    last = pending;
+  }
+  CHECKF(false, "64 appends and nothing was written");
+  return -1;
+}
+
+static void test_write_through(void) {
+  memset(big_chunk, 'w', sizeof(big_chunk));
+  int port;
+  ymo_worker_t *w;
+  ymo_server_t *srv = lent_server(&port, &w);
+  takebuf_t tb = {.p = malloc(1 << 16), .cap = 1 << 16};
+  rec_t r;
+
+  /* A client that reads: written at the mark, from this thread. */
+  int fd = client_connect(port);
+  send_get(fd, "/through");
+  int32_t n = take_through_loop(w, &tb);
+  CHECK_EQ(parse_record(tb.p, (size_t)n, &r), n);
+  CHECK_OK(ymo_worker_respond(w, r.id, r.gen, 200, NULL, 0, NULL, 0, 0));
+  int32_t appended = 0;
+  int32_t left = append_until_written(w, &r, &appended);
+  CHECKF(left <= YMO_RESP_HIGH_WATER, "%d bytes left past the mark", left);
+  /* No pass, no flush: the head and at least the body up to the mark must
+   * already be on the socket. */
+  size_t want = YMO_RESP_HIGH_WATER;
+  uint8_t *got = malloc(want);
+  CHECK_EQ(recv_n(fd, got, want), want);
+  CHECK(memcmp(got, "HTTP/1.1 200 OK\r\n", 17) == 0);
+  free(got);
+  CHECK(ymo_worker_response_body_append(w, r.id, r.gen, NULL, 0,
+                                        YMO_RESP_DONE) >= 0);
+  CHECK(ymo_worker_flush(w) >= 0);
+  close(fd);
+
+  /* A client that does not read, with a small window: past the mark, and
+   * a drain notice once it reads. */
+  fd = client_connect_sized(port, 4096);
+  send_get(fd, "/slow");
+  n = take_through_loop(w, &tb);
+  CHECK_EQ(parse_record(tb.p, (size_t)n, &r), n);
+  CHECK_OK(ymo_worker_respond(w, r.id, r.gen, 200, NULL, 0, NULL, 0, 0));
+  appended = 0;
+  int32_t pending = 0;
+  for (int i = 0; i < 1024 && pending <= YMO_RESP_HIGH_WATER; i++)
+    pending = append_until_written(w, &r, &appended);
+  CHECKF(pending > YMO_RESP_HIGH_WATER, "the socket never filled (%d left)",
+         pending);
+  dbuf_t all = {0};
+  bool drained = false;
+  for (int i = 0; i < 5000 && !drained; i++) {
+    uint8_t tmp[65536];
+    ssize_t k = recv(fd, tmp, sizeof(tmp), MSG_DONTWAIT);
+    if (k > 0) db_put(&all, tmp, (size_t)k);
+    CHECK(ymo_worker_poll(w) >= 0);
+    int32_t m = take_all(w, &tb);
+    for (int32_t at = 0; at < m;) {
+      const uint8_t *p = tb.p + at;
+      uint32_t len = REC_FIELD(p, record_len);
+      CHECKF(len >= YMO_REQ_ABORT_SIZE && len <= (uint32_t)(m - at),
+             "record of %u bytes", len);
+      if ((REC_FIELD(p, flags) & YMO_REQF_DRAIN) &&
+          REC_FIELD(p, id) == r.id && REC_FIELD(p, gen) == r.gen)
+        drained = true;
+      at += (int32_t)len;
+    }
+    if (k <= 0) sleep_ms(1);
+  }
+  CHECKF(drained, "no drain notice after the client read %zu bytes", all.len);
+  CHECK(ymo_worker_response_body_append(w, r.id, r.gen, NULL, 0,
+                                        YMO_RESP_DONE) >= 0);
+  CHECK(ymo_worker_flush(w) >= 0);
+  close(fd);
+  db_free(&all);
+  CHECK_OK(ymo_worker_release_loop(w));
+  ymo_server_free(srv);
+  takebuf_free(&tb);
+  free(tb.in);
+}
+
 int main(int argc, char **argv) {
   signal(SIGPIPE, SIG_IGN);
   test_deadline(50);
@@ -342,6 +439,8 @@ int main(int argc, char **argv) {
     test_shutdown();
   else if (strcmp(which, "nap") == 0)
     test_nap();
+  else if (strcmp(which, "write_through") == 0)
+    test_write_through();
   else
     CHECKF(false, "unknown test %s", which);
   printf("loan %s: ok\n", which);
