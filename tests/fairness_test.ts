@@ -14,6 +14,26 @@ function spin(us: number): void {
   while (performance.now() < until) { /* work */ }
 }
 
+/** A server whose /endless answers a stream that always has a 16 KiB chunk
+ * ready (`pulling` is called before each), and every other path "other". */
+function endlessServer(pulling: (bytes: number) => void) {
+  const chunk = new Uint8Array(16 * 1024).fill(97);
+  return serve(
+    { port: 0, hostname: "127.0.0.1", onListen() {} },
+    (req) =>
+      new URL(req.url).pathname === "/endless"
+        ? new Response(
+          new ReadableStream<Uint8Array>({
+            pull(controller) {
+              pulling(chunk.byteLength);
+              controller.enqueue(chunk.slice());
+            },
+          }),
+        )
+        : new Response("other"),
+  );
+}
+
 test("a timer set by a handler fires while pipelined requests still queue", async () => {
   // Each connection's next request is parsed once the one before it is
   // answered, so 50 connections pipelining 60 each keep the queue full for
@@ -65,20 +85,7 @@ test("a timer set by a handler fires while pipelined requests still queue", asyn
 test("a stream that always has a chunk ready takes turns with other requests", async () => {
   // A client that reads as fast as the pull makes chunks: the other
   // requests must still be answered while it flows.
-  const chunk = new Uint8Array(16 * 1024).fill(97);
-  const server = serve(
-    { port: 0, hostname: "127.0.0.1", onListen() {} },
-    (req) =>
-      new URL(req.url).pathname === "/endless"
-        ? new Response(
-          new ReadableStream<Uint8Array>({
-            pull(controller) {
-              controller.enqueue(chunk.slice());
-            },
-          }),
-        )
-        : new Response("other"),
-  );
+  const server = endlessServer(() => {});
   const endless = net.connect(server.port, "127.0.0.1");
   try {
     let received = 0;
@@ -112,24 +119,12 @@ test("a stream that a fast client reads to no end lets timers and other requests
   // come through microtasks alone, which must not keep the event loop (this
   // test's timers and fetch included) from turning. Starved, the timer
   // would fire only once curl gives up (--max-time) and the stream ends.
-  const chunk = new Uint8Array(16 * 1024).fill(97);
   let pulled = 0;
-  const server = serve(
-    { port: 0, hostname: "127.0.0.1", onListen() {} },
-    (req) =>
-      new URL(req.url).pathname === "/endless"
-        ? new Response(
-          new ReadableStream<Uint8Array>({
-            pull(controller) {
-              // Slower than curl reads, so the socket never fills.
-              spin(20);
-              pulled += chunk.byteLength;
-              controller.enqueue(chunk.slice());
-            },
-          }),
-        )
-        : new Response("other"),
-  );
+  const server = endlessServer((bytes) => {
+    // Slower than curl reads, so the socket never fills.
+    spin(20);
+    pulled += bytes;
+  });
   const curl = startChild("curl", [
     "-s",
     "-o",
@@ -146,7 +141,10 @@ test("a stream that a fast client reads to no end lets timers and other requests
     }
     const start = pulled;
     await new Promise((resolve) => setTimeout(resolve, 100));
-    assert.ok(!curlDone, `the timer fired once curl was done: ${curl.stderr()}`);
+    assert.ok(
+      !curlDone,
+      `the timer fired once curl was done: ${curl.stderr()}`,
+    );
     assert.ok(pulled > start + (1 << 20), "the stream flowed meanwhile");
     const response = await fetch(`http://127.0.0.1:${server.port}/other`, {
       signal: AbortSignal.timeout(15_000),
