@@ -17,7 +17,11 @@
  * inner state (ymo and both built-in servers do). The Request is made once
  * and reused, since making it is the server's part. Each workload runs a
  * warm-up, then 5 batches timed with process.cpuUsage() (all threads, so a
- * runtime's garbage collector counts); the median batch is printed.
+ * runtime's garbage collector counts); the median batch is printed. `cpu`
+ * hashes as many rounds as YMO_BENCH_CPU_ROUNDS says (a benchmark report's
+ * `cpuRounds` for this runtime, to price the work that run did), else as many
+ * as this process calibrates to 200 µs, which moves from run to run; the
+ * count is printed.
  *
  * `--rss` measures memory instead: the process's peak resident set (VmHWM)
  * while the app answers `GET /` for 4 s with no server, 50 requests per turn
@@ -33,6 +37,7 @@
 import process from "node:process";
 import { readBytes } from "../../ffi/_host.ts";
 import app from "./app.ts";
+import { cpuRoundsPerRequest } from "./_work.mjs";
 
 const WORKLOADS: Record<string, { path: string; batch: number }> = {
   hello: { path: "/", batch: 200_000 },
@@ -159,9 +164,10 @@ for (const id of chosen) {
     batches.push(await batchCpu(request, Math.ceil(workload.batch / 5)));
   }
   batches.sort((a, b) => a - b);
+  const rounds = id === "cpu" ? `, ${cpuRoundsPerRequest()} rounds` : "";
   console.log(
     `${runtime} ${id}: ${batches[2].toFixed(1)} µs CPU/req (batches ${
       batches[0].toFixed(1)
-    }–${batches[4].toFixed(1)})`,
+    }–${batches[4].toFixed(1)}${rounds})`,
   );
 }
