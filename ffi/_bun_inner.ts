@@ -107,5 +107,14 @@ export function staticBody(
     : bytes;
 }
 
+/** The value of `promise` if it is already fulfilled, else undefined
+ * (Bun.peek, which reads a settled promise's state without a microtask). */
+export function fulfilled<T>(promise: Promise<T>): T | undefined {
+  if (peek === undefined || peek.status(promise) !== "fulfilled") {
+    return undefined;
+  }
+  return peek(promise) as T;
+}
+
 /** Whether the fixed-body shortcut is available on this runtime. */
 export const hasStaticBody: boolean = ON;

@@ -99,4 +99,7 @@ export interface Native {
   staticBody(
     response: Response,
   ): string | Uint8Array | Promise<Uint8Array> | undefined;
+  /** The value of `promise` if it is already fulfilled, else undefined
+   * (pending, rejected, or this runtime cannot tell). */
+  fulfilled<T>(promise: Promise<T>): T | undefined;
 }

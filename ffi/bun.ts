@@ -6,7 +6,7 @@
  * @module
  */
 import { symbols } from "./symbols.ts";
-import { staticBody } from "./_bun_inner.ts";
+import { fulfilled, staticBody } from "./_bun_inner.ts";
 import type { Native, NativeSymbols, Pointer, Timer, Waker } from "./_types.ts";
 
 // Imported through a variable so that Deno, which type-checks and publishes
@@ -185,5 +185,6 @@ export function open(path: string): Native {
     fastRequest: undefined,
     headerList: () => undefined,
     staticBody,
+    fulfilled,
   };
 }

@@ -157,5 +157,7 @@ export function open(path: string): Native {
     fastRequest,
     headerList,
     staticBody,
+    // V8 offers no public way to read a promise's state.
+    fulfilled: () => undefined,
   };
 }

@@ -12,7 +12,7 @@ import { EMPTY, type Exchange } from "./_exchange.ts";
 import { sendUpgrade } from "./_websocket.ts";
 
 const native = await loadNative();
-const { headerList, staticBody } = native;
+const { headerList, staticBody, fulfilled } = native;
 
 const encoder = new TextEncoder();
 
@@ -307,7 +307,14 @@ export class Responder {
           await native.turn();
           unbroken = 0;
         }
-        chunk = await reader.read();
+        // A chunk the stream has at once is taken at once where the runtime
+        // can tell (Bun), not a microtask later, after every other stream's
+        // turn: fewer chunks are alive at each young collection, and the
+        // app's next ones land on pages still in use (stream at 256
+        // connections on Bun: 559-794 µs per response against 568-928
+        // without, better in 10 of 11 interleaved rounds).
+        const next = reader.read();
+        chunk = fulfilled(next) ?? await next;
       }
       exchange.append(EMPTY, true);
     } catch (error) {

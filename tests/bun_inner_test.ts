@@ -1,9 +1,11 @@
 // ffi/_bun_inner.ts: the fixed-body shortcut must be on for Bun, give the
 // bytes the standard path gives, and never touch a body that is a stream
-// (reading one with bytes() would buffer a streamed response whole).
+// (reading one with bytes() would buffer a streamed response whole); and
+// fulfilled(), which streamed bodies use to take a ready chunk at once.
 import assert from "node:assert/strict";
 import { isDeno, test } from "./_shim.ts";
 import { hasStaticBody, staticBody } from "../ffi/_bun_inner.ts";
+import { loadNative } from "../ffi/native.ts";
 
 const text = (bytes: unknown) => new TextDecoder().decode(bytes as Uint8Array);
 
@@ -59,4 +61,25 @@ test("staticBody() leaves streams, blobs, empty and read bodies alone", async ()
   const read = new Response("read");
   await read.text();
   assert.equal(staticBody(read), undefined);
+});
+
+test("fulfilled() reads a settled promise at once on Bun, and nothing on Deno", async () => {
+  const { fulfilled } = await loadNative();
+  const pending = new Promise<number>(() => {});
+  const rejected = Promise.reject(new Error("no"));
+  rejected.catch(() => {});
+  assert.equal(fulfilled(pending), undefined);
+  assert.equal(fulfilled(rejected), undefined);
+  // What a stream read gives when the stream has a chunk already.
+  const reader = new ReadableStream<string>({
+    start(controller) {
+      controller.enqueue("ready");
+    },
+  }).getReader();
+  const read = reader.read();
+  assert.deepEqual(
+    fulfilled(read),
+    isDeno ? undefined : { value: "ready", done: false },
+  );
+  assert.equal(fulfilled(Promise.resolve(3)), isDeno ? undefined : 3);
 });
