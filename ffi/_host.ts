@@ -118,3 +118,10 @@ export function toFileUrl(path: string): URL {
   );
   return url;
 }
+
+/** A module specifier as a URL string: one with a scheme as it is, a path as
+ * its `file:` URL (relative ones from the working directory). */
+export function moduleHref(module: string | URL): string {
+  if (module instanceof URL) return module.href;
+  return /^[a-z][a-z0-9+.-]*:/i.test(module) ? module : toFileUrl(module).href;
+}

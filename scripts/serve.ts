@@ -30,7 +30,7 @@
  */
 import process from "node:process";
 import type { ChildProcess } from "node:child_process";
-import { toFileUrl } from "../ffi/_host.ts";
+import { moduleHref, readBytes } from "../ffi/_host.ts";
 import {
   type Routes,
   serve,
@@ -124,9 +124,15 @@ function parseArgs(argv: string[]): Args {
   };
 }
 
+/** A file's text (through _host.ts: not node:fs, which costs a Deno process
+ * megabytes to load). */
+function readText(file: string): string {
+  return new TextDecoder().decode(readBytes(file));
+}
+
 function appUrl(app: string | undefined): string {
   if (app === undefined) return new URL("./demo.ts", import.meta.url).href;
-  return /^[a-z][a-z0-9+.-]*:/i.test(app) ? app : toFileUrl(app).href;
+  return moduleHref(app);
 }
 
 /** What serve.ts takes from an app module's default export. */
@@ -212,16 +218,6 @@ async function supervise(count: number, argv: string[]): Promise<number> {
   return Math.max(...codes);
 }
 
-/** The certificate and key files' text. node:fs is imported only then: on
- * Deno, Node's modules cost megabytes to load. */
-async function readTls(
-  cert: string,
-  key: string,
-): Promise<{ cert: string; key: string }> {
-  const { readFileSync } = await import("node:fs");
-  return { cert: readFileSync(cert, "utf8"), key: readFileSync(key, "utf8") };
-}
-
 async function main(): Promise<void> {
   const argv = process.argv.slice(2);
   const args = parseArgs(argv);
@@ -249,7 +245,7 @@ async function main(): Promise<void> {
   // The files are read here, so a missing one is reported with its path.
   const tls = args.cert === undefined
     ? {}
-    : await readTls(args.cert, args.key!);
+    : { cert: readText(args.cert), key: readText(args.key!) };
   const options = {
     ...tls,
     port: args.port,

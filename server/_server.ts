@@ -6,7 +6,7 @@
  *
  * @module
  */
-import { toFileUrl } from "../ffi/_host.ts";
+import { moduleHref } from "../ffi/_host.ts";
 import { loadNative } from "../ffi/native.ts";
 import { HeaderWriter } from "../ffi/codec.ts";
 import { Option } from "../ffi/symbols.ts";
@@ -180,7 +180,7 @@ export class Server {
         this.#threads = new ThreadPool(
           host,
           this.#loopWorkers,
-          moduleUrl(options.module!),
+          moduleHref(options.module!),
         );
       }
       for (const loop of this.#loops) {
@@ -576,10 +576,4 @@ function boundHost(server: Pointer): string {
     "Cannot read address",
   );
   return new TextDecoder().decode(buf.subarray(0, len));
-}
-
-function moduleUrl(module: string | URL): string {
-  if (module instanceof URL) return module.href;
-  if (/^[a-z][a-z0-9+.-]*:/i.test(module)) return module;
-  return toFileUrl(module).href;
 }

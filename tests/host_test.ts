@@ -12,6 +12,7 @@ import {
   isAbsolute,
   isFile,
   join,
+  moduleHref,
   platform,
   processEnv,
   readBytes,
@@ -45,6 +46,16 @@ test("paths and file URLs come out as node:path and node:url make them", () => {
     assert.equal(join(...parts), path.join(...parts), parts.join(" "));
   }
   assert.throws(() => fromFileUrl(new URL("https://x/y")), TypeError);
+});
+
+test("moduleHref() keeps URLs and turns paths into file: URLs", () => {
+  assert.equal(moduleHref("https://x/y.ts"), "https://x/y.ts");
+  assert.equal(moduleHref("jsr:@ymo/ymo"), "jsr:@ymo/ymo");
+  assert.equal(moduleHref(new URL("file:///a/b.ts")), "file:///a/b.ts");
+  assert.equal(
+    moduleHref("rel/app.ts"),
+    pathToFileURL(path.resolve("rel/app.ts")).href,
+  );
 });
 
 test("files, the environment and the platform read as Node reads them", () => {
