@@ -99,6 +99,11 @@ export interface Native {
   staticBody(
     response: Response,
   ): string | Uint8Array | Promise<Uint8Array> | undefined;
+  /** C has copied `body`, the fixed body staticBody gave for `response`:
+   * mark the Response used, as the built-in servers do after sending it,
+   * and give the body's memory back now where the runtime counts it toward
+   * its next full collection (Deno). */
+  bodySent(response: Response, body: string | Uint8Array): void;
   /** The value of `promise` if it is already fulfilled, else undefined
    * (pending, rejected, or this runtime cannot tell). */
   fulfilled<T>(promise: Promise<T>): T | undefined;

@@ -8,7 +8,12 @@
 import { ESHUTDOWN, symbols } from "./symbols.ts";
 import type { Native, NativeSymbols, Pointer, Timer, Waker } from "./_types.ts";
 import { setImmediate } from "node:timers";
-import { fastRequest, headerList, staticBody } from "./_deno_inner.ts";
+import {
+  bodySent,
+  fastRequest,
+  headerList,
+  staticBody,
+} from "./_deno_inner.ts";
 
 /** Milliseconds between takes of an unref'd waker. */
 const POLL_MS = 5;
@@ -157,6 +162,7 @@ export function open(path: string): Native {
     fastRequest,
     headerList,
     staticBody,
+    bodySent,
     // V8 offers no public way to read a promise's state.
     fulfilled: () => undefined,
   };

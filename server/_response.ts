@@ -12,7 +12,7 @@ import { EMPTY, type Exchange } from "./_exchange.ts";
 import { sendUpgrade } from "./_websocket.ts";
 
 const native = await loadNative();
-const { headerList, staticBody, fulfilled } = native;
+const { headerList, staticBody, bodySent, fulfilled } = native;
 
 const encoder = new TextEncoder();
 
@@ -165,6 +165,7 @@ export class Responder {
     if (fixed !== undefined) {
       const bytes = typeof fixed === "string" ? this.#encode(fixed) : fixed;
       exchange.respond(status, head, headLength, bytes, true, ownLength);
+      bodySent(response as Response, fixed);
       return;
     }
     if (body === null) {

@@ -4,7 +4,9 @@
 import assert from "node:assert/strict";
 import { isDeno, test } from "./_shim.ts";
 import {
+  bodySent,
   fastRequest,
+  hasBodySent,
   hasHeaderList,
   hasStaticBody,
   headerList,
@@ -17,6 +19,7 @@ test("the Deno shortcuts are on for Deno and off for Bun", () => {
   assert.equal(hasStaticBody, isDeno);
   assert.equal(hasHeaderList, isDeno);
   assert.equal(fastRequest !== undefined, isDeno);
+  assert.equal(hasBodySent, isDeno);
 });
 
 test("staticBody() returns fixed strings and bytes, unread", () => {
@@ -41,6 +44,37 @@ test("staticBody() leaves streams, blobs, null and read bodies alone", async () 
   const read = new Response("once");
   await read.text();
   assert.equal(staticBody(read), undefined);
+});
+
+test("bodySent() marks the Response used and frees the bytes Deno copied, never the caller's", async () => {
+  const mine = new Uint8Array([1, 2, 3]);
+  const response = new Response(mine, { headers: { "x-a": "1" } });
+  const body = staticBody(response);
+  if (!hasBodySent) {
+    bodySent(response, mine);
+    assert.equal(response.bodyUsed, false);
+    return;
+  }
+  assert.ok(body instanceof Uint8Array);
+  bodySent(response, body);
+  assert.equal(response.bodyUsed, true);
+  assert.equal(body.byteLength, 0); // Detached: its memory is given back.
+  assert.deepEqual(mine, new Uint8Array([1, 2, 3]));
+  await assert.rejects(response.arrayBuffer(), TypeError);
+  assert.throws(() => response.clone(), TypeError);
+  assert.equal(staticBody(response), undefined);
+
+  const text = new Response("text");
+  bodySent(text, staticBody(text) as string);
+  assert.equal(text.bodyUsed, true);
+  await assert.rejects(text.text(), TypeError);
+  assert.equal(staticBody(text), undefined);
+
+  // A view that does not span its buffer is not detached.
+  const whole = new Uint8Array([9, 9, 9, 9]);
+  const part = whole.subarray(1, 3);
+  bodySent(new Response("x"), part);
+  assert.equal(part.byteLength, 2);
 });
 
 /** Fields as "name: value" lines, names lowercased, sorted. */

@@ -151,6 +151,42 @@ test("a Deno.serve app runs unchanged: { handler }, info.remoteAddr and info.com
   }
 });
 
+test("a Response is sent once, as by Deno.serve and Bun.serve: then it is used, and sending it again answers 500", async () => {
+  // Each kind of fixed body the runtimes keep aside, and a stream.
+  const makers: [string, () => Response][] = [
+    ["string", () => new Response("once")],
+    [
+      "string with headers",
+      () => new Response("once", { headers: { "x-a": "1" } }),
+    ],
+    ["bytes", () => new Response(new TextEncoder().encode("once"))],
+    ["json", () => Response.json("once")],
+    ["stream", () => new Response(new Blob(["once"]).stream())],
+  ];
+  for (const [kind, make] of makers) {
+    const response = make();
+    const server = serve({
+      ...QUIET,
+      port: 0,
+      onError: () => new Response("refused", { status: 500 }),
+    }, () => response);
+    try {
+      const first = await get(server, "/");
+      assert.equal(first.status, 200, kind);
+      assert.match(first.body, /once/, kind);
+      assert.equal(response.bodyUsed, true, kind);
+      await assert.rejects(response.text(), TypeError, kind);
+      assert.deepEqual(
+        await get(server, "/"),
+        { status: 500, body: "refused" },
+        kind,
+      );
+    } finally {
+      await server.shutdown();
+    }
+  }
+});
+
 test("Server has Bun's members too: hostname, requestIP(), pendingRequests, stop(true)", async () => {
   let addressOf: string | null | undefined;
   const server: Server = serve({ ...QUIET, port: 0 }, (req) => {
