@@ -71,9 +71,14 @@ export function hashRounds(rounds) {
 
 /**
  * Finds how many hashRounds() rounds take `targetUs` microseconds of CPU time
- * in this runtime: after a warm-up, the fastest of several batches timed with
- * process.cpuUsage(), which, unlike a clock, does not count time the process
- * spent waiting for a core on a busy machine.
+ * per call in this runtime, timed with process.cpuUsage(), which, unlike a
+ * clock, does not count time the process spent waiting for a core on a busy
+ * machine. A first estimate comes from the fastest of several long batches;
+ * then calls of the estimated size, as a request makes them, are timed in
+ * batches and the count is scaled by their median, twice. The fastest long
+ * batch alone is not the cost of a request: on Deno it missed the garbage
+ * collection of each round's hash objects, and the requests of the `cpu`
+ * workload spent about twice their 200 µs.
  *
  * @param {number} targetUs
  * @returns {number}
@@ -88,7 +93,20 @@ export function calibrateRounds(targetUs) {
     const { user, system } = process.cpuUsage(used);
     best = Math.min(best, (user + system) / batch);
   }
-  return Math.max(1, Math.round(targetUs / best));
+  let rounds = Math.max(1, Math.round(targetUs / best));
+  for (let refine = 0; refine < 2; refine++) {
+    const calls = Math.max(20, Math.round(20_000 / targetUs));
+    const perCall = [];
+    for (let i = 0; i < 9; i++) {
+      const used = process.cpuUsage();
+      for (let c = 0; c < calls; c++) hashRounds(rounds);
+      const { user, system } = process.cpuUsage(used);
+      perCall.push((user + system) / calls);
+    }
+    perCall.sort((a, b) => a - b);
+    rounds = Math.max(1, Math.round(rounds * targetUs / perCall[4]));
+  }
+  return rounds;
 }
 
 let cpuRounds = 0;
