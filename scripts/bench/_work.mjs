@@ -95,7 +95,7 @@ export function calibrateRounds(targetUs) {
   }
   let rounds = Math.max(1, Math.round(targetUs / best));
   for (let refine = 0; refine < 2; refine++) {
-    const calls = Math.max(20, Math.round(20_000 / targetUs));
+    const calls = Math.max(50, Math.round(50_000 / targetUs));
     const perCall = [];
     for (let i = 0; i < 9; i++) {
       const used = process.cpuUsage();
