@@ -11,8 +11,8 @@ import { HeaderWriter, RESP_HIGH_WATER } from "../ffi/codec.ts";
 import { EMPTY, type Exchange } from "./_exchange.ts";
 import { sendUpgrade } from "./_websocket.ts";
 
-const native = await loadNative();
-const { headerList, staticBody, bodySent, fulfilled } = native;
+const { headerList, staticBody, bodySent, fulfilled, turn } =
+  await loadNative();
 
 const encoder = new TextEncoder();
 
@@ -305,7 +305,7 @@ export class Responder {
           // The socket takes all (C writes at the high-water mark while
           // this thread holds the loop) and the chunks come through
           // microtasks: let timers, I/O and other requests have a turn.
-          await native.turn();
+          await turn();
           unbroken = 0;
         }
         // A chunk the stream has at once is taken at once where the runtime

@@ -94,8 +94,8 @@ export function calibrateRounds(targetUs) {
     best = Math.min(best, (user + system) / batch);
   }
   let rounds = Math.max(1, Math.round(targetUs / best));
+  const calls = Math.max(50, Math.round(50_000 / targetUs));
   for (let refine = 0; refine < 2; refine++) {
-    const calls = Math.max(50, Math.round(50_000 / targetUs));
     const perCall = [];
     for (let i = 0; i < 9; i++) {
       const used = process.cpuUsage();
